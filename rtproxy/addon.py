@@ -1,0 +1,283 @@
+"""The mitmproxy addon that records Realtime WebSocket sessions to .rtrec files.
+
+Load it in any mitmproxy set-up (``mitmdump -s addons/realtime_recorder.py``)
+or let ``rtproxy record`` run it in a lean proxy. One file per WebSocket
+session; every message is written (and handed to the OS) in the
+``websocket_message`` hook, i.e. before mitmproxy forwards it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import secrets as _stdlib_secrets
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+from mitmproxy import ctx, exceptions, http
+
+from . import __version__
+from .format import RecordingWriter
+from .protocol import model_from_url
+from .redaction import redact_headers, redact_payload, redact_url
+
+__all__ = ["RealtimeRecorder", "SessionSummary"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_OUT_DIR = "recordings"
+
+
+@dataclass
+class SessionSummary:
+    """What the recorder says when a session's file is complete."""
+
+    path: str
+    duration_s: float
+    messages_client: int
+    messages_server: int
+    bytes_client: int
+    bytes_server: int
+    file_bytes: int
+    status: int | None = None
+    close_code: int | None = None
+
+    def line(self) -> str:
+        status = ""
+        if self.status is not None and self.status != 101:
+            status = f" refused upgrade: HTTP {self.status};"
+        close = f" close {self.close_code};" if self.close_code is not None else ""
+        return (
+            f"recorded {self.path}:{status} {self.duration_s:.1f} s;{close} "
+            f"client {self.messages_client} msgs / {self.bytes_client:,} B, "
+            f"server {self.messages_server} msgs / {self.bytes_server:,} B; "
+            f"file {self.file_bytes:,} B"
+        )
+
+
+@dataclass
+class _Session:
+    writer: RecordingWriter
+    t0_ns: int
+    started: float
+    redactions: list[str] = field(default_factory=list)
+
+
+def _ws_url(url: str) -> str:
+    if url.startswith("https://"):
+        return "wss://" + url[len("https://") :]
+    if url.startswith("http://"):
+        return "ws://" + url[len("http://") :]
+    return url
+
+
+def _is_upgrade(flow: http.HTTPFlow) -> bool:
+    req = flow.request
+    return (
+        req.headers.get("upgrade", "").lower() == "websocket"
+        and "upgrade" in req.headers.get("connection", "").lower()
+    )
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+class RealtimeRecorder:
+    """Records each WebSocket flow into ``<out dir>/<UTC time>-<model>-<id>.rtrec``."""
+
+    def __init__(self, on_session_end: Callable[[SessionSummary], None] | None = None) -> None:
+        self.sessions: dict[str, _Session] = {}
+        self.on_session_end = on_session_end
+        self.out_dir = Path(DEFAULT_OUT_DIR)
+        self.keep_messages = False
+        self.mode = "mitmproxy"
+        self.upstream: str | None = None
+
+    # -- options ---------------------------------------------------------
+    def load(self, loader) -> None:  # type: ignore[no-untyped-def]
+        loader.add_option(
+            "rtrec_dir", str, DEFAULT_OUT_DIR, "Folder where rtproxy writes .rtrec recordings."
+        )
+        loader.add_option(
+            "rtrec_keep_messages",
+            bool,
+            False,
+            "Keep WebSocket messages in mitmproxy's flows (for mitmweb's view). "
+            "Off by default: rtproxy trims them so memory stays flat in long sessions.",
+        )
+
+    def configure(self, updated: set[str]) -> None:
+        if "rtrec_dir" in updated:
+            out = Path(ctx.options.rtrec_dir).expanduser()
+            try:
+                out.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise exceptions.OptionsError(
+                    f"rtrec_dir: cannot create {out}: {exc.strerror}"
+                ) from exc
+            if not os.access(out, os.W_OK):
+                raise exceptions.OptionsError(f"rtrec_dir: {out} is not writable")
+            self.out_dir = out
+        if "rtrec_keep_messages" in updated:
+            self.keep_messages = ctx.options.rtrec_keep_messages
+
+    # -- file set-up -----------------------------------------------------
+    def _open(self, flow: http.HTTPFlow, status: int) -> _Session:
+        started = flow.request.timestamp_start or time.time()
+        url, q_redacted = redact_url(_ws_url(flow.request.url))
+        model = model_from_url(flow.request.url) or "session"
+        stamp = datetime.fromtimestamp(started, timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        short = _stdlib_secrets.token_hex(3)
+        name = f"{stamp}-{_UNSAFE.sub('_', model)[:60]}-{short}.rtrec"
+        writer = RecordingWriter(self.out_dir / name)
+        req_headers, h_redacted = redact_headers(flow.request.headers.items(multi=True))
+        resp = flow.response
+        assert resp is not None
+        resp_headers, rh_redacted = redact_headers(resp.headers.items(multi=True))
+        redactions = [f"query:{k}" for k in q_redacted]
+        redactions += [f"request-header:{k}" for k in h_redacted]
+        redactions += [f"response-header:{k}" for k in rh_redacted]
+        writer.write_header(
+            rtproxy=__version__,
+            session_id=short,
+            started=started,
+            url=url,
+            model=model_from_url(flow.request.url),
+            recorder=self.mode,
+            upstream=self.upstream,
+            redactions=redactions,
+        )
+        body = b""
+        if status != 101:
+            body = resp.raw_content or b""
+            body, changed = redact_payload(body)
+            if changed:
+                redactions.append("response-body")
+        client_addr = flow.client_conn.peername
+        writer.write_handshake(
+            method=flow.request.method,
+            url=url,
+            path=redact_url(flow.request.path)[0],
+            http_version=flow.request.http_version,
+            request_headers=req_headers,
+            status=resp.status_code,
+            reason=resp.reason,
+            response_headers=resp_headers,
+            response_body=body,
+            subprotocol=resp.headers.get("sec-websocket-protocol"),
+            extensions=resp.headers.get("sec-websocket-extensions"),
+            t_request=flow.request.timestamp_start,
+            t_response=resp.timestamp_end or resp.timestamp_start,
+            client=f"{client_addr[0]}:{client_addr[1]}" if client_addr else None,
+        )
+        return _Session(writer, time.monotonic_ns(), time.time(), redactions)
+
+    def _finish(self, flow_id: str, sess: _Session, status: int | None, **end: object) -> None:
+        w = sess.writer
+        duration = (time.monotonic_ns() - sess.t0_ns) / 1e9
+        try:
+            w.close(duration_s=duration, redactions=sess.redactions, **end)
+        except OSError as exc:
+            log.error("rtproxy: could not finish %s: %s", w.path, exc)
+        summary = SessionSummary(
+            path=w.path,
+            duration_s=duration,
+            messages_client=w.messages[1],
+            messages_server=w.messages[0],
+            bytes_client=w.bytes[1],
+            bytes_server=w.bytes[0],
+            file_bytes=w.bytes_written,
+            status=status,
+            close_code=end.get("close_code"),  # type: ignore[arg-type]
+        )
+        if self.on_session_end:
+            self.on_session_end(summary)
+        else:
+            log.info(summary.line())
+
+    # -- hooks -----------------------------------------------------------
+    def response(self, flow: http.HTTPFlow) -> None:
+        """A refused upgrade (401, 403, ...) is a recording with no messages."""
+        if flow.response is None or flow.response.status_code == 101 or not _is_upgrade(flow):
+            return
+        try:
+            sess = self._open(flow, flow.response.status_code)
+        except OSError as exc:
+            log.error("rtproxy: cannot write a recording for %s: %s", flow.request.url, exc)
+            return
+        self._finish(flow.id, sess, flow.response.status_code, refused=True)
+
+    def websocket_start(self, flow: http.HTTPFlow) -> None:
+        try:
+            self.sessions[flow.id] = self._open(flow, 101)
+        except OSError as exc:
+            # Better no session than an unrecorded one.
+            log.error("rtproxy: cannot create a recording in %s: %s; closing", self.out_dir, exc)
+            flow.kill()
+
+    def websocket_message(self, flow: http.HTTPFlow) -> None:
+        sess = self.sessions.get(flow.id)
+        ws = flow.websocket
+        assert ws is not None
+        msg = ws.messages[-1]
+        if sess is not None:
+            content = msg.content
+            content, changed = redact_payload(content)
+            try:
+                sess.writer.write_message(
+                    time.monotonic_ns() - sess.t0_ns,
+                    msg.from_client,
+                    msg.is_text,
+                    content,
+                    redacted=changed,
+                )
+            except OSError as exc:
+                log.error("rtproxy: writing %s failed: %s; closing the session", sess.writer.path, exc)
+                del self.sessions[flow.id]
+                flow.kill()
+                return
+        if not self.keep_messages and len(ws.messages) > 1:
+            # mitmproxy keeps every message of a live flow; the file has them now.
+            del ws.messages[:-1]
+
+    def websocket_end(self, flow: http.HTTPFlow) -> None:
+        sess = self.sessions.pop(flow.id, None)
+        if sess is None:
+            return
+        ws = flow.websocket
+        assert ws is not None
+        t_ns = time.monotonic_ns() - sess.t0_ns
+        closed_by = None if ws.closed_by_client is None else ("client" if ws.closed_by_client else "server")
+        try:
+            sess.writer.write_close(
+                t_ns=t_ns,
+                code=ws.close_code,
+                reason=ws.close_reason,
+                closed_by=closed_by,
+                error=flow.error.msg if flow.error else None,
+            )
+        except OSError as exc:
+            log.error("rtproxy: writing %s failed: %s", sess.writer.path, exc)
+        if not self.keep_messages:
+            ws.messages.clear()
+        self._finish(flow.id, sess, 101, close_code=ws.close_code)
+
+    def done(self) -> None:
+        """Proxy shutting down: close out every open session in its file."""
+        for flow_id, sess in list(self.sessions.items()):
+            try:
+                sess.writer.write_close(
+                    t_ns=time.monotonic_ns() - sess.t0_ns,
+                    code=None,
+                    reason=None,
+                    closed_by="proxy",
+                    error="rtproxy stopped while the session was open",
+                )
+            except OSError:
+                pass
+            self._finish(flow_id, sess, 101, close_code=None, stopped=True)
+        self.sessions.clear()

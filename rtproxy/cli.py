@@ -1,0 +1,245 @@
+"""The ``rtproxy`` command line: parse, call the library, print.
+
+Exit codes (see :class:`Exit`): 0 ok, 1 a difference or divergence was found,
+2 bad input or usage (an unreadable file, a bad option).
+"""
+
+from __future__ import annotations
+
+import base64
+import enum
+import json
+import sys
+from datetime import datetime, timezone
+from typing import Any, TextIO
+
+import click
+
+from . import __version__
+from .format import Message, RecordingError, open_recording
+from .timeline import AudioTotals, annotate
+
+__all__ = ["main", "cli", "Exit"]
+
+
+class Exit(enum.IntEnum):
+    OK = 0
+    DIFFERENT = 1
+    ERROR = 2
+
+
+def fail(message: str) -> None:
+    """Print a one-line error and exit with :data:`Exit.ERROR`."""
+    click.echo(f"rtproxy: error: {message}", err=True)
+    sys.exit(Exit.ERROR)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="rtproxy")
+def cli() -> None:
+    """Record, replay, diff and export OpenAI Realtime API WebSocket sessions.
+
+    \b
+    Exit status: 0 ok; 1 a difference or divergence found; 2 error (bad file or option).
+    """
+
+
+# --------------------------------------------------------------------- record
+@cli.command()
+@click.option("--listen-host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--listen-port", default=8080, show_default=True, type=int, help="Port to listen on.")
+@click.option(
+    "--upstream",
+    default="https://api.openai.com",
+    show_default=True,
+    help="Realtime endpoint behind the proxy (reverse mode). https:// -> wss, http:// -> ws.",
+)
+@click.option("--out-dir", default="recordings", show_default=True, help="Folder for .rtrec files.")
+@click.option(
+    "--mode",
+    type=click.Choice(["reverse", "regular"]),
+    default="reverse",
+    show_default=True,
+    help="reverse: clients connect to ws://HOST:PORT; regular: an HTTP(S) proxy with mitmproxy's CA.",
+)
+@click.option("--ssl-insecure", is_flag=True, help="Do not verify the upstream's TLS certificate.")
+def record(
+    listen_host: str, listen_port: int, upstream: str, out_dir: str, mode: str, ssl_insecure: bool
+) -> None:
+    """Record every Realtime WebSocket session passing through a proxy.
+
+    Each session becomes OUT_DIR/<UTC time>-<model>-<id>.rtrec. Ctrl-C (or
+    SIGTERM) closes out every open session in its file and exits 0.
+    """
+    from .proxy import ProxyStartError, RecordConfig, mode_spec, run_recorder
+
+    cfg = RecordConfig(listen_host, listen_port, upstream, out_dir, mode, ssl_insecure)
+    try:
+        mode_spec(mode, upstream)
+    except ProxyStartError as exc:
+        fail(str(exc))
+
+    def ready() -> None:
+        host = listen_host if ":" not in listen_host else f"[{listen_host}]"
+        if mode == "reverse":
+            click.echo(f"rtproxy record: proxying ws://{host}:{listen_port} -> {upstream}")
+            click.echo(f'  point the client here: AsyncOpenAI(websocket_base_url="ws://{host}:{listen_port}/v1")')
+        else:
+            click.echo(f"rtproxy record: HTTP(S) proxy on {host}:{listen_port} (trust ~/.mitmproxy/mitmproxy-ca-cert.pem)")
+            click.echo(f"  point the client here: HTTPS_PROXY=http://{host}:{listen_port}")
+        click.echo(f"  recordings go to {out_dir}/ ; Ctrl-C to stop")
+        sys.stdout.flush()
+
+    def ended(summary: Any) -> None:
+        click.echo(summary.line())
+        sys.stdout.flush()
+
+    try:
+        code = run_recorder(cfg, ready, ended)
+    except ProxyStartError as exc:
+        fail(str(exc))
+    except OSError as exc:
+        fail(f"cannot listen on {listen_host}:{listen_port}: {exc.strerror or exc}")
+    sys.exit(code)
+
+
+# ----------------------------------------------------------------------- show
+def _fmt_time(ts: float | None) -> str:
+    if not ts:
+        return "?"
+    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + " UTC"
+
+
+def _message_json(e_type: str | None, m: Message) -> dict[str, Any]:
+    d: dict[str, Any] = {
+        "kind": "message",
+        "t": m.t_ns / 1e9,
+        "from": m.direction,
+        "opcode": "text" if m.is_text else "binary",
+        "size": m.size,
+        "type": e_type,
+    }
+    content = m.content
+    if m.is_text:
+        try:
+            d["text"] = content.decode("utf-8")
+        except UnicodeDecodeError:
+            d["base64"] = base64.b64encode(content).decode()
+    else:
+        d["base64"] = base64.b64encode(content).decode()
+    if m.redacted:
+        d["redacted"] = True
+    return d
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, bytes):
+        try:
+            return v.decode("utf-8")
+        except UnicodeDecodeError:
+            return {"base64": base64.b64encode(v).decode()}
+    if isinstance(v, dict):
+        return {str(k): _jsonable(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x) for x in v]
+    return v
+
+
+def write_jsonl(path: str, out: TextIO) -> bool:
+    """The ``show --json`` lines for a recording; returns whether it was cut short."""
+    with open_recording(path) as reader:
+        rec = reader.recording
+        header = {k: v for k, v in rec.header.items() if k != "k"}
+        out.write(json.dumps({"kind": "header", **_jsonable(header), "handshake": _jsonable(rec.handshake)}) + "\n")
+        totals = AudioTotals()
+        for e in annotate(reader.messages(), totals):
+            out.write(json.dumps(_message_json(e.type, e.msg), ensure_ascii=False) + "\n")
+        close = rec.close or {}
+        end = {
+            "kind": "end",
+            "close_code": close.get("code"),
+            "close_reason": close.get("reason"),
+            "closed_by": close.get("closed_by"),
+            "t": (close.get("t_ns") or 0) / 1e9 if close else None,
+            "truncated": rec.truncated,
+            "audio_ms": {"client": round(totals.client_ms, 1), "server": round(totals.server_ms, 1)},
+        }
+        if rec.end:
+            end["messages"] = rec.end.get("messages")
+        out.write(json.dumps(end) + "\n")
+        return rec.truncated
+
+
+@cli.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line: header, messages, end.")
+def show(file: str, as_json: bool) -> None:
+    """Print a recording: a header, then one line per message."""
+    try:
+        if as_json:
+            truncated = write_jsonl(file, sys.stdout)
+            if truncated:
+                click.echo(f"rtproxy: {file}: recording was cut short (recorder stopped mid-session)", err=True)
+            return
+        _show_text(file)
+    except RecordingError as exc:
+        fail(str(exc))
+    except BrokenPipeError:
+        sys.stderr.close()
+
+
+def _show_text(file: str) -> None:
+    out = sys.stdout
+    # Two streaming passes: totals for the header first, then the timeline,
+    # so a one-hour session is never held in memory.
+    totals = AudioTotals()
+    counts = {"client": 0, "server": 0}
+    last_ns = 0
+    with open_recording(file) as reader:
+        for e in annotate(reader.messages(), totals):
+            counts[e.msg.direction] += 1
+            last_ns = e.msg.t_ns
+        rec = reader.recording
+    h = rec.header
+    hs = rec.handshake or {}
+    close = rec.close or {}
+    status = hs.get("status")
+    duration = (close.get("t_ns") or last_ns) / 1e9 if close else float((rec.end or {}).get("duration_s") or last_ns / 1e9)
+    out.write(f"{file}\n")
+    out.write(f"  url          {h.get('url')}\n")
+    out.write(f"  model        {h.get('model') or '-'}\n")
+    out.write(f"  started      {_fmt_time(h.get('started'))}\n")
+    out.write(f"  handshake    HTTP {status} {hs.get('reason') or ''}".rstrip() + "\n")
+    out.write(f"  subprotocol  {hs.get('subprotocol') or '-'}\n")
+    if status not in (None, 101):
+        body = hs.get("response_body") or b""
+        text = body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body)
+        out.write(f"  refused      {' '.join(text.split())[:300]}\n")
+    out.write(f"  duration     {duration:.3f} s\n")
+    out.write(f"  messages     client {counts['client']}, server {counts['server']}\n")
+    out.write(
+        f"  audio        client {totals.client_ms / 1000:.2f} s, server {totals.server_ms / 1000:.2f} s\n"
+    )
+    if close:
+        out.write(
+            f"  close        {close.get('code')} {close.get('reason') or ''!r} by {close.get('closed_by')}\n"
+        )
+    if rec.truncated:
+        out.write("  note         recording was cut short (recorder stopped mid-session); shown up to the cut\n")
+    with open_recording(file) as reader:
+        for e in annotate(reader.messages()):
+            m = e.msg
+            arrow = "->" if m.from_client else "<-"
+            typ = e.type or ("(binary)" if not m.is_text else "(no type)")
+            out.write(
+                f"{m.t_ns / 1e6:10.1f} ms  {m.direction:6} {arrow} {typ:56} {m.size:>10,} B  {e.detail}".rstrip()
+                + "\n"
+            )
+
+
+def main() -> None:
+    cli(prog_name="rtproxy")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,432 @@
+"""The ``.rtrec`` recording format: reading and writing, nothing else.
+
+This module imports no asyncio and no mitmproxy. It turns records into bytes
+and back; ``docs/FORMAT.md`` describes the same layout for readers in other
+languages.
+
+File layout::
+
+    MAGIC (8 bytes: 89 52 54 52 45 43 0d 0a, i.e. "\\x89RTREC\\r\\n")
+    format version (2 bytes, unsigned big-endian)
+    one zstandard stream holding a sequence of msgpack records
+
+The writer flushes a zstandard block after every record and hands it to the
+operating system in one ``write()`` call, so a recorder killed at any point
+leaves a file that decodes cleanly up to its last complete record.
+
+Records:
+
+* a msgpack *array* is a message: ``[dt_ns, flags, payload]``
+
+  - ``dt_ns``: nanoseconds since the previous message (the first one: since
+    the handshake), so timestamps are monotonic by construction;
+  - ``flags``: bit 0 from client, bit 1 binary opcode, bit 2 redacted;
+  - ``payload``: ``bin`` (the message bytes), or an *array* of ``bin`` that
+    alternates text and audio: ``[text0, audio0, text1, audio1, ..., textN]``
+    where the original message is ``text0 + b64(audio0) + text1 + ...``.
+    Base64 audio is stored as bytes and re-encoded exactly on read (the writer
+    only splits where re-encoding gives back the very same text).
+
+* a msgpack *map* is a control record; its ``"k"`` key says which:
+  ``"header"`` (always first), ``"handshake"``, ``"close"``, ``"end"``
+  (always last in a complete file). Readers skip kinds they do not know.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+import re
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO, Iterator
+
+import msgpack
+import zstandard
+
+__all__ = [
+    "MAGIC",
+    "FORMAT_VERSION",
+    "RecordingError",
+    "NotARecording",
+    "CorruptRecording",
+    "UnsupportedVersion",
+    "Message",
+    "Recording",
+    "RecordingWriter",
+    "RecordingReader",
+    "open_recording",
+    "split_base64_audio",
+    "join_payload",
+]
+
+MAGIC = b"\x89RTREC\r\n"
+FORMAT_VERSION = 1
+_PREFIX = struct.Struct(">8sH")
+
+FLAG_CLIENT = 1
+FLAG_BINARY = 2
+FLAG_REDACTED = 4
+
+#: Smallest base64 run worth storing as bytes; shorter ones stay text.
+MIN_AUDIO_B64 = 64
+# A JSON member whose value may be base64 audio: "audio": "..." or "delta": "...".
+# Base64 holds no quote or backslash, so the value ends at the next quote.
+_AUDIO_VALUE = re.compile(rb'"(?:audio|delta)"\s*:\s*"([A-Za-z0-9+/]{%d,}={0,2})"' % MIN_AUDIO_B64)
+
+
+class RecordingError(Exception):
+    """Base class: a recording could not be read. ``str()`` is a one-line message."""
+
+    def __init__(self, path: str | os.PathLike[str] | None, problem: str) -> None:
+        self.path = str(path) if path is not None else "<stream>"
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}")
+
+
+class NotARecording(RecordingError):
+    """The file does not start with the .rtrec magic bytes."""
+
+
+class CorruptRecording(RecordingError):
+    """The file is an .rtrec but its compressed stream or a record is damaged."""
+
+
+class UnsupportedVersion(RecordingError):
+    """The file was written by a newer rtproxy with a format this one cannot read."""
+
+
+def split_base64_audio(content: bytes) -> list[bytes] | None:
+    """Split a JSON text message around its base64 audio values.
+
+    Returns ``[text0, audio0, text1, ..., textN]`` (audio decoded), or None when
+    the message holds no such value. Only values that re-encode to the very same
+    text are split, so :func:`join_payload` always gives back the input.
+    """
+    # Cheap pre-check: skip the regex on messages that cannot match.
+    if len(content) < MIN_AUDIO_B64 or (b'"audio"' not in content and b'"delta"' not in content):
+        return None
+    parts: list[bytes] = []
+    last = 0
+    for m in _AUDIO_VALUE.finditer(content):
+        b64 = m.group(1)
+        try:
+            raw = base64.b64decode(b64, validate=True)
+        except (binascii.Error, ValueError):
+            continue
+        if base64.b64encode(raw) != b64:
+            continue  # non-canonical padding bits: keep as text to stay byte-exact
+        start, end = m.span(1)
+        parts.append(content[last:start])
+        parts.append(raw)
+        last = end
+    if not parts:
+        return None
+    parts.append(content[last:])
+    return parts
+
+
+def join_payload(payload: bytes | list[bytes]) -> bytes:
+    """Inverse of :func:`split_base64_audio`: the exact message bytes."""
+    if isinstance(payload, (bytes, bytearray)):
+        return bytes(payload)
+    out = []
+    for i, part in enumerate(payload):
+        out.append(base64.b64encode(part) if i % 2 else part)
+    return b"".join(out)
+
+
+@dataclass(slots=True)
+class Message:
+    """One WebSocket message as it crossed the proxy."""
+
+    t_ns: int
+    """Nanoseconds since the handshake completed."""
+    from_client: bool
+    is_text: bool
+    payload: bytes | list[bytes]
+    redacted: bool = False
+
+    @property
+    def content(self) -> bytes:
+        """The exact message bytes (UTF-8 for text messages)."""
+        return join_payload(self.payload)
+
+    @property
+    def text(self) -> str:
+        return self.content.decode("utf-8", "surrogateescape")
+
+    @property
+    def size(self) -> int:
+        """Size on the wire in bytes, computed without re-encoding audio."""
+        p = self.payload
+        if isinstance(p, (bytes, bytearray)):
+            return len(p)
+        return sum(len(x) if i % 2 == 0 else 4 * ((len(x) + 2) // 3) for i, x in enumerate(p))
+
+    @property
+    def audio(self) -> list[bytes]:
+        """Decoded base64 audio values found in this message (often empty)."""
+        p = self.payload
+        return [] if isinstance(p, (bytes, bytearray)) else list(p[1::2])
+
+    @property
+    def head(self) -> bytes:
+        """The message without its audio bytes: enough to read the event type cheaply."""
+        p = self.payload
+        if isinstance(p, (bytes, bytearray)):
+            return bytes(p)
+        return b'""'.join(p[0::2])
+
+    @property
+    def direction(self) -> str:
+        return "client" if self.from_client else "server"
+
+
+@dataclass
+class Recording:
+    """Control records of a recording; messages are streamed by the reader."""
+
+    path: str
+    version: int = FORMAT_VERSION
+    header: dict[str, Any] = field(default_factory=dict)
+    handshake: dict[str, Any] | None = None
+    close: dict[str, Any] | None = None
+    end: dict[str, Any] | None = None
+    truncated: bool = False
+    """True when the file ends without its ``end`` record (recorder killed)."""
+    truncation_detail: str = ""
+
+
+class RecordingWriter:
+    """Append-only writer. Every ``write_*`` call reaches the OS before it returns.
+
+    Usage: create, :meth:`write_header`, then :meth:`write_handshake`, any number
+    of :meth:`write_message`, :meth:`write_close`, and finally :meth:`close`
+    (which writes the ``end`` record and ends the zstandard frame).
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, level: int = 3) -> None:
+        self.path = str(path)
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        self._cobj = zstandard.ZstdCompressor(level=level).compressobj()
+        self._packer = msgpack.Packer(use_bin_type=True)
+        self._last_ns = 0
+        self.closed = False
+        self.messages = [0, 0]  # server, client
+        self.bytes = [0, 0]
+        self.bytes_written = _PREFIX.size
+        os.write(self._fd, _PREFIX.pack(MAGIC, FORMAT_VERSION))
+
+    def _emit(self, obj: Any) -> None:
+        data = self._cobj.compress(self._packer.pack(obj))
+        data += self._cobj.flush(zstandard.COMPRESSOBJ_FLUSH_BLOCK)
+        view = memoryview(data)
+        while view:
+            n = os.write(self._fd, view)
+            view = view[n:]
+        self.bytes_written += len(data)
+
+    def write_header(self, **fields: Any) -> None:
+        self._emit({"k": "header", "format_version": FORMAT_VERSION, **fields})
+
+    def write_handshake(self, **fields: Any) -> None:
+        self._emit({"k": "handshake", **fields})
+
+    def write_message(
+        self, t_ns: int, from_client: bool, is_text: bool, content: bytes, *, redacted: bool = False
+    ) -> None:
+        """Store one message; ``t_ns`` is nanoseconds since the handshake (clamped monotonic)."""
+        t_ns = max(t_ns, self._last_ns)
+        payload: bytes | list[bytes] = content
+        if is_text:
+            payload = split_base64_audio(content) or content
+        flags = (FLAG_CLIENT if from_client else 0) | (0 if is_text else FLAG_BINARY)
+        if redacted:
+            flags |= FLAG_REDACTED
+        self._emit([t_ns - self._last_ns, flags, payload])
+        self._last_ns = t_ns
+        self.messages[from_client] += 1
+        self.bytes[from_client] += len(content)
+
+    def write_close(self, **fields: Any) -> None:
+        self._emit({"k": "close", **fields})
+
+    def close(self, **end_fields: Any) -> None:
+        """Write the ``end`` record and close the file. Safe to call twice."""
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            self._emit(
+                {
+                    "k": "end",
+                    "messages": {"client": self.messages[1], "server": self.messages[0]},
+                    "bytes": {"client": self.bytes[1], "server": self.bytes[0]},
+                    **end_fields,
+                }
+            )
+            tail = self._cobj.flush(zstandard.COMPRESSOBJ_FLUSH_FINISH)
+            os.write(self._fd, tail)
+            self.bytes_written += len(tail)
+        finally:
+            os.close(self._fd)
+
+    def __enter__(self) -> RecordingWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+_READ_CHUNK = 1 << 16
+
+
+class RecordingReader:
+    """Streaming reader: control records are read eagerly up to the first
+    message; messages are yielded one at a time by :meth:`messages`.
+
+    ``reader.recording`` holds the header and handshake at once; ``close``,
+    ``end`` and ``truncated`` are filled in once :meth:`messages` has been
+    iterated to the end (or by :meth:`read_all`).
+    """
+
+    def __init__(self, path: str | os.PathLike[str] | BinaryIO) -> None:
+        if isinstance(path, (str, os.PathLike)):
+            self.path = str(path)
+            try:
+                self._fh: BinaryIO = open(path, "rb")
+            except IsADirectoryError:
+                raise NotARecording(path, "is a directory, not an .rtrec file") from None
+            except FileNotFoundError:
+                raise RecordingError(path, "no such file") from None
+            except PermissionError:
+                raise RecordingError(path, "permission denied") from None
+            self._owns = True
+        else:
+            self.path = getattr(path, "name", "<stream>")
+            self._fh = path
+            self._owns = False
+        prefix = self._fh.read(_PREFIX.size)
+        if len(prefix) < _PREFIX.size or prefix[:8] != MAGIC:
+            self.close()
+            if not prefix:
+                raise NotARecording(self.path, "empty file, not an .rtrec recording")
+            raise NotARecording(self.path, "not an .rtrec recording (wrong magic bytes)")
+        _, version = _PREFIX.unpack(prefix)
+        if version > FORMAT_VERSION:
+            self.close()
+            raise UnsupportedVersion(
+                self.path,
+                f"format version {version} is newer than this rtproxy reads "
+                f"(up to {FORMAT_VERSION}); upgrade rtproxy",
+            )
+        if version < 1:
+            self.close()
+            raise CorruptRecording(self.path, f"invalid format version {version}")
+        self.recording = Recording(path=self.path, version=version)
+        self._dobj = zstandard.ZstdDecompressor().decompressobj()
+        self._unpacker = msgpack.Unpacker(raw=False, max_buffer_size=1 << 31, strict_map_key=False)
+        self._eof = False
+        self._pending: Any = None
+        self._started = False
+        self._records = self._iter_records()
+        # Read control records up to the first message so header/handshake are known.
+        for rec in self._records:
+            if isinstance(rec, (list, tuple)):
+                self._pending = rec
+                break
+            self._control(rec)
+        if not self.recording.header:
+            if not self.recording.truncated:
+                raise CorruptRecording(self.path, "first record is not a header")
+
+    def _iter_records(self) -> Iterator[Any]:
+        unpacker = self._unpacker
+        while True:
+            try:
+                for rec in unpacker:
+                    yield rec
+            except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:
+                raise CorruptRecording(self.path, f"damaged record ({exc})") from exc
+            if self._eof:
+                break
+            chunk = self._fh.read(_READ_CHUNK)
+            if not chunk:
+                self._eof = True
+                if self.recording.end is None:
+                    self.recording.truncated = True
+                    self.recording.truncation_detail = "file ends without its end record (recording cut short)"
+                continue
+            try:
+                data = self._dobj.decompress(chunk)
+            except zstandard.ZstdError as exc:
+                raise CorruptRecording(self.path, f"damaged compressed data ({exc})") from exc
+            if data:
+                unpacker.feed(data)
+
+    def _control(self, rec: Any) -> None:
+        if not isinstance(rec, dict):
+            raise CorruptRecording(self.path, f"unexpected record of type {type(rec).__name__}")
+        kind = rec.get("k")
+        if kind == "header":
+            self.recording.header = rec
+        elif kind == "handshake":
+            self.recording.handshake = rec
+        elif kind == "close":
+            self.recording.close = rec
+        elif kind == "end":
+            self.recording.end = rec
+        # unknown kinds: written by a newer minor revision, skipped on purpose
+
+    def messages(self) -> Iterator[Message]:
+        """Yield every message in order. Can be iterated once."""
+        if self._started:
+            raise RuntimeError("messages() can be iterated only once per reader")
+        self._started = True
+        t = 0
+        rec = self._pending
+        self._pending = None
+        records = self._records
+        while True:
+            if rec is None:
+                rec = next(records, None)
+                if rec is None:
+                    break
+            if isinstance(rec, (list, tuple)):
+                if len(rec) != 3:
+                    raise CorruptRecording(self.path, f"message record with {len(rec)} fields")
+                dt, flags, payload = rec
+                t += dt
+                yield Message(
+                    t,
+                    bool(flags & FLAG_CLIENT),
+                    not flags & FLAG_BINARY,
+                    payload,
+                    bool(flags & FLAG_REDACTED),
+                )
+            else:
+                self._control(rec)
+            rec = None
+        self.close()
+
+    def read_all(self) -> tuple[Recording, list[Message]]:
+        msgs = list(self.messages())
+        return self.recording, msgs
+
+    def close(self) -> None:
+        if getattr(self, "_owns", False):
+            self._fh.close()
+
+    def __enter__(self) -> RecordingReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def open_recording(path: str | os.PathLike[str]) -> RecordingReader:
+    """Open an .rtrec file for streaming; raises :class:`RecordingError` subclasses."""
+    return RecordingReader(Path(path))

@@ -1,0 +1,177 @@
+"""What rtproxy knows about the Realtime protocol: event names, audio, formats.
+
+Pure functions on bytes and dicts; no I/O. See ``../shared/PROTOCOL.md`` in the
+project's history for the facts collected here.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+__all__ = [
+    "BETA_TO_GA",
+    "GA_TO_BETA",
+    "AUDIO_DELTA_EVENTS",
+    "canonical_event_type",
+    "event_type",
+    "parse_event",
+    "model_from_url",
+    "AudioFormat",
+    "audio_format_from_session",
+]
+
+#: Server events renamed between the beta and the GA protocol.
+BETA_TO_GA: dict[str, str] = {
+    "response.text.delta": "response.output_text.delta",
+    "response.text.done": "response.output_text.done",
+    "response.audio.delta": "response.output_audio.delta",
+    "response.audio.done": "response.output_audio.done",
+    "response.audio_transcript.delta": "response.output_audio_transcript.delta",
+    "response.audio_transcript.done": "response.output_audio_transcript.done",
+    "conversation.item.created": "conversation.item.added",
+}
+GA_TO_BETA = {v: k for k, v in BETA_TO_GA.items()}
+
+AUDIO_DELTA_EVENTS = frozenset({"response.audio.delta", "response.output_audio.delta"})
+TRANSCRIPT_DELTA_EVENTS = frozenset(
+    {"response.audio_transcript.delta", "response.output_audio_transcript.delta"}
+)
+TEXT_DELTA_EVENTS = frozenset({"response.text.delta", "response.output_text.delta"})
+INPUT_TRANSCRIPT_EVENTS = frozenset(
+    {
+        "conversation.item.input_audio_transcription.delta",
+        "conversation.item.input_audio_transcription.completed",
+    }
+)
+
+
+def canonical_event_type(name: str | None) -> str | None:
+    """The GA name for a beta event name (others unchanged)."""
+    if name is None:
+        return None
+    return BETA_TO_GA.get(name, name)
+
+
+# The type member is near the start of every event; a regex on the first bytes
+# avoids parsing a 15 MiB JSON document to learn its name.
+_TYPE_RE = re.compile(rb'"type"\s*:\s*"((?:[^"\\]|\\.)*)"')
+
+
+def event_type(head: bytes) -> str | None:
+    """The event's ``type`` (top-level), or None for non-JSON or typeless messages.
+
+    ``head`` is the message text, or :attr:`rtproxy.format.Message.head`.
+    """
+    stripped = head.lstrip()
+    if not stripped.startswith(b"{"):
+        return None
+    # Fast path: the first "type" member at depth 1 is almost always the first one seen.
+    m = _TYPE_RE.search(head, 0, 512)
+    if m and _depth_at(head, m.start()) == 1:
+        try:
+            return json.loads(b'"' + m.group(1) + b'"')
+        except ValueError:
+            return None
+    obj = parse_event(head)
+    if obj is None:
+        return None
+    t = obj.get("type")
+    return t if isinstance(t, str) else None
+
+
+def _depth_at(data: bytes, pos: int) -> int:
+    depth = 0
+    in_str = False
+    esc = False
+    for c in data[:pos]:
+        if in_str:
+            if esc:
+                esc = False
+            elif c == 0x5C:
+                esc = True
+            elif c == 0x22:
+                in_str = False
+        elif c == 0x22:
+            in_str = True
+        elif c in (0x7B, 0x5B):
+            depth += 1
+        elif c in (0x7D, 0x5D):
+            depth -= 1
+    return depth
+
+
+def parse_event(data: bytes | str) -> dict[str, Any] | None:
+    """The event as a dict, or None if it is not a JSON object."""
+    try:
+        obj = json.loads(data)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
+def model_from_url(url: str) -> str | None:
+    """``model`` (or Azure ``deployment``) from a Realtime URL's query string."""
+    q = parse_qs(urlsplit(url).query)
+    for key in ("model", "deployment"):
+        if q.get(key):
+            return q[key][0]
+    return None
+
+
+class AudioFormat:
+    """An audio format as configured in a session: bytes per millisecond and codec."""
+
+    __slots__ = ("codec", "rate")
+
+    def __init__(self, codec: str = "pcm16", rate: int = 24000) -> None:
+        self.codec = codec  # "pcm16", "g711_ulaw", "g711_alaw"
+        self.rate = rate
+
+    @property
+    def bytes_per_ms(self) -> float:
+        width = 2 if self.codec == "pcm16" else 1
+        return self.rate * width / 1000.0
+
+    def duration_ms(self, nbytes: int) -> float:
+        return nbytes / self.bytes_per_ms
+
+    def __repr__(self) -> str:
+        return f"AudioFormat({self.codec!r}, {self.rate})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, AudioFormat) and (self.codec, self.rate) == (other.codec, other.rate)
+
+
+def _parse_format(value: Any) -> AudioFormat | None:
+    if isinstance(value, str):
+        if value in ("pcm16",):
+            return AudioFormat("pcm16", 24000)
+        if value in ("g711_ulaw", "g711_alaw"):
+            return AudioFormat(value, 8000)
+    elif isinstance(value, dict):
+        t = value.get("type")
+        if t == "audio/pcm":
+            return AudioFormat("pcm16", int(value.get("rate") or 24000))
+        if t == "audio/pcmu":
+            return AudioFormat("g711_ulaw", 8000)
+        if t == "audio/pcma":
+            return AudioFormat("g711_alaw", 8000)
+    return None
+
+
+def audio_format_from_session(session: dict[str, Any]) -> tuple[AudioFormat | None, AudioFormat | None]:
+    """(input, output) audio formats named in a session object, beta or GA shape."""
+    inp = _parse_format(session.get("input_audio_format"))
+    out = _parse_format(session.get("output_audio_format"))
+    audio = session.get("audio")
+    if isinstance(audio, dict):
+        i = audio.get("input")
+        o = audio.get("output")
+        if isinstance(i, dict):
+            inp = _parse_format(i.get("format")) or inp
+        if isinstance(o, dict):
+            out = _parse_format(o.get("format")) or out
+    return inp, out

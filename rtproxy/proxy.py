@@ -1,0 +1,129 @@
+"""``rtproxy record``: a lean mitmproxy with only the addons recording needs.
+
+Stock mitmdump loads some thirty addons that run on every event (and a
+dumper that formats each message); recording Realtime sessions needs the
+proxy core, TLS, layer selection and the recorder.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from typing import Callable
+from urllib.parse import urlsplit
+
+from mitmproxy import exceptions, master, options
+from mitmproxy.addons import (
+    core,
+    disable_h2c,
+    dns_resolver,
+    errorcheck,
+    next_layer,
+    proxyserver,
+    tlsconfig,
+)
+
+from .addon import RealtimeRecorder, SessionSummary
+
+__all__ = ["RecordConfig", "run_recorder", "mode_spec", "ProxyStartError"]
+
+
+class ProxyStartError(Exception):
+    """The proxy could not start (bad option, port in use...). ``str()`` is one line."""
+
+
+def mode_spec(mode: str, upstream: str) -> str:
+    """mitmproxy's ``mode`` string for our two modes."""
+    if mode == "regular":
+        return "regular"
+    parts = urlsplit(upstream)
+    if parts.scheme not in ("http", "https", "ws", "wss") or not parts.hostname:
+        raise ProxyStartError(
+            f"--upstream {upstream!r}: expected a URL like https://api.openai.com or http://127.0.0.1:9000"
+        )
+    scheme = {"ws": "http", "wss": "https"}.get(parts.scheme, parts.scheme)
+    netloc = parts.netloc
+    return f"reverse:{scheme}://{netloc}"
+
+
+class RecordConfig:
+    def __init__(
+        self,
+        listen_host: str = "127.0.0.1",
+        listen_port: int = 8080,
+        upstream: str = "https://api.openai.com",
+        out_dir: str = "recordings",
+        mode: str = "reverse",
+        ssl_insecure: bool = False,
+        confdir: str | None = None,
+    ) -> None:
+        self.listen_host = listen_host
+        self.listen_port = listen_port
+        self.upstream = upstream
+        self.out_dir = out_dir
+        self.mode = mode
+        self.ssl_insecure = ssl_insecure
+        self.confdir = confdir
+
+
+class _Ready:
+    """Calls back once the proxy server is listening."""
+
+    def __init__(self, cb: Callable[[], None]) -> None:
+        self.cb = cb
+
+    def running(self) -> None:
+        self.cb()
+
+
+async def _run(cfg: RecordConfig, on_ready: Callable[[], None], on_end: Callable[[SessionSummary], None]) -> int:
+    opts = options.Options()
+    m = master.Master(opts, with_termlog=False)
+    recorder = RealtimeRecorder(on_session_end=on_end)
+    recorder.mode = f"rtproxy-record/{cfg.mode}"
+    recorder.upstream = cfg.upstream if cfg.mode == "reverse" else None
+    m.addons.add(
+        core.Core(),
+        disable_h2c.DisableH2C(),
+        proxyserver.Proxyserver(),
+        dns_resolver.DnsResolver(),
+        next_layer.NextLayer(),
+        tlsconfig.TlsConfig(),
+        recorder,
+        errorcheck.ErrorCheck(),
+        _Ready(on_ready),
+    )
+    updates: dict[str, object] = dict(
+        mode=[mode_spec(cfg.mode, cfg.upstream)],
+        listen_host=cfg.listen_host,
+        listen_port=cfg.listen_port,
+        rtrec_dir=cfg.out_dir,
+        ssl_insecure=cfg.ssl_insecure,
+        # Realtime sessions are long-lived WebSockets: no HTTP/2 to the client,
+        # no body buffering limits to trip over with 15 MiB appends.
+        http2=False,
+        websocket=True,
+    )
+    if cfg.confdir:
+        updates["confdir"] = cfg.confdir
+    try:
+        opts.update(**updates)
+    except exceptions.OptionsError as exc:
+        raise ProxyStartError(str(exc)) from None
+
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, m.shutdown)
+    await m.run()
+    return 0
+
+
+def run_recorder(
+    cfg: RecordConfig,
+    on_ready: Callable[[], None],
+    on_end: Callable[[SessionSummary], None],
+) -> int:
+    """Run until SIGINT/SIGTERM; every open session is closed out in its file."""
+    logging.getLogger("mitmproxy").setLevel(logging.WARNING)
+    return asyncio.run(_run(cfg, on_ready, on_end))
