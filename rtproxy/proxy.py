@@ -104,6 +104,9 @@ async def _run(cfg: RecordConfig, on_ready: Callable[[], None], on_end: Callable
         # no body buffering limits to trip over with 15 MiB appends.
         http2=False,
         websocket=True,
+        # Connect upstream when the client's request arrives, not on accept:
+        # port probes and health checks then cost the upstream nothing.
+        connection_strategy="lazy",
     )
     if cfg.confdir:
         updates["confdir"] = cfg.confdir
