@@ -145,14 +145,20 @@ def _jsonable(v: Any) -> Any:
     return v
 
 
-def write_jsonl(path: str, out: TextIO) -> bool:
-    """The ``show --json`` lines for a recording; returns whether it was cut short."""
+def write_jsonl(path: str, out: TextIO, flt: Any = None) -> bool:
+    """The ``show --json`` lines for a recording; returns whether it was cut short.
+
+    ``flt`` (an :class:`rtproxy.summary.EventFilter`) keeps only matching message
+    lines; the header and end lines are always written.
+    """
     with open_recording(path) as reader:
         rec = reader.recording
         header = {k: v for k, v in rec.header.items() if k != "k"}
         out.write(json.dumps({"kind": "header", **_jsonable(header), "handshake": _jsonable(rec.handshake)}) + "\n")
         totals = AudioTotals()
         for e in annotate(reader.messages(), totals):
+            if flt is not None and not flt.keep(e):
+                continue
             out.write(json.dumps(_message_json(e.type, e.msg), ensure_ascii=False) + "\n")
         close = rec.close or {}
         end = {
@@ -173,22 +179,56 @@ def write_jsonl(path: str, out: TextIO) -> bool:
 @cli.command()
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line: header, messages, end.")
-def show(file: str, as_json: bool) -> None:
-    """Print a recording: a header, then one line per message."""
+@click.option("--type", "type_glob", metavar="GLOB", help="Only events whose type matches, e.g. 'response.*' (beta or GA name).")
+@click.option("--from", "side", type=click.Choice(["client", "server"]), help="Only messages from this side.")
+@click.option("--grep", metavar="TEXT", help="Only messages containing TEXT (audio not searched).")
+@click.option("--summary", is_flag=True, help="One line per response (status, duration, audio, transcript) and per error with its cause.")
+def show(file: str, as_json: bool, type_glob: str | None, side: str | None, grep: str | None, summary: bool) -> None:
+    """Print a recording: a header, then one line per message.
+
+    \b
+    Filters (--type, --from, --grep) combine, and apply to --json too.
+    --summary prints responses and errors instead of messages.
+    """
+    from .summary import EventFilter
+
+    flt = EventFilter(type_glob, side, grep)
     try:
+        if summary:
+            _show_summary(file, as_json)
+            return
         if as_json:
-            truncated = write_jsonl(file, sys.stdout)
+            truncated = write_jsonl(file, sys.stdout, flt if flt.active else None)
             if truncated:
                 click.echo(f"rtproxy: {file}: recording was cut short (recorder stopped mid-session)", err=True)
             return
-        _show_text(file)
+        _show_text(file, flt if flt.active else None)
     except RecordingError as exc:
         fail(str(exc))
     except BrokenPipeError:
         sys.stderr.close()
 
 
-def _show_text(file: str) -> None:
+def _show_summary(file: str, as_json: bool) -> None:
+    from dataclasses import asdict
+
+    from .summary import summarize, summary_lines
+
+    with open_recording(file) as reader:
+        s = summarize(annotate(reader.messages()), reader)
+    if as_json:
+        for r in s.responses:
+            d = {k: v for k, v in asdict(r).items() if not k.startswith("_")}
+            sys.stdout.write(json.dumps({"kind": "response", **d, "duration_s": r.duration_s}, ensure_ascii=False) + "\n")
+        for x in s.errors:
+            sys.stdout.write(json.dumps({"kind": "error", **asdict(x)}, ensure_ascii=False) + "\n")
+        return
+    sys.stdout.write(f"{file}\n")
+    for line in summary_lines(s):
+        sys.stdout.write(line + "\n")
+
+
+def _show_text(file: str, flt: Any = None) -> None:
     out = sys.stdout
     # Two streaming passes: totals for the header first, then the timeline,
     # so a one-hour session is never held in memory.
@@ -228,6 +268,8 @@ def _show_text(file: str) -> None:
         out.write("  note         recording was cut short (recorder stopped mid-session); shown up to the cut\n")
     with open_recording(file) as reader:
         for e in annotate(reader.messages()):
+            if flt is not None and not flt.keep(e):
+                continue
             m = e.msg
             arrow = "->" if m.from_client else "<-"
             typ = e.type or ("(binary)" if not m.is_text else "(no type)")
