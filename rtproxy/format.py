@@ -178,7 +178,7 @@ class Message:
         p = self.payload
         if isinstance(p, (bytes, bytearray)):
             return bytes(p)
-        return b'""'.join(p[0::2])
+        return b"".join(p[0::2])  # each audio value becomes ""
 
     @property
     def direction(self) -> str:
@@ -349,7 +349,13 @@ class RecordingReader:
             try:
                 for rec in unpacker:
                     yield rec
-            except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:
+            except (
+                ValueError,
+                TypeError,  # a damaged map whose key decodes as a map or array
+                msgpack.ExtraData,
+                msgpack.FormatError,
+                msgpack.StackError,
+            ) as exc:
                 raise CorruptRecording(self.path, f"damaged record ({exc})") from exc
             if self._eof:
                 break
@@ -359,6 +365,10 @@ class RecordingReader:
                 if self.recording.end is None:
                     self.recording.truncated = True
                     self.recording.truncation_detail = "file ends without its end record (recording cut short)"
+                elif not self._dobj.eof:
+                    # Every record is there; only the compressed stream's epilogue is missing.
+                    self.recording.truncated = True
+                    self.recording.truncation_detail = "file ends before its compressed stream does (cut short)"
                 continue
             try:
                 data = self._dobj.decompress(chunk)
@@ -399,6 +409,8 @@ class RecordingReader:
                 if len(rec) != 3:
                     raise CorruptRecording(self.path, f"message record with {len(rec)} fields")
                 dt, flags, payload = rec
+                if not _valid_message(dt, flags, payload):
+                    raise CorruptRecording(self.path, "damaged message record (unexpected field types)")
                 t += dt
                 yield Message(
                     t,
@@ -425,6 +437,18 @@ class RecordingReader:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _valid_message(dt: Any, flags: Any, payload: Any) -> bool:
+    if type(dt) is not int or dt < 0 or type(flags) is not int:
+        return False
+    if isinstance(payload, bytes):
+        return True
+    return (
+        isinstance(payload, list)
+        and len(payload) % 2 == 1
+        and all(isinstance(x, bytes) for x in payload)
+    )
 
 
 def open_recording(path: str | os.PathLike[str]) -> RecordingReader:
