@@ -1,0 +1,521 @@
+"""When to send what: the replay schedule of a recording (pure, no sockets).
+
+A recording is a dialogue. :func:`server_steps` turns its messages into the
+server side of it, each step saying what it waited for in the original run
+(the handshake, the previous server message, a client event, or a point in the
+client's input audio) and how long after. :func:`client_events` lists the
+client side (every event but ``input_audio_buffer.append``, whose audio is
+counted by duration instead).
+
+:class:`ReplayScheduler` is then fed the live client's messages
+(:meth:`~ReplayScheduler.client_message`) and asked what to send next
+(:meth:`~ReplayScheduler.next_send`, then :meth:`~ReplayScheduler.pop` once
+sent). A shell on top (``replay_server``) owns the sockets and the clock.
+
+Divergences (a client event that does not fit the recording) are
+:class:`Divergence` values whose :meth:`~Divergence.message` says what the
+recording expected, what arrived, and where.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, Iterable, Iterator
+
+from .format import Message
+from .protocol import (
+    AudioFormat,
+    audio_format_from_session,
+    canonical_event_type,
+    event_type,
+    parse_event,
+)
+from .redaction import redact_payload
+from .timeline import annotate
+
+__all__ = [
+    "APPEND",
+    "ServerStep",
+    "ClientEvent",
+    "Divergence",
+    "ReplayScheduler",
+    "server_steps",
+    "client_events",
+    "client_messages",
+    "lateness_stats",
+    "parse_speed",
+]
+
+APPEND = "input_audio_buffer.append"
+_SESSION_EVENTS = frozenset({"session.created", "session.updated", "session.update"})
+#: How far ahead a client event of an unexpected type is looked for before
+#: giving up and leaving the cursor where it is.
+LOOKAHEAD = 32
+#: Audio positions closer than this (ms) count as reached: float sums differ.
+AUDIO_TOLERANCE_MS = 0.5
+
+# What follows a server step in the original run:
+START = "start"  # the handshake
+SERVER = "server"  # the previous server message
+EVENT = "event"  # client event number `ordinal`
+AUDIO = "audio"  # `audio_ms` of input audio into the segment before client event `ordinal`
+
+
+@dataclass(frozen=True, slots=True)
+class ServerStep:
+    """One recorded server message and what it followed in the original run."""
+
+    index: int
+    """Index of the message in the recording (client and server messages counted)."""
+    t_ns: int
+    msg: Message
+    type: str | None
+    after: str
+    """:data:`START`, :data:`SERVER`, :data:`EVENT` or :data:`AUDIO`."""
+    ordinal: int = 0
+    """For EVENT: the client event it followed; for AUDIO: the segment (appends
+    before client event ``ordinal``)."""
+    audio_ms: float = 0.0
+    gap_ns: int = 0
+    """Recorded time since the message it followed."""
+
+
+@dataclass(frozen=True, slots=True)
+class ClientEvent:
+    """A recorded client event other than an audio append (or the end marker, type None)."""
+
+    ordinal: int
+    index: int
+    t_ns: int
+    type: str | None
+    fields: tuple[tuple[str, Any], ...]
+    """The parts of the event that must match: (field path, value)."""
+    segment_audio_ms: float
+    """Input audio the client appended since the previous client event."""
+    redacted: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Divergence:
+    """A live client message that does not fit the recording."""
+
+    live_index: int
+    """Index of the live client message (0-based, appends included)."""
+    offset_ms: float
+    """When it arrived, ms after the handshake."""
+    expected: str
+    got: str
+    recorded_index: int | None = None
+    recorded_offset_ms: float | None = None
+    field: str | None = None
+
+    def message(self) -> str:
+        """One line: where, what the recording expected, what arrived."""
+        where = f"client message #{self.live_index} at {self.offset_ms:.1f} ms"
+        rec = ""
+        if self.recorded_index is not None:
+            rec = f" (recorded message #{self.recorded_index} at {self.recorded_offset_ms:.1f} ms)"
+        if self.field:
+            return (
+                f"divergence: {where}, field {self.field}: recording expected {self.expected}{rec}, "
+                f"got {self.got}"
+            )
+        return f"divergence: {where}: recording expected {self.expected}{rec}, got {self.got}"
+
+    def __str__(self) -> str:
+        return self.message()
+
+
+def parse_speed(value: str | float) -> float:
+    """``--speed``: a positive factor, or 0 / ``max`` for as fast as possible (returns 0.0)."""
+    if isinstance(value, str) and value.strip().lower() in ("max", "inf", "0"):
+        return 0.0
+    speed = float(value)
+    if speed < 0:
+        raise ValueError(f"--speed {value}: expected a factor > 0, or 0 / max")
+    return speed
+
+
+# ------------------------------------------------------------------ the script
+def server_steps(messages: Iterable[Message]) -> Iterator[ServerStep]:
+    """The server messages of a recording, each with what it followed. Streams."""
+    after, ordinal, audio_ms, last_t = START, 0, 0.0, 0
+    segment_ms = 0.0
+    for e in annotate(messages):
+        m = e.msg
+        if m.from_client:
+            if e.type == APPEND:
+                segment_ms += e.audio_ms
+                after, audio_ms = AUDIO, segment_ms
+            else:
+                after, audio_ms = EVENT, 0.0
+                ordinal += 1
+                segment_ms = 0.0
+            last_t = m.t_ns
+            continue
+        if after == EVENT:
+            yield ServerStep(e.index, m.t_ns, m, e.type, EVENT, ordinal - 1, 0.0, m.t_ns - last_t)
+        elif after == AUDIO:
+            yield ServerStep(e.index, m.t_ns, m, e.type, AUDIO, ordinal, audio_ms, m.t_ns - last_t)
+        else:
+            yield ServerStep(e.index, m.t_ns, m, e.type, after, 0, 0.0, m.t_ns - last_t)
+        after, last_t = SERVER, m.t_ns
+
+
+def client_events(messages: Iterable[Message]) -> Iterator[ClientEvent]:
+    """The client events of a recording (appends folded into durations), then an end marker."""
+    ordinal = 0
+    segment_ms = 0.0
+    for e in annotate(messages):
+        m = e.msg
+        if not m.from_client:
+            continue
+        if e.type == APPEND:
+            segment_ms += e.audio_ms
+            continue
+        obj = parse_event(m.head) if m.is_text else None
+        yield ClientEvent(
+            ordinal, e.index, m.t_ns, _label(e.type, m), significant_fields(e.type, obj), segment_ms, m.redacted
+        )
+        ordinal += 1
+        segment_ms = 0.0
+    yield ClientEvent(ordinal, -1, 0, None, (), segment_ms)
+
+
+def client_messages(messages: Iterable[Message]) -> Iterator[Message]:
+    """Only the client messages of a recording (what a client replay sends)."""
+    return (m for m in messages if m.from_client)
+
+
+def _label(typ: str | None, m: Message) -> str:
+    if typ:
+        return typ
+    if not m.is_text:
+        return "(binary message)"
+    return "(text that is not a JSON event)"
+
+
+_ITEM_FIELDS = ("type", "role", "call_id", "name", "arguments", "output", "content")
+
+
+def significant_fields(typ: str | None, obj: dict[str, Any] | None) -> tuple[tuple[str, Any], ...]:
+    """The parts of a client event a replay compares: session config, items, response options.
+
+    Ids, event ids and audio bytes are left out (they differ between runs or
+    are compared by duration elsewhere).
+    """
+    if obj is None or typ is None:
+        return ()
+    out: list[tuple[str, Any]] = []
+    if typ in ("session.update", "transcription_session.update"):
+        _flatten("session", obj.get("session"), out)
+    elif typ == "response.create":
+        if obj.get("response") is not None:
+            _flatten("response", obj.get("response"), out)
+    elif typ == "conversation.item.create":
+        item = obj.get("item")
+        if isinstance(item, dict):
+            for k in _ITEM_FIELDS:
+                if k in item:
+                    _flatten(f"item.{k}", item[k], out)
+    return tuple(out)
+
+
+def _flatten(path: str, value: Any, out: list[tuple[str, Any]]) -> None:
+    if isinstance(value, dict):
+        if not value:
+            out.append((path, "{}"))
+        for k in sorted(value):
+            _flatten(f"{path}.{k}", value[k], out)
+    elif isinstance(value, list):
+        out.append((f"{path}.length", len(value)))
+        for i, v in enumerate(value):
+            _flatten(f"{path}[{i}]", v, out)
+    elif isinstance(value, str) and path.endswith((".audio", ".delta")) and len(value) > 64:
+        out.append((path, f"<{len(value) * 3 // 4} bytes of audio>"))
+    else:
+        out.append((path, value))
+
+
+def _short(v: Any, n: int = 80) -> str:
+    s = v if isinstance(v, str) and v.startswith("<") and v.endswith("audio>") else json.dumps(v, ensure_ascii=False)
+    return s if len(s) <= n else s[: n - 1] + "…"
+
+
+def _compare(expected: tuple[tuple[str, Any], ...], got: tuple[tuple[str, Any], ...]) -> tuple[str, str, str] | None:
+    """(field, expected, got) for the first field that differs, or None."""
+    if expected == got:
+        return None
+    e, g = dict(expected), dict(got)
+    for path in list(e) + [p for p in g if p not in e]:
+        if path not in g:
+            return path, _short(e[path]), "nothing (field missing)"
+        if path not in e:
+            return path, "nothing (field absent in the recording)", _short(g[path])
+        if e[path] != g[path]:
+            return path, _short(e[path]), _short(g[path])
+    return None
+
+
+def _b64_len(s: str) -> int:
+    n = len(s)
+    return n * 3 // 4 - (2 if s.endswith("==") else 1 if s.endswith("=") else 0)
+
+
+# --------------------------------------------------------------- the scheduler
+class ReplayScheduler:
+    """Decides when each recorded server message is due for one live client.
+
+    Feed it with :meth:`client_message` as the client's messages arrive (and
+    :meth:`start` at the handshake). Ask :meth:`next_send`: ``(due_ns, step)``
+    for the next server message once it is released, or None while it waits for
+    the client (or when all were sent: see :attr:`finished`). After sending it,
+    call :meth:`pop`. Times are nanoseconds on any monotonic clock.
+
+    ``pace="client"``: a step that followed a client event waits for the live
+    client's corresponding event, then keeps the recorded gap; steps that
+    followed a server message keep their spacing. ``pace="clock"``: each step
+    at its recorded offset. Gaps are divided by ``speed``; speed 0: no gaps.
+    """
+
+    def __init__(
+        self,
+        steps: Iterable[ServerStep],
+        events: Iterable[ClientEvent],
+        *,
+        pace: str = "client",
+        speed: float = 1.0,
+    ) -> None:
+        if pace not in ("client", "clock"):
+            raise ValueError(f"pace {pace!r}: expected client or clock")
+        self.pace = pace
+        self.speed = speed
+        self._steps = iter(steps)
+        self._events = iter(events)
+        self._event_buf: deque[ClientEvent] = deque()
+        self._head: ServerStep | None = None
+        self._head_loaded = False
+        self.start_ns: int | None = None
+        self._prev_due: int | None = None
+        # live client state
+        self.cursor = 0  # next recorded client event expected
+        self._matched_at: dict[int, int] = {}  # event ordinal -> live time it was matched/skipped
+        self._segment_ms = 0.0  # live audio appended in the current segment
+        self._crossings: list[tuple[float, int]] = []  # (cumulative ms, live time) this segment
+        self._crossing_pos = 0
+        self._warned_audio_segment = -1
+        self.live_count = 0
+        self.in_format = AudioFormat()
+        self.divergences: list[Divergence] = []
+        self.sent = 0
+
+    # -- inputs ------------------------------------------------------------
+    def start(self, now_ns: int) -> None:
+        """The handshake completed at ``now_ns``: the schedule starts."""
+        self.start_ns = now_ns
+
+    def client_message(self, now_ns: int, is_text: bool, content: bytes) -> list[Divergence]:
+        """A live client message arrived; returns the divergences it caused (often none)."""
+        assert self.start_ns is not None, "call start() first"
+        index = self.live_count
+        self.live_count += 1
+        typ = event_type(content) if is_text else None
+        offset_ms = (now_ns - self.start_ns) / 1e6
+        found: list[Divergence] = []
+        if typ == APPEND:
+            obj = parse_event(content)
+            audio = obj.get("audio") if obj else None
+            nbytes = _b64_len(audio) if isinstance(audio, str) else 0
+            self._segment_ms += self.in_format.duration_ms(nbytes)
+            self._crossings.append((self._segment_ms, now_ns))
+            ev = self._peek_event(self.cursor)
+            if ev is not None and ev.segment_audio_ms == 0 and self._warned_audio_segment != self.cursor:
+                self._warned_audio_segment = self.cursor
+                found.append(
+                    Divergence(
+                        index, offset_ms, ev.type or "the end of the session (no more client events)",
+                        f"{APPEND} (the recording has no input audio here)",
+                        ev.index if ev.index >= 0 else None,
+                        ev.t_ns / 1e6 if ev.index >= 0 else None,
+                    )
+                )
+            self.divergences += found
+            return found
+        obj = parse_event(content) if is_text else None
+        if typ == "session.update" and obj and isinstance(obj.get("session"), dict):
+            fmt, _ = audio_format_from_session(obj["session"])
+            if fmt:
+                self.in_format = fmt
+        label = typ or ("(binary message)" if not is_text else "(text that is not a JSON event)")
+        ev = self._peek_event(self.cursor)
+        if ev is None or ev.type is None:
+            n = self.cursor
+            found.append(
+                Divergence(index, offset_ms, f"no more client events (the recording has {n})", label)
+            )
+        elif canonical_event_type(ev.type) == canonical_event_type(typ) and typ is not None:
+            fields = significant_fields(typ, obj)
+            if ev.redacted and fields:
+                red, _ = redact_payload(content)
+                fields = significant_fields(typ, parse_event(red))
+            diff = _compare(ev.fields, fields)
+            if diff:
+                path, exp, got = diff
+                found.append(Divergence(index, offset_ms, exp, got, ev.index, ev.t_ns / 1e6, f"{typ} {path}"))
+            self._advance_to(ev.ordinal + 1, now_ns)
+        else:
+            found.append(Divergence(index, offset_ms, ev.type, label, ev.index, ev.t_ns / 1e6))
+            # Resynchronise on the next recorded event of this type, if close.
+            for k in range(self.cursor + 1, self.cursor + 1 + LOOKAHEAD):
+                later = self._peek_event(k)
+                if later is None or later.type is None:
+                    break
+                if typ is not None and canonical_event_type(later.type) == canonical_event_type(typ):
+                    self._advance_to(k + 1, now_ns)
+                    break
+        self.divergences += found
+        return found
+
+    # -- outputs -----------------------------------------------------------
+    def next_send(self) -> tuple[int, ServerStep] | None:
+        """``(due_ns, step)`` of the next server message, or None (waiting, or finished)."""
+        step = self._peek_step()
+        if step is None:
+            return None
+        due = self._due(step)
+        if due is None:
+            return None
+        return due, step
+
+    def pop(self) -> ServerStep:
+        """Mark the step returned by :meth:`next_send` as sent; returns it."""
+        nxt = self.next_send()
+        assert nxt is not None, "pop() without a due step"
+        due, step = nxt
+        self._prev_due = due
+        self._head = None
+        self._head_loaded = False
+        self.sent += 1
+        if step.type in _SESSION_EVENTS:
+            obj = parse_event(step.msg.head)
+            if obj and isinstance(obj.get("session"), dict):
+                fmt, _ = audio_format_from_session(obj["session"])
+                if fmt:
+                    self.in_format = fmt
+        return step
+
+    @property
+    def finished(self) -> bool:
+        """All recorded server messages were handed out."""
+        return self._peek_step() is None
+
+    def waiting_for(self) -> str:
+        """What the next server message waits for (for logs and reports)."""
+        step = self._peek_step()
+        if step is None:
+            return "nothing (all server messages sent)"
+        if self.pace == "clock" or step.after in (START, SERVER):
+            return "its time"
+        ev = self._peek_event(step.ordinal)
+        name = ev.type if ev is not None and ev.type else "end"
+        if step.after == EVENT:
+            return f"client event #{step.ordinal} ({name})"
+        return f"{step.audio_ms:.0f} ms of input audio before client event #{step.ordinal} ({name})"
+
+    def last_due(self) -> int | None:
+        """When the last sent message was due (for a recorded close that follows it)."""
+        return self._prev_due
+
+    def scaled(self, ns: int) -> int:
+        """A recorded duration on the live clock (``speed`` applied)."""
+        return 0 if self.speed == 0 else int(ns / self.speed)
+
+    # -- internals ---------------------------------------------------------
+    def _peek_step(self) -> ServerStep | None:
+        if not self._head_loaded:
+            self._head = next(self._steps, None)
+            self._head_loaded = True
+        return self._head
+
+    def _peek_event(self, k: int) -> ClientEvent | None:
+        buf = self._event_buf
+        # The buffer holds events from ordinal buf[0].ordinal on.
+        if buf and k < buf[0].ordinal:
+            return None  # long consumed
+        while True:
+            if buf and buf[0].ordinal <= k <= buf[-1].ordinal:
+                return buf[k - buf[0].ordinal]
+            if buf and buf[-1].type is None and k > buf[-1].ordinal:
+                return buf[-1]
+            ev = next(self._events, None)
+            if ev is None:
+                return buf[-1] if buf else None
+            buf.append(ev)
+            while len(buf) > 1 and buf[0].ordinal < self.cursor - 1:
+                buf.popleft()
+
+    def _advance_to(self, ordinal: int, now_ns: int) -> None:
+        for k in range(self.cursor, ordinal):
+            self._matched_at[k] = now_ns
+        if ordinal > self.cursor:
+            self.cursor = ordinal
+            self._segment_ms = 0.0
+            self._crossings.clear()
+            self._crossing_pos = 0
+
+    def _release(self, step: ServerStep) -> int | None:
+        """When the live client reached what ``step`` waited for, or None if not yet."""
+        if step.after == EVENT:
+            return self._matched_at.get(step.ordinal)
+        # AUDIO: the segment is over, or enough audio arrived in it.
+        if step.ordinal < self.cursor:
+            return self._matched_at.get(step.ordinal)
+        if step.ordinal > self.cursor:
+            return None
+        target = step.audio_ms - AUDIO_TOLERANCE_MS
+        cr = self._crossings
+        i = self._crossing_pos
+        while i < len(cr) and cr[i][0] < target:
+            i += 1
+        if i >= len(cr):
+            self._crossing_pos = i
+            return None
+        self._crossing_pos = i
+        if i > 4096:  # keep memory flat in hour-long audio segments
+            del cr[: i - 1]
+            self._crossing_pos = 1
+        return cr[self._crossing_pos][1]
+
+    def _due(self, step: ServerStep) -> int | None:
+        start = self.start_ns
+        assert start is not None, "call start() first"
+        if self.pace == "clock":
+            return start + self.scaled(step.t_ns)
+        if step.after == START:
+            due = start + self.scaled(step.t_ns)
+        elif step.after == SERVER:
+            base = self._prev_due if self._prev_due is not None else start
+            due = base + self.scaled(step.gap_ns)
+        else:
+            released = self._release(step)
+            if released is None:
+                return None
+            due = released + self.scaled(step.gap_ns)
+        if self._prev_due is not None and due < self._prev_due:
+            due = self._prev_due
+        return due
+
+
+def lateness_stats(late_ns: list[int]) -> tuple[float, float, float]:
+    """(p50, p99, max) in milliseconds of how late messages went out."""
+    if not late_ns:
+        return 0.0, 0.0, 0.0
+    s = sorted(late_ns)
+    n = len(s)
+
+    def pct(p: float) -> float:
+        return s[min(n - 1, int(round(p * (n - 1))))] / 1e6
+
+    return pct(0.5), pct(0.99), s[-1] / 1e6

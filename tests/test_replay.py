@@ -1,0 +1,243 @@
+"""The replay scheduler, without sockets: recorded dialogue in, send times out."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+
+import pytest
+
+from rtproxy.format import Message, RecordingWriter, open_recording, split_base64_audio
+from rtproxy.replay import (
+    AUDIO,
+    EVENT,
+    SERVER,
+    START,
+    ReplayScheduler,
+    client_events,
+    lateness_stats,
+    parse_speed,
+    server_steps,
+)
+
+MS = 1_000_000
+
+
+def ev(t_ms: float, from_client: bool, obj: dict) -> Message:
+    content = json.dumps(obj).encode()
+    return Message(int(t_ms * MS), from_client, True, split_base64_audio(content) or content)
+
+
+def append(t_ms: float, audio_ms: int) -> Message:
+    pcm = b"\x01\x00" * (24 * audio_ms)  # 24 kHz PCM16: 48 bytes a millisecond
+    return ev(t_ms, True, {"type": "input_audio_buffer.append", "audio": base64.b64encode(pcm).decode()})
+
+
+def live_append(audio_ms: int) -> bytes:
+    pcm = b"\x02\x00" * (24 * audio_ms)
+    return json.dumps({"type": "input_audio_buffer.append", "audio": base64.b64encode(pcm).decode()}).encode()
+
+
+def live(obj: dict) -> bytes:
+    return json.dumps(obj).encode()
+
+
+SESSION = {"type": "realtime", "instructions": "be brief"}
+
+
+def dialogue() -> list[Message]:
+    """session.created; update/updated; 200 ms of audio in 2 appends with speech_started
+    after it; commit; response.create and a streamed response."""
+    return [
+        ev(5, False, {"type": "session.created", "session": {}}),
+        ev(100, True, {"type": "session.update", "session": SESSION}),
+        ev(102, False, {"type": "session.updated", "session": SESSION}),
+        append(200, 100),
+        append(300, 100),
+        ev(310, False, {"type": "input_audio_buffer.speech_started", "audio_start_ms": 0}),
+        ev(400, True, {"type": "input_audio_buffer.commit"}),
+        ev(403, False, {"type": "input_audio_buffer.committed"}),
+        ev(500, True, {"type": "response.create"}),
+        ev(520, False, {"type": "response.created"}),
+        ev(560, False, {"type": "response.output_audio_transcript.delta", "delta": "Hi"}),
+        ev(600, False, {"type": "response.done"}),
+    ]
+
+
+def drain(s: ReplayScheduler, now: int) -> list[tuple[int, str]]:
+    """Pop every step due by ``now``: (due ms, type)."""
+    out = []
+    while (nxt := s.next_send()) is not None and nxt[0] <= now:
+        due, step = nxt
+        s.pop()
+        out.append((due // MS, step.type))
+    return out
+
+
+def scheduler(msgs: list[Message], **kw) -> ReplayScheduler:
+    s = ReplayScheduler(server_steps(msgs), client_events(msgs), **kw)
+    s.start(0)
+    return s
+
+
+def test_server_steps_say_what_each_message_followed() -> None:
+    steps = list(server_steps(dialogue()))
+    got = [(s.type, s.after, s.ordinal, round(s.audio_ms), s.gap_ns // MS) for s in steps]
+    assert got == [
+        ("session.created", START, 0, 0, 5),
+        ("session.updated", EVENT, 0, 0, 2),
+        ("input_audio_buffer.speech_started", AUDIO, 1, 200, 10),
+        ("input_audio_buffer.committed", EVENT, 1, 0, 3),
+        ("response.created", EVENT, 2, 0, 20),
+        ("response.output_audio_transcript.delta", SERVER, 0, 0, 40),
+        ("response.done", SERVER, 0, 0, 40),
+    ]
+
+
+def test_client_events_fold_appends_into_duration() -> None:
+    evs = list(client_events(dialogue()))
+    assert [(e.type, round(e.segment_audio_ms)) for e in evs] == [
+        ("session.update", 0),
+        ("input_audio_buffer.commit", 200),
+        ("response.create", 0),
+        (None, 0),
+    ]
+
+
+def test_client_pace_waits_for_the_client_then_keeps_the_recorded_gap() -> None:
+    s = scheduler(dialogue())
+    # session.created is spontaneous: at its recorded offset
+    assert drain(s, 50 * MS) == [(5, "session.created")]
+    # session.updated waits for the live session.update (sent late, at 1000 ms)
+    assert s.next_send() is None
+    assert "session.update" in s.waiting_for()
+    assert s.client_message(1000 * MS, True, live({"type": "session.update", "session": SESSION})) == []
+    assert drain(s, 5000 * MS) == [(1002, "session.updated")]
+    for i, t in enumerate((1100, 1150, 1200, 1250)):  # 4 appends of 50 ms instead of 2 of 100 ms
+        s.client_message(t * MS, True, live_append(50))
+        sent = drain(s, 5000 * MS)
+        # speech_started followed 200 ms of audio: released by the 4th chunk, + 10 ms
+        assert sent == ([] if i < 3 else [(1260, "input_audio_buffer.speech_started")])
+    s.client_message(1300 * MS, True, live({"type": "input_audio_buffer.commit"}))
+    assert drain(s, 5000 * MS) == [(1303, "input_audio_buffer.committed")]
+    # the client waits 2 s before response.create: the response only comes after it
+    assert drain(s, 3000 * MS) == []
+    s.client_message(3300 * MS, True, live({"type": "response.create"}))
+    assert drain(s, 9000 * MS) == [
+        (3320, "response.created"),
+        (3360, "response.output_audio_transcript.delta"),
+        (3400, "response.done"),
+    ]
+    assert s.finished and s.divergences == []
+
+
+def test_speed_divides_gaps_and_zero_removes_them() -> None:
+    s = scheduler(dialogue(), speed=2.0)
+    assert drain(s, 10 * MS) == [(2, "session.created")]
+    s.client_message(100 * MS, True, live({"type": "session.update", "session": SESSION}))
+    assert drain(s, 200 * MS) == [(101, "session.updated")]
+    fast = scheduler(dialogue(), speed=0.0)
+    assert drain(fast, 0) == [(0, "session.created")]
+
+
+def test_clock_pace_uses_recorded_offsets_only() -> None:
+    s = scheduler(dialogue(), pace="clock", speed=1.0)
+    assert [t for t, _ in drain(s, 10_000 * MS)] == [5, 102, 310, 403, 520, 560, 600]
+    half = scheduler(dialogue(), pace="clock", speed=2.0)
+    assert [t for t, _ in drain(half, 10_000 * MS)] == [2, 51, 155, 201, 260, 280, 300]
+    assert parse_speed("max") == 0.0 and parse_speed("0") == 0.0 and parse_speed("1.5") == 1.5
+    with pytest.raises(ValueError):
+        parse_speed("-1")
+
+
+def test_another_event_type_is_a_divergence_that_says_what_and_where() -> None:
+    s = scheduler(dialogue())
+    drain(s, 10 * MS)
+    (d,) = s.client_message(120 * MS, True, live({"type": "response.create"}))
+    text = d.message()
+    assert "client message #0 at 120.0 ms" in text
+    assert "recording expected session.update (recorded message #1 at 100.0 ms)" in text
+    assert "got response.create" in text
+    # lenient: it resynchronised on the recorded response.create, so the response follows
+    sent = drain(s, 10_000 * MS)
+    assert sent[-3:] == [(140, "response.created"), (180, "response.output_audio_transcript.delta"), (220, "response.done")]
+
+
+def test_unknown_extra_event_does_not_move_the_cursor() -> None:
+    s = scheduler(dialogue())
+    (d,) = s.client_message(50 * MS, True, live({"type": "conversation.item.delete", "item_id": "x"}))
+    assert "expected session.update" in d.message() and "got conversation.item.delete" in d.message()
+    assert s.client_message(100 * MS, True, live({"type": "session.update", "session": SESSION})) == []
+
+
+def test_session_config_difference_names_the_field() -> None:
+    s = scheduler(dialogue())
+    (d,) = s.client_message(
+        100 * MS, True, live({"type": "session.update", "session": {**SESSION, "instructions": "be verbose"}})
+    )
+    assert d.field == "session.update session.instructions"
+    assert '"be brief"' in d.message() and '"be verbose"' in d.message()
+
+
+def test_function_output_difference_is_a_divergence_event_ids_are_not() -> None:
+    item = {"type": "function_call_output", "call_id": "call_1", "output": '{"temp": 21}'}
+    msgs = [
+        ev(10, True, {"type": "conversation.item.create", "event_id": "a", "item": item}),
+        ev(12, False, {"type": "conversation.item.added"}),
+    ]
+    s = scheduler(msgs)
+    same = s.client_message(10 * MS, True, live({"type": "conversation.item.create", "event_id": "zz", "item": item}))
+    assert same == []
+    s2 = scheduler(msgs)
+    (d,) = s2.client_message(
+        10 * MS, True, live({"type": "conversation.item.create", "item": {**item, "output": '{"temp": 30}'}})
+    )
+    assert d.field == "conversation.item.create item.output"
+    assert "21" in d.expected and "30" in d.got
+
+
+def test_events_beyond_the_recording_and_binary_messages_diverge() -> None:
+    msgs = [ev(10, True, {"type": "response.create"}), ev(20, False, {"type": "response.done"})]
+    s = scheduler(msgs)
+    assert s.client_message(10 * MS, True, live({"type": "response.create"})) == []
+    (d,) = s.client_message(30 * MS, True, live({"type": "response.create"}))
+    assert "no more client events (the recording has 1)" in d.message()
+    (b,) = s.client_message(40 * MS, False, b"\x00\x01")
+    assert "(binary message)" in b.message()
+
+
+def test_audio_where_the_recording_had_none_diverges_once() -> None:
+    s = scheduler(dialogue())
+    (d,) = s.client_message(10 * MS, True, live_append(20))
+    assert "recording expected session.update" in d.message()
+    assert s.client_message(20 * MS, True, live_append(20)) == []
+
+
+def test_audio_gate_is_released_when_the_segment_ends_early() -> None:
+    s = scheduler(dialogue())
+    s.client_message(100 * MS, True, live({"type": "session.update", "session": SESSION}))
+    s.client_message(200 * MS, True, live_append(50))  # only 50 of the recorded 200 ms
+    assert [t for t, _ in drain(s, 1000 * MS)] == [5, 102]
+    s.client_message(300 * MS, True, live({"type": "input_audio_buffer.commit"}))
+    assert drain(s, 1000 * MS) == [(310, "input_audio_buffer.speech_started"), (310, "input_audio_buffer.committed")]
+
+
+def test_streams_from_a_file(tmp_path: Path) -> None:
+    path = tmp_path / "d.rtrec"
+    with RecordingWriter(path) as w:
+        w.write_header(url="ws://x/v1/realtime?model=m")
+        w.write_handshake(status=101)
+        for m in dialogue():
+            w.write_message(m.t_ns, m.from_client, m.is_text, m.content)
+    r1, r2 = open_recording(path), open_recording(path)
+    s = ReplayScheduler(server_steps(r1.messages()), client_events(r2.messages()), pace="clock", speed=0)
+    s.start(0)
+    sent = drain(s, 0)
+    assert [t for _, t in sent][0] == "session.created" and len(sent) == 7
+
+
+def test_lateness_stats() -> None:
+    assert lateness_stats([]) == (0.0, 0.0, 0.0)
+    p50, p99, mx = lateness_stats([i * MS for i in range(101)])
+    assert (p50, p99, mx) == (50.0, 99.0, 100.0)
