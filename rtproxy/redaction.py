@@ -133,34 +133,40 @@ def _scrub_string(s: str) -> str:
     return s
 
 
-def _collect(obj: Any, secrets: list[str], parent_key: str = "") -> None:
-    """Gather the string values that are secrets in a parsed event."""
+def _collect(obj: Any, whole: list[tuple[str, str]], parts: list[str], parent_key: str = "") -> None:
+    """Gather the secrets in a parsed event.
+
+    ``whole``: ``(member name, value)`` pairs whose string value is a secret as
+    a whole; they are replaced only where that member stands, so a short header
+    value such as ``"1"`` does not clobber every other ``"1"`` in the message.
+    ``parts``: key-shaped substrings (``ek_...``, ``sk-...``) found in any string.
+    """
     if isinstance(obj, dict):
         for k, v in obj.items():
             lk = k.lower() if isinstance(k, str) else ""
             if lk == "authorization" and isinstance(v, str):
-                secrets.append(v)
+                whole.append((k, v))
             elif lk == "headers" and isinstance(v, dict):
                 # MCP server headers: every value may be a credential
-                for hv in v.values():
-                    if isinstance(hv, str):
-                        secrets.append(hv)
+                for hk, hv in v.items():
+                    if isinstance(hv, str) and isinstance(hk, str):
+                        whole.append((hk, hv))
                     else:
-                        _collect(hv, secrets, lk)
+                        _collect(hv, whole, parts, lk)
             elif lk == "value" and parent_key == "client_secret" and isinstance(v, str):
-                secrets.append(v)
+                whole.append((k, v))
             elif lk == "client_secret" and isinstance(v, str):
-                secrets.append(v)
+                whole.append((k, v))
             else:
-                _collect(v, secrets, lk)
+                _collect(v, whole, parts, lk)
     elif isinstance(obj, list):
         for v in obj:
-            _collect(v, secrets, parent_key)
+            _collect(v, whole, parts, parent_key)
     elif isinstance(obj, str):
         for m in _EK_RE.finditer(obj):
-            secrets.append(m.group(0))
+            parts.append(m.group(0))
         for m in _SK_RE.finditer(obj):
-            secrets.append(m.group(0))
+            parts.append(m.group(0))
 
 
 def _json_forms(s: str) -> set[bytes]:
@@ -191,15 +197,22 @@ def redact_payload(content: bytes) -> tuple[bytes, bool]:
         if scrubbed == text:
             return content, False
         return scrubbed.encode("utf-8", "surrogateescape"), True
-    secrets: list[str] = []
-    _collect(obj, secrets)
-    secrets = [s for s in secrets if s and s != MARKER]
-    if not secrets:
+    whole: list[tuple[str, str]] = []
+    parts: list[str] = []
+    _collect(obj, whole, parts)
+    whole = [(k, v) for k, v in whole if v and v != MARKER]
+    parts = [s for s in parts if s]
+    if not whole and not parts:
         return content, False
     out = content
     marker = MARKER.encode()
     # Longest first, so a secret that contains another is replaced whole.
-    for s in sorted(set(secrets), key=len, reverse=True):
+    for k, v in sorted(set(whole), key=lambda kv: len(kv[1]), reverse=True):
+        for kform in _json_forms(k):
+            for vform in _json_forms(v):
+                member = re.compile(b'("' + re.escape(kform) + rb'"\s*:\s*")' + re.escape(vform) + b'"')
+                out = member.sub(lambda m: m.group(1) + marker + b'"', out)
+    for s in sorted(set(parts), key=len, reverse=True):
         for form in sorted(_json_forms(s), key=len, reverse=True):
             if form:
                 out = out.replace(form, marker)
