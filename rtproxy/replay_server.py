@@ -1,0 +1,317 @@
+"""``rtproxy replay FILE``: a WebSocket server that answers like the recorded endpoint.
+
+A thin shell around :class:`rtproxy.replay.ReplayScheduler`: it accepts any
+path and query, echoes the recorded subprotocol (or replays a refused upgrade
+as that refusal), feeds the client's messages to the scheduler and sends each
+recorded server message, byte-exact, when the scheduler says it is due. Every
+connection gets its own replay, streamed from the file (nothing is loaded
+whole), so an hour-long recording starts at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from typing import Any, Callable
+
+import websockets
+from websockets.asyncio.server import ServerConnection, serve
+from websockets.datastructures import Headers
+from websockets.http11 import Request, Response
+
+from .format import RecordingReader, open_recording
+from .replay import Divergence, ReplayScheduler, client_events, lateness_stats, server_steps
+
+__all__ = ["ReplayConfig", "SessionReport", "run_replay_server", "STRICT_CLOSE_CODE", "load_summary"]
+
+log = logging.getLogger(__name__)
+
+#: Close code sent to a client that diverged from the recording under ``--strict``.
+STRICT_CLOSE_CODE = 4900
+#: Below this, a send waits by yielding to the event loop rather than sleeping:
+#: the loop's timers are only as precise as epoll's millisecond timeout.
+_SPIN_NS = 1_500_000
+_HOP_HEADERS = frozenset({"content-length", "transfer-encoding", "connection", "upgrade", "date", "server"})
+
+
+@dataclass
+class ReplayConfig:
+    """What ``rtproxy replay FILE`` (server mode) was asked to do."""
+
+    file: str
+    listen_host: str = "127.0.0.1"
+    listen_port: int = 8765
+    speed: float = 1.0
+    pace: str = "client"
+    strict: bool = False
+    once: bool = False
+
+
+@dataclass
+class SessionReport:
+    """One replayed session, as printed at its end."""
+
+    number: int
+    peer: str
+    sent: int = 0
+    divergences: list[Divergence] = field(default_factory=list)
+    lateness_ns: list[int] = field(default_factory=list)
+    refused_status: int | None = None
+    close: str = ""
+    complete: bool = False
+
+    @property
+    def diverged(self) -> bool:
+        return bool(self.divergences)
+
+    def line(self) -> str:
+        """One line: messages sent, divergences, lateness p50/p99/max against the schedule."""
+        head = f"replay session #{self.number} ({self.peer}):"
+        if self.refused_status is not None:
+            return f"{head} refused the upgrade with HTTP {self.refused_status}, as recorded"
+        p50, p99, mx = lateness_stats(self.lateness_ns)
+        done = "" if self.complete else " (client left before the end)"
+        return (
+            f"{head} sent {self.sent} server messages{done}; {len(self.divergences)} divergences; "
+            f"lateness p50 {p50:.3f} ms, p99 {p99:.3f} ms, max {mx:.3f} ms; {self.close}"
+        )
+
+
+def load_summary(path: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(header, handshake) of a recording, read without its messages.
+
+    Raises :class:`rtproxy.format.RecordingError` on a bad file.
+    """
+    with open_recording(path) as reader:
+        return reader.recording.header, reader.recording.handshake or {}
+
+
+async def _sleep_until(t_ns: int) -> None:
+    while True:
+        rem = t_ns - time.monotonic_ns()
+        if rem <= 0:
+            return
+        if rem > _SPIN_NS:
+            await asyncio.sleep((rem - _SPIN_NS) / 1e9)
+        else:
+            await asyncio.sleep(0)
+
+
+class ReplayServer:
+    """The connection handler and handshake hooks for one recording."""
+
+    def __init__(
+        self,
+        cfg: ReplayConfig,
+        handshake: dict[str, Any],
+        on_divergence: Callable[[int, Divergence], None],
+        on_report: Callable[[SessionReport], None],
+    ) -> None:
+        self.cfg = cfg
+        self.handshake = handshake
+        self.on_divergence = on_divergence
+        self.on_report = on_report
+        self.sessions = 0
+        self.diverged = False
+        self.finished = asyncio.Event()
+
+    # -- handshake ------------------------------------------------------------
+    def process_request(self, conn: ServerConnection, request: Request) -> Response | None:
+        status = self.handshake.get("status")
+        if status in (None, 101):
+            return None
+        self.sessions += 1
+        body = self.handshake.get("response_body") or b""
+        if isinstance(body, str):
+            body = body.encode()
+        headers = Headers(
+            [(k, v) for k, v in self.handshake.get("response_headers") or [] if k.lower() not in _HOP_HEADERS]
+        )
+        headers["Content-Length"] = str(len(body))
+        try:
+            reason = self.handshake.get("reason") or HTTPStatus(status).phrase
+        except ValueError:
+            reason = ""
+        peer = _peer(conn)
+        report = SessionReport(self.sessions, peer, refused_status=status)
+        self.on_report(report)
+        if self.cfg.once:
+            asyncio.get_running_loop().call_later(0.2, self.finished.set)
+        return Response(status, reason, headers, body)
+
+    def select_subprotocol(self, conn: ServerConnection, offered: list[str]) -> str | None:
+        recorded = self.handshake.get("subprotocol")
+        return recorded if recorded and recorded in offered else None
+
+    # -- one session ----------------------------------------------------------
+    async def handler(self, ws: ServerConnection) -> None:
+        self.sessions += 1
+        report = SessionReport(self.sessions, _peer(ws))
+        cfg = self.cfg
+        r_server = open_recording(cfg.file)
+        r_client = open_recording(cfg.file)
+        sched = ReplayScheduler(
+            server_steps(r_server.messages()), client_events(r_client.messages()), pace=cfg.pace, speed=cfg.speed
+        )
+        sched.start(time.monotonic_ns())
+        progress = asyncio.Event()
+        strict_close: list[Divergence] = []
+
+        async def receive() -> None:
+            try:
+                while True:
+                    data = await ws.recv()
+                    now = time.monotonic_ns()
+                    is_text = isinstance(data, str)
+                    # websockets checked the UTF-8, so encoding gives back the frame's bytes
+                    content = data.encode() if isinstance(data, str) else data
+                    found = sched.client_message(now, is_text, content)
+                    for d in found:
+                        report.divergences.append(d)
+                        self.on_divergence(report.number, d)
+                    if found and cfg.strict and not strict_close:
+                        strict_close.append(found[0])
+                    progress.set()
+                    if strict_close:
+                        return
+            except websockets.ConnectionClosed:
+                return
+
+        receiver = asyncio.create_task(receive())
+        try:
+            await self._send_all(ws, sched, report, progress, strict_close, receiver, r_server)
+        except websockets.ConnectionClosed:
+            pass
+        finally:
+            receiver.cancel()
+            try:
+                await receiver
+            except (asyncio.CancelledError, Exception):
+                pass
+            r_server.close()
+            r_client.close()
+            if not report.close:
+                code = ws.close_code
+                report.close = f"closed by the client ({code})" if code is not None else "connection lost"
+            if report.diverged:
+                self.diverged = True
+            self.on_report(report)
+            if cfg.once:
+                self.finished.set()
+
+    async def _send_all(
+        self,
+        ws: ServerConnection,
+        sched: ReplayScheduler,
+        report: SessionReport,
+        progress: asyncio.Event,
+        strict_close: list[Divergence],
+        receiver: asyncio.Task[None],
+        reader: RecordingReader,
+    ) -> None:
+        last_t = 0
+        while True:
+            if strict_close:
+                await self._close_strict(ws, strict_close[0], report)
+                return
+            nxt = sched.next_send()
+            if nxt is None:
+                if sched.finished:
+                    break
+                progress.clear()
+                waiter = asyncio.ensure_future(progress.wait())
+                done, _ = await asyncio.wait({waiter, receiver}, return_when=asyncio.FIRST_COMPLETED)
+                if waiter not in done:
+                    waiter.cancel()
+                    if not strict_close:
+                        return  # the client left
+                continue
+            due, step = nxt
+            data = step.msg.content
+            if time.monotonic_ns() < due:
+                await _sleep_until(due)
+            if strict_close:
+                continue
+            now = time.monotonic_ns()
+            await ws.send(data, text=step.msg.is_text)
+            report.lateness_ns.append(max(0, now - due))
+            report.sent += 1
+            last_t = step.t_ns
+            sched.pop()
+        report.complete = True
+        close = reader.recording.close or {}
+        if close.get("closed_by") == "server" and close.get("code") not in (None, 1005, 1006):
+            base = sched.last_due() or time.monotonic_ns()
+            await _sleep_until(base + sched.scaled(max(0, int(close.get("t_ns") or last_t) - last_t)))
+            code, reason = int(close["code"]), str(close.get("reason") or "")
+            report.close = f"closed with {code} {reason!r} as recorded"
+            await ws.close(code, reason)
+            return
+        if close.get("closed_by") == "server" and close.get("code") == 1006:
+            report.close = "connection dropped as recorded (1006)"
+            ws.transport.abort()
+            return
+        # The client closed (or the recording ends open): wait for the client, then report.
+        await receiver
+        if strict_close:
+            await self._close_strict(ws, strict_close[0], report)
+
+    async def _close_strict(self, ws: ServerConnection, d: Divergence, report: SessionReport) -> None:
+        reason = d.message().removeprefix("divergence: ")
+        enc = reason.encode()
+        if len(enc) > 123:
+            reason = enc[:120].decode("utf-8", "ignore") + "..."
+        report.close = f"closed with {STRICT_CLOSE_CODE} (--strict, diverged)"
+        await ws.close(STRICT_CLOSE_CODE, reason)
+
+
+def _peer(conn: ServerConnection) -> str:
+    addr = conn.remote_address
+    return f"{addr[0]}:{addr[1]}" if addr else "?"
+
+
+async def _serve(
+    cfg: ReplayConfig,
+    handshake: dict[str, Any],
+    on_ready: Callable[[int], None],
+    on_divergence: Callable[[int, Divergence], None],
+    on_report: Callable[[SessionReport], None],
+) -> int:
+    app = ReplayServer(cfg, handshake, on_divergence, on_report)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, app.finished.set)
+    async with serve(
+        app.handler,
+        cfg.listen_host,
+        cfg.listen_port,
+        process_request=app.process_request,
+        select_subprotocol=app.select_subprotocol,
+        max_size=None,
+        compression=None,
+        ping_interval=None,
+    ) as server:
+        port = server.sockets[0].getsockname()[1]
+        on_ready(port)
+        await app.finished.wait()
+    return 1 if app.diverged else 0
+
+
+def run_replay_server(
+    cfg: ReplayConfig,
+    handshake: dict[str, Any],
+    on_ready: Callable[[int], None],
+    on_divergence: Callable[[int, Divergence], None],
+    on_report: Callable[[SessionReport], None],
+) -> int:
+    """Serve until SIGINT/SIGTERM (or the first session with ``once``).
+
+    Returns the exit status: 1 when a session diverged, else 0. Raises OSError
+    when the port cannot be bound.
+    """
+    logging.getLogger("websockets").setLevel(logging.CRITICAL)
+    return asyncio.run(_serve(cfg, handshake, on_ready, on_divergence, on_report))

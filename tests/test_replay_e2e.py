@@ -1,0 +1,284 @@
+"""`rtproxy replay` end to end: record through `rtproxy record`, replay as a real process,
+talk to it with the official openai SDK, openai-agents and plain websockets."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import websockets
+from openai import AsyncOpenAI
+
+from rtproxy.format import open_recording
+from tests.conftest import ROOT, RTPROXY, Recorder, free_port, wait_port
+from tests.realtime_server import Scenario, ServerThread, speech_pcm
+
+pytestmark = pytest.mark.e2e
+
+KEY = "sk-test-not-a-real-key-000000000000"
+SESSION = {"type": "realtime", "instructions": "You are a booking assistant."}
+
+
+async def conversation(
+    ws_base: str,
+    *,
+    chunk_ms: int = 100,
+    audio_ms: int = 600,
+    wait_before_create: float = 0.0,
+    session: dict | None = None,
+) -> tuple[list[bytes], dict[str, float]]:
+    """session.update, audio in chunk_ms appends, commit, response.create; read until
+    response.done and the message after it. Returns the raw server messages and when
+    (monotonic s) response.create was sent and response.created arrived."""
+    client = AsyncOpenAI(api_key=KEY, websocket_base_url=ws_base)
+    pcm = speech_pcm()[: 48 * audio_ms]
+    got: list[bytes] = []
+    marks: dict[str, float] = {}
+    async with client.realtime.connect(model="gpt-realtime") as conn:
+        got.append(await conn.recv_bytes())  # session.created
+        await conn.session.update(session=session or SESSION)
+        got.append(await conn.recv_bytes())  # session.updated
+        step = 48 * chunk_ms
+        for i in range(0, len(pcm), step):
+            await conn.input_audio_buffer.append(audio=base64.b64encode(pcm[i : i + step]).decode())
+        await conn.input_audio_buffer.commit()
+        if wait_before_create:
+            await asyncio.sleep(wait_before_create)
+        marks["create_sent"] = time.monotonic()
+        await conn.response.create()
+        done = False
+        while True:
+            raw = await conn.recv_bytes()
+            got.append(raw)
+            ev = conn.parse_event(raw)  # the SDK parses every event
+            if ev.type == "response.created":
+                marks["created_received"] = time.monotonic()
+            if done:
+                break
+            done = ev.type == "response.done"
+    return got, marks
+
+
+def record(server: ServerThread, out_dir: Path, **kw) -> Path:
+    rec = Recorder(server.url, out_dir)
+    try:
+        asyncio.run(conversation(rec.ws_base, **kw))
+        (path,) = rec.wait_files(1)
+    finally:
+        rec.stop()
+    return path
+
+
+@pytest.fixture(scope="module")
+def recording(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    with ServerThread(Scenario()) as srv:
+        return record(srv, tmp_path_factory.mktemp("rec") / "recordings")
+
+
+def server_messages(path: Path) -> list[bytes]:
+    with open_recording(path) as r:
+        return [m.content for m in r.messages() if not m.from_client]
+
+
+def recorded_times(path: Path) -> dict[str, int]:
+    """Recorded time (ns) of the first client response.create and server response.created."""
+    out: dict[str, int] = {}
+    with open_recording(path) as r:
+        for m in r.messages():
+            typ = json.loads(m.content).get("type")
+            out.setdefault(typ, m.t_ns)
+    return out
+
+
+class Replay:
+    """`rtproxy replay FILE` as a subprocess."""
+
+    def __init__(self, path: Path, *args: str) -> None:
+        self.port = free_port()
+        self.proc = subprocess.Popen(
+            [*RTPROXY, "replay", str(path), "--listen-port", str(self.port), *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+        )
+        wait_port(self.port, proc=self.proc)
+
+    @property
+    def ws_base(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/v1"
+
+    def finish(self, timeout: float = 20) -> tuple[int, str, str]:
+        try:
+            out, err = self.proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.terminate()
+            out, err = self.proc.communicate()
+        return self.proc.returncode, out, err
+
+    def stop(self) -> tuple[int, str, str]:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+        return self.finish()
+
+
+def test_sdk_gets_every_server_event_byte_exact_in_order(recording: Path) -> None:
+    expected = server_messages(recording)
+    rp = Replay(recording, "--once")
+    got, _ = asyncio.run(conversation(rp.ws_base))
+    code, out, err = rp.finish()
+    assert got == expected[: len(got)] and len(got) == len(expected)
+    assert code == 0, out + err
+    assert f"sent {len(expected)} server messages; 0 divergences" in out
+    assert "websocket_base_url=ws://127.0.0.1:" in out
+
+
+def test_client_that_waits_before_response_create_gets_the_response_after_it(recording: Path) -> None:
+    rec = recorded_times(recording)
+    gap = (rec["response.created"] - rec["response.create"]) / 1e9
+    rp = Replay(recording, "--once")
+    got, marks = asyncio.run(conversation(rp.ws_base, wait_before_create=1.0))
+    code, out, _ = rp.finish()
+    waited = marks["created_received"] - marks["create_sent"]
+    assert waited >= gap * 0.9, (waited, gap)
+    assert waited < gap + 0.5  # not sent on the recorded clock (which would be ~1 s early)
+    assert code == 0 and "0 divergences" in out
+    assert got == server_messages(recording)
+
+
+def test_different_audio_chunk_sizes_still_line_up(recording: Path) -> None:
+    rp = Replay(recording, "--once")
+    got, _ = asyncio.run(conversation(rp.ws_base, chunk_ms=40))  # recorded with 100 ms appends
+    code, out, _ = rp.finish()
+    assert got == server_messages(recording)
+    assert code == 0 and "0 divergences" in out, out
+
+
+def test_clock_pace_with_max_speed_sends_everything_without_waiting(recording: Path) -> None:
+    expected = server_messages(recording)
+
+    async def raw_client(url: str) -> list[bytes]:
+        out = []
+        async with websockets.connect(url) as ws:
+            while len(out) < len(expected):
+                out.append(await ws.recv(decode=False))
+        return out
+
+    rp = Replay(recording, "--once", "--pace", "clock", "--speed", "max")
+    got = asyncio.run(raw_client(f"ws://127.0.0.1:{rp.port}/anything?model=x"))  # sends nothing at all
+    code, out, _ = rp.finish()
+    assert got == expected
+    assert code == 0 and f"sent {len(expected)} server messages" in out
+
+
+def test_divergence_lenient_goes_on_and_exits_1(recording: Path) -> None:
+    rp = Replay(recording, "--once")
+    other = {"type": "realtime", "instructions": "You are a pirate."}
+    got, _ = asyncio.run(conversation(rp.ws_base, session=other))
+    code, out, _ = rp.finish()
+    assert got == server_messages(recording)  # lenient: the replay went on
+    assert code == 1
+    line = next(l for l in out.splitlines() if "divergence:" in l)
+    assert "field session.update session.instructions" in line
+    assert '"You are a booking assistant."' in line and '"You are a pirate."' in line
+    assert "client message #0 at" in line and "recorded message #1 at" in line
+    assert "1 divergences" in out
+
+
+def test_divergence_strict_closes_with_4900_and_the_reason(recording: Path) -> None:
+    rp = Replay(recording, "--once", "--strict")
+
+    async def client() -> websockets.ConnectionClosed:
+        async with websockets.connect(rp.ws_base + "/realtime?model=gpt-realtime") as ws:
+            await ws.recv()  # session.created
+            await ws.send(json.dumps({"type": "response.create"}))  # recording expects session.update
+            with pytest.raises(websockets.ConnectionClosed) as info:
+                while True:
+                    await ws.recv()
+            return info.value
+
+    closed = asyncio.run(client())
+    code, out, _ = rp.finish()
+    assert closed.rcvd is not None and closed.rcvd.code == 4900
+    assert "recording expected session.update" in closed.rcvd.reason
+    assert "got response.create" in closed.rcvd.reason
+    assert code == 1 and "closed with 4900" in out
+
+
+def test_fifty_clients_at_once_each_get_their_own_replay(recording: Path) -> None:
+    expected = server_messages(recording)
+    rp = Replay(recording)
+
+    async def all_clients() -> list[list[bytes]]:
+        return await asyncio.gather(*(conversation(rp.ws_base, chunk_ms=200) for _ in range(50)))
+
+    try:
+        results = asyncio.run(all_clients())
+    finally:
+        code, out, _ = rp.stop()
+    assert all(got == expected for got, _ in results)
+    reports = [l for l in out.splitlines() if l.startswith("replay session #")]
+    assert len(reports) == 50 and all("0 divergences" in l for l in reports)
+    assert code == 0
+
+
+def test_refused_upgrade_recording_is_replayed_as_that_refusal(tmp_path: Path) -> None:
+    with ServerThread(Scenario(refuse_status=403)) as srv:
+        rec = Recorder(srv.url, tmp_path / "r")
+        try:
+            with pytest.raises(Exception):
+                asyncio.run(conversation(rec.ws_base))
+            (path,) = rec.wait_files(1)
+        finally:
+            rec.stop()
+    with open_recording(path) as r:
+        recorded_body = r.recording.handshake["response_body"]
+    rp = Replay(path, "--once")
+
+    async def client() -> websockets.InvalidStatus:
+        with pytest.raises(websockets.InvalidStatus) as info:
+            await websockets.connect(rp.ws_base + "/realtime?model=gpt-realtime")
+        return info.value
+
+    refused = asyncio.run(client())
+    code, out, _ = rp.finish()
+    assert refused.response.status_code == 403
+    assert refused.response.body == recorded_body and b"invalid_api_key" in recorded_body
+    assert "refused the upgrade with HTTP 403, as recorded" in out and code == 0
+
+
+def test_client_replay_against_a_different_server_records_the_new_run(recording: Path, tmp_path: Path) -> None:
+    scenario = Scenario(seed=2, transcript="Good morning! Where would you like to go?")
+    out_dir = tmp_path / "second"
+    with ServerThread(scenario) as srv:
+        proc = subprocess.run(
+            [*RTPROXY, "replay", str(recording), "--to", f"ws://127.0.0.1:{srv.port}/v1", "--out-dir", str(out_dir)],
+            capture_output=True, text=True, cwd=ROOT, timeout=60,
+            env={**__import__("os").environ, "OPENAI_API_KEY": "sk-replay-secret-key-0123456789abcdef"},
+        )
+        log = srv.logs[0]
+    assert proc.returncode == 0, proc.stderr
+    (new,) = out_dir.glob("*.rtrec")
+    assert f"recorded to {new}" in proc.stdout
+    # the second server got the recorded client messages, byte-exact, with our key
+    with open_recording(recording) as r:
+        recorded_client = [m.content for m in r.messages() if m.from_client]
+    assert [x.encode() if isinstance(x, str) else x for x in log.received] == recorded_client
+    assert log.headers.get("Authorization") == "Bearer sk-replay-secret-key-0123456789abcdef"
+    assert "model=gpt-realtime" in log.path
+    # the new file holds that run: its server messages, its transcript, no key
+    with open_recording(new) as r:
+        msgs = list(r.messages())
+        rec = r.recording
+    server = [m.content for m in msgs if not m.from_client]
+    assert server == [x.encode() if isinstance(x, str) else x for x in log.sent]
+    assert any(b"Good morning! Where would you like to go?" in c for c in server)
+    assert [m.content for m in msgs if m.from_client] == recorded_client
+    assert rec.handshake["status"] == 101 and rec.close["code"] == 1000 and rec.close["closed_by"] == "client"
+    assert b"sk-replay-secret" not in new.read_bytes()
+    assert rec.header["replay_of"] == str(recording)
