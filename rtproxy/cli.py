@@ -279,6 +279,11 @@ def _show_text(file: str, flt: Any = None) -> None:
             )
 
 
+from .replay_cli import replay  # noqa: E402
+
+cli.add_command(replay)
+
+
 def main() -> None:
     cli(prog_name="rtproxy")
 
