@@ -71,6 +71,7 @@ class Scenario:
     refuse_status: int | None = None  # refuse every upgrade with this status
     error_on_second_response: bool = False  # conversation_already_has_active_response
     echo: bool = False  # echo every message back verbatim (benchmarks)
+    client_secret: str | None = None  # session.created carries client_secret {value, expires_at}
 
 
 @dataclass
@@ -160,7 +161,10 @@ class RealtimeLikeServer:
             "expires_at": 1700000000 + self.rng.randint(0, 10000),
         }
         if not sc.echo:
-            await send(ev("session.created", session=session))
+            created = session
+            if sc.client_secret:
+                created = {**session, "client_secret": {"value": sc.client_secret, "expires_at": 1700000600}}
+            await send(ev("session.created", session=created))
         input_bytes = 0
         active_response = False
         responses = 0

@@ -1,0 +1,449 @@
+"""End to end: real clients -> `rtproxy record` (or mitmdump -s) -> the Realtime-like server.
+
+Every test checks the .rtrec file against what the client and the server
+actually saw, byte for byte.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+import websockets
+import zstandard
+from openai import AsyncOpenAI
+
+from rtproxy.format import Message, Recording, open_recording
+from rtproxy.redaction import MARKER
+from tests.conftest import ROOT, RTPROXY, Recorder, free_port, wait_port
+from tests.realtime_server import Log, Scenario, ServerThread, speech_pcm
+
+pytestmark = pytest.mark.e2e
+
+API_KEY = "sk-test-e2e-0123456789abcdefXYZ"
+SPEECH = speech_pcm()[: 48 * 1000]  # 1 s of 24 kHz PCM16
+
+
+# ------------------------------------------------------------------ helpers
+@contextlib.contextmanager
+def recording(tmp_path: Path, scenario: Scenario | None = None) -> Iterator[tuple[ServerThread, Recorder]]:
+    with ServerThread(scenario or Scenario()) as srv:
+        rec = Recorder(srv.url, tmp_path / "rec")
+        try:
+            yield srv, rec
+        finally:
+            rec.stop()
+
+
+def read(path: Path) -> tuple[Recording, list[Message]]:
+    with open_recording(path) as r:
+        return r.read_all()
+
+
+def wire(x: str | bytes) -> bytes:
+    return x.encode() if isinstance(x, str) else x
+
+
+def side(msgs: list[Message], from_client: bool) -> list[tuple[bool, bytes]]:
+    return [(m.is_text, m.content) for m in msgs if m.from_client == from_client]
+
+
+def logged(items: list[str | bytes]) -> list[tuple[bool, bytes]]:
+    return [(isinstance(x, str), wire(x)) for x in items]
+
+
+def assert_file_matches_log(path: Path, log: Log) -> tuple[Recording, list[Message]]:
+    """Each direction of the file is exactly what the server received / sent, in order."""
+    rec, msgs = read(path)
+    assert side(msgs, True) == logged(log.received)
+    assert side(msgs, False) == logged(log.sent)
+    ts = [m.t_ns for m in msgs]
+    assert ts == sorted(ts)
+    return rec, msgs
+
+
+def rtproxy(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*RTPROXY, *args], capture_output=True, text=True, cwd=ROOT, timeout=60)
+
+
+def ws_url(rec: Recorder, query: str = "model=gpt-realtime") -> str:
+    return f"ws://127.0.0.1:{rec.port}/v1/realtime?{query}"
+
+
+def b64(b: bytes) -> str:
+    return base64.b64encode(b).decode()
+
+
+async def sdk_voice_turn(ws_base: str, instructions: str = "Be brief.") -> list[bytes]:
+    """A voice turn with the official SDK; returns the raw bytes of every server message."""
+    client = AsyncOpenAI(api_key=API_KEY, websocket_base_url=ws_base)
+    received: list[bytes] = []
+    async with client.realtime.connect(model="gpt-realtime") as conn:
+        await conn.session.update(session={"type": "realtime", "instructions": instructions})
+        for i in range(0, len(SPEECH), 4800):  # 100 ms chunks
+            await conn.input_audio_buffer.append(audio=b64(SPEECH[i : i + 4800]))
+        await conn.input_audio_buffer.commit()
+        await conn.response.create()
+        while True:
+            raw = await asyncio.wait_for(conn.recv_bytes(), 10)
+            received.append(raw)
+            if json.loads(raw)["type"] == "rate_limits.updated":  # the server's last event of a turn
+                break
+    return received
+
+
+def check_voice_turn(path: Path, log: Log, received: list[bytes]) -> tuple[Recording, list[Message]]:
+    rec, msgs = assert_file_matches_log(path, log)
+    assert [c for _, c in side(msgs, False)] == received  # what the client got, too
+    types = [(m.direction, json.loads(m.content)["type"]) for m in msgs]
+    # Directions and order across them: each reply comes after what caused it.
+    assert types.index(("client", "session.update")) < types.index(("server", "session.updated"))
+    assert types.index(("client", "response.create")) < types.index(("server", "response.created"))
+    assert types[0] == ("server", "session.created")
+    appends = [m for m in msgs if m.from_client and b"input_audio_buffer.append" in m.head]
+    assert b"".join(a for m in appends for a in m.audio) == SPEECH  # audio stored as bytes, intact
+    hs = rec.handshake
+    assert hs["status"] == 101 and hs["path"] == "/v1/realtime?model=gpt-realtime"
+    assert ["Authorization", f"Bearer {MARKER}"] in [[k.title(), v] for k, v in hs["request_headers"]]
+    assert rec.header["model"] == "gpt-realtime"
+    assert rec.close["closed_by"] == "client" and rec.close["code"] == 1000
+    assert not rec.truncated
+    return rec, msgs
+
+
+# ------------------------------------------------- the official SDK, voice turn
+@pytest.fixture(scope="module")
+def sdk_session(tmp_path_factory: pytest.TempPathFactory):
+    tmp = tmp_path_factory.mktemp("sdk")
+    with recording(tmp) as (srv, rec):
+        received = asyncio.run(sdk_voice_turn(rec.ws_base))
+        [path] = rec.wait_files(1)
+        rec.stop()
+        yield path, srv.logs[0], received, rec.output
+
+
+def test_sdk_voice_turn_is_recorded_byte_exact(sdk_session) -> None:
+    path, log, received, output = sdk_session
+    check_voice_turn(path, log, received)
+    assert API_KEY not in path.read_bytes().decode("latin-1")
+    # The recorder said where the session went.
+    assert f"recorded {path}" in output
+    n_bytes = sum(len(wire(x)) for x in log.received)
+    assert f"client {len(log.received)} msgs / {n_bytes:,} B, server {len(log.sent)} msgs" in output
+
+
+def test_show_prints_header_and_one_line_per_message(sdk_session) -> None:
+    path, log, received, _ = sdk_session
+    _, msgs = read(path)
+    out = rtproxy("show", str(path))
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    head = "\n".join(lines[:12])
+    assert "/v1/realtime?model=gpt-realtime" in head
+    assert "model        gpt-realtime" in head
+    assert "handshake    HTTP 101 Switching Protocols" in head
+    assert f"messages     client {len(log.received)}, server {len(log.sent)}" in head
+    assert "audio        client 1.00 s, server 0.60 s" in head
+    assert "close        1000" in head
+    rows = [ln for ln in lines if " ms  " in ln]
+    assert len(rows) == len(msgs)
+    for row, m in zip(rows, msgs):
+        typ = json.loads(m.content)["type"]
+        assert f"{m.direction:6} {'->' if m.from_client else '<-'} {typ} " in row, row
+    appends = [r for r, m in zip(rows, msgs) if b"input_audio_buffer.append" in m.head]
+    assert len(appends) == 10 and all(r.endswith("100 ms audio") for r in appends)
+    assert any('"Hello! How can I help you today?"' in r for r in rows)  # transcript detail
+
+
+def test_show_json_lines_follow_the_schema(sdk_session) -> None:
+    path, log, received, _ = sdk_session
+    _, msgs = read(path)
+    out = rtproxy("show", "--json", str(path))
+    assert out.returncode == 0, out.stderr
+    objs = [json.loads(line) for line in out.stdout.splitlines()]
+    header, body, end = objs[0], objs[1:-1], objs[-1]
+    assert header["kind"] == "header" and header["model"] == "gpt-realtime"
+    assert header["handshake"]["status"] == 101
+    assert len(body) == len(msgs)
+    for o, m in zip(body, msgs):
+        assert o["kind"] == "message"
+        assert set(o) >= {"t", "from", "opcode", "size", "type", "text"}
+        assert o["from"] == m.direction and o["opcode"] == "text"
+        assert o["text"].encode() == m.content and o["size"] == len(m.content)
+        assert o["type"] == json.loads(m.content)["type"]
+        assert o["t"] == m.t_ns / 1e9
+    assert [o["text"].encode() for o in body if o["from"] == "server"] == received
+    assert [o["text"] for o in body if o["from"] == "client"] == log.received
+    assert [o["t"] for o in body] == sorted(o["t"] for o in body)
+    assert end["kind"] == "end" and end["close_code"] == 1000 and end["truncated"] is False
+
+
+# --------------------------------------------- odd messages, plain websockets
+_N15 = 15 * 1024 * 1024 * 3 // 4 + 3  # raw bytes whose base64 is just over 15 MiB
+APPEND_15M = json.dumps({"type": "input_audio_buffer.append", "audio": b64((speech_pcm() * 16)[:_N15])})
+ODD: list[str | bytes] = [
+    '{"type":"made.up.event","payload":{"x":[1,2,3]}}',
+    '{"type": "response.create", oops not json',
+    '{"type":"conversation.item.create","item":{"type":"message","role":"user","content":[{"type":"input_text","text":"héllo 世界 🎙️ ∑"}]}}',
+    "",
+    b"\x00\x01\x02\xfe\xff binary",
+    b"",
+    APPEND_15M,
+    '{"type":"input_audio_buffer.append","audio":"' + b64(SPEECH[:301])[:-3] + 'R=="}',  # non-canonical padding
+    "  not even {json",
+]
+
+
+def test_odd_messages_survive_byte_exact(tmp_path: Path) -> None:
+    assert len(APPEND_15M) >= 15 * 1024 * 1024
+
+    async def client(url: str) -> list[str | bytes]:
+        echoed = []
+        async with websockets.connect(url, max_size=None, compression=None) as ws:
+            for m in ODD:
+                await ws.send(m)
+                echoed.append(await asyncio.wait_for(ws.recv(), 20))
+        return echoed
+
+    with recording(tmp_path, Scenario(echo=True)) as (srv, rec):
+        echoed = asyncio.run(client(ws_url(rec)))
+        [path] = rec.wait_files(1)
+    assert echoed == ODD
+    _, msgs = assert_file_matches_log(path, srv.logs[0])
+    assert side(msgs, True) == logged(ODD) == side(msgs, False)
+    assert [m.from_client for m in msgs] == [True, False] * len(ODD)
+    big = msgs[2 * ODD.index(APPEND_15M)]
+    assert len(big.audio) == 1 and big.size == len(APPEND_15M)
+    assert path.stat().st_size < 2 * len(APPEND_15M) / 3  # both copies stored as audio bytes
+
+
+# ---------------------------------------------------------------- SIGKILL
+def test_sigkill_mid_session_keeps_everything_forwarded(tmp_path: Path) -> None:
+    async def client(url: str, rec: Recorder) -> None:
+        ws = await websockets.connect(url, max_size=None, compression=None)
+        for i in range(40):
+            await ws.send(json.dumps({"type": "conversation.item.create", "n": i, "pad": "x" * (i * 37)}))
+            assert json.loads(await ws.recv())["n"] == i
+        await ws.send(b"\x00last binary")
+        await ws.recv()
+        rec.proc.kill()
+        rec.proc.wait()
+        with contextlib.suppress(websockets.ConnectionClosed):
+            await asyncio.wait_for(ws.recv(), 5)
+        await ws.close()
+
+    with recording(tmp_path, Scenario(echo=True)) as (srv, rec):
+        asyncio.run(client(ws_url(rec), rec))
+        [path] = rec.files()
+    r, msgs = assert_file_matches_log(path, srv.logs[0])
+    assert len(msgs) == 82 and r.truncated and r.end is None
+    assert r.header["model"] == "gpt-realtime" and r.handshake["status"] == 101
+    for args in (["show"], ["show", "--json"]):
+        out = rtproxy(*args, str(path))
+        assert out.returncode == 0, out.stderr
+        assert "Traceback" not in out.stderr + out.stdout
+        assert "cut short" in out.stdout + out.stderr
+    last = json.loads(rtproxy("show", "--json", str(path)).stdout.splitlines()[-1])
+    assert last["kind"] == "end" and last["truncated"] is True
+
+
+def test_sigkill_while_the_server_streams_audio(tmp_path: Path) -> None:
+    """Killed in the middle of a response: the file has at least what the client got, and
+    nothing the server did not send."""
+
+    async def client(url: str, rec: Recorder) -> list[str | bytes]:
+        got = []
+        async with websockets.connect(url, max_size=None) as ws:
+            got.append(await ws.recv())
+            await ws.send('{"type":"response.create"}')
+            while len(got) < 150:
+                got.append(await asyncio.wait_for(ws.recv(), 10))
+            rec.proc.kill()
+            rec.proc.wait()
+        return got
+
+    with recording(tmp_path, Scenario(audio_ms=30_000, chunk_ms=20)) as (srv, rec):
+        got = asyncio.run(client(ws_url(rec), rec))
+        [path] = rec.files()
+        log = srv.logs[0]
+        r, msgs = read(path)
+    assert r.truncated
+    assert side(msgs, True) == logged(log.received) == [(True, b'{"type":"response.create"}')]
+    server = side(msgs, False)
+    assert len(got) <= len(server) <= len(log.sent)
+    assert server == logged(log.sent)[: len(server)]
+    assert [c for _, c in server[: len(got)]] == [wire(g) for g in got]
+    out = rtproxy("show", str(path))
+    assert out.returncode == 0 and "cut short" in out.stdout, out.stderr
+
+
+# ------------------------------------------------------- refused upgrades
+@pytest.mark.parametrize("status", [401, 403])
+def test_refused_upgrade_is_a_recording(tmp_path: Path, status: int) -> None:
+    async def client(url: str) -> None:
+        with pytest.raises(websockets.InvalidStatus) as info:
+            await websockets.connect(url, additional_headers={"Authorization": f"Bearer {API_KEY}"})
+        assert info.value.response.status_code == status
+
+    with recording(tmp_path, Scenario(refuse_status=status)) as (srv, rec):
+        asyncio.run(client(ws_url(rec)))
+        [path] = rec.wait_files(1)
+        rec.stop()
+    r, msgs = read(path)
+    assert msgs == [] and not r.truncated and r.end["refused"] is True
+    hs = r.handshake
+    assert hs["status"] == status
+    body = json.loads(hs["response_body"])
+    assert body["error"]["code"] == "invalid_api_key"
+    assert ["content-type", "application/json"] in [[k.lower(), v] for k, v in hs["response_headers"]]
+    assert API_KEY not in path.read_bytes().decode("latin-1")
+    assert f"refused upgrade: HTTP {status}" in rec.output
+    out = rtproxy("show", str(path))
+    assert out.returncode == 0, out.stderr
+    assert f"handshake    HTTP {status}" in out.stdout
+    assert "Incorrect API key provided." in out.stdout
+    assert "messages     client 0, server 0" in out.stdout
+
+
+# --------------------------------------------------- simultaneous sessions
+def test_simultaneous_sessions_each_in_its_own_file(tmp_path: Path) -> None:
+    n = 8
+
+    async def all_clients(ws_base: str) -> list[list[bytes]]:
+        return await asyncio.gather(*(sdk_voice_turn(ws_base, f"client number {i}") for i in range(n)))
+
+    with recording(tmp_path) as (srv, rec):
+        received = asyncio.run(all_clients(rec.ws_base))
+        files = rec.wait_files(n)
+    assert len(files) == n == len(srv.logs)
+    by_instructions = {}
+    for path in files:
+        _, msgs = read(path)
+        first = json.loads(msgs[[m.from_client for m in msgs].index(True)].content)
+        by_instructions[first["session"]["instructions"]] = path
+    assert sorted(by_instructions) == sorted(f"client number {i}" for i in range(n))
+    for log in srv.logs:
+        i = int(json.loads(log.received[0])["session"]["instructions"].rsplit(" ", 1)[1])
+        check_voice_turn(by_instructions[f"client number {i}"], log, received[i])
+
+
+# ------------------------------------------------------------ secrets
+S = "PLANTED7f3a9cQzz"
+
+
+def test_planted_secrets_never_reach_the_disk_and_are_forwarded(tmp_path: Path) -> None:
+    query = f"model=gpt-realtime&api-key=sk-{S}q1&key={S}q2&token={S}q3&client_secret=ek_{S}q4"
+    headers = {
+        "Authorization": f"Bearer sk-{S}auth",
+        "api-key": f"{S}azure",
+        "Cookie": f"session={S}cookie",
+        "OpenAI-Organization": f"org-{S}",
+        "OpenAI-Project": f"proj_{S}",
+    }
+    mcp = {"type": "mcp", "server_label": "wiki", "server_url": "https://mcp.example.com/sse",
+           "authorization": f"{S}mcpauth", "headers": {"X-Api-Token": f"{S}mcphdr"}, "require_approval": "never"}
+    session_update = json.dumps({"type": "session.update", "session": {"type": "realtime", "tools": [mcp]}})
+    response_create = json.dumps({"type": "response.create", "response": {"tools": [{**mcp, "authorization": f"{S}rcauth"}]}})
+
+    async def client(url: str) -> list[str | bytes]:
+        got = []
+        async with websockets.connect(
+            url, additional_headers=headers, subprotocols=["realtime", f"openai-insecure-api-key.sk-{S}sub"],
+            max_size=None,
+        ) as ws:
+            assert ws.subprotocol == "realtime"
+            got.append(await ws.recv())
+            await ws.send(session_update)
+            got.append(await ws.recv())
+            await ws.send(response_create)
+            while not got[-1].startswith('{"type": "rate_limits.updated"'):
+                got.append(await asyncio.wait_for(ws.recv(), 10))
+        return got
+
+    with recording(tmp_path, Scenario(client_secret=f"ek_{S}eph")) as (srv, rec):
+        got = asyncio.run(client(ws_url(rec, query)))
+        [path] = rec.wait_files(1)
+    log = srv.logs[0]
+    # Forwarding is untouched: the upstream got the real values, the client the real session.
+    assert log.headers["Authorization"] == f"Bearer sk-{S}auth" and log.headers["api-key"] == f"{S}azure"
+    assert log.headers["Cookie"] == f"session={S}cookie" and log.headers["OpenAI-Project"] == f"proj_{S}"
+    assert f"openai-insecure-api-key.sk-{S}sub" in log.headers["Sec-WebSocket-Protocol"]
+    assert f"api-key=sk-{S}q1" in log.path and f"client_secret=ek_{S}q4" in log.path
+    assert log.received == [session_update, response_create]
+    assert f"ek_{S}eph" in got[0] and f"{S}mcpauth" in got[1]  # session.updated echoes the tools
+    assert got == log.sent
+    # The raw, decompressed file holds none of them, and says what it removed.
+    raw = path.read_bytes()
+    data = zstandard.ZstdDecompressor().decompressobj().decompress(raw[10:])
+    assert S.encode() not in data and S.encode() not in raw
+    assert MARKER.encode() in data and b"openai-insecure-api-key.REDACTED" in data
+    r, msgs = read(path)
+    flagged = [json.loads(m.content)["type"] for m in msgs if m.redacted]
+    assert flagged == ["session.created", "session.update", "session.updated", "response.create"]
+    # Everything else is byte-exact.
+    sent_iter = iter(logged(log.sent))
+    for m in msgs:
+        if not m.from_client:
+            expected = next(sent_iter)
+            if not m.redacted:
+                assert (m.is_text, m.content) == expected
+    assert {"api-key", "key", "token", "client_secret"} <= {x.split(":", 1)[1] for x in r.header["redactions"] if x.startswith("query:")}
+
+
+# ------------------------------------------------------ Ctrl-C / SIGTERM
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_stopping_the_recorder_closes_out_open_sessions(tmp_path: Path, sig: int) -> None:
+    async def client(url: str, rec: Recorder) -> int:
+        async with websockets.connect(url, compression=None) as ws:
+            for i in range(3):
+                await ws.send(f'{{"type":"conversation.item.create","n":{i}}}')
+                await ws.recv()
+            code = await asyncio.to_thread(rec.stop, sig)
+            with contextlib.suppress(websockets.ConnectionClosed):
+                await asyncio.wait_for(ws.recv(), 5)
+            return code
+
+    with recording(tmp_path, Scenario(echo=True)) as (srv, rec):
+        code = asyncio.run(client(ws_url(rec), rec))
+        [path] = rec.files()
+    assert code == 0, rec.errors
+    assert "Traceback" not in rec.errors
+    r, msgs = assert_file_matches_log(path, srv.logs[0])
+    assert len(msgs) == 6
+    assert not r.truncated and r.end["stopped"] is True
+    assert r.close["closed_by"] == "proxy"
+    assert f"recorded {path}" in rec.output
+
+
+# ------------------------------------------------------ mitmdump -s addon
+def test_mitmdump_with_the_addon_records_the_same_way(tmp_path: Path) -> None:
+    mitmdump = Path(sys.executable).parent / "mitmdump"
+    out_dir = tmp_path / "rec"
+    with ServerThread(Scenario()) as srv:
+        port = free_port()
+        proc = subprocess.Popen(
+            [str(mitmdump), "-q", "-s", str(ROOT / "addons" / "realtime_recorder.py"),
+             "--set", f"rtrec_dir={out_dir}", "--mode", f"reverse:{srv.url}",
+             "--listen-host", "127.0.0.1", "--listen-port", str(port)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+        )
+        try:
+            wait_port(port, proc=proc)
+            received = asyncio.run(sdk_voice_turn(f"ws://127.0.0.1:{port}/v1"))
+            probe = Recorder.__new__(Recorder)
+            probe.out_dir = out_dir
+            [path] = probe.wait_files(1)
+        finally:
+            proc.send_signal(signal.SIGINT)
+            _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err
+    rec, _ = check_voice_turn(path, srv.logs[0], received)
+    assert rec.header["recorder"] == "mitmproxy"
