@@ -283,6 +283,14 @@ from .replay_cli import replay  # noqa: E402
 
 cli.add_command(replay)
 
+from .export import export  # noqa: E402
+
+cli.add_command(export)
+
+from .importer import import_cmd  # noqa: E402
+
+cli.add_command(import_cmd)
+
 
 def main() -> None:
     cli(prog_name="rtproxy")

@@ -22,7 +22,15 @@ __all__ = ["record_session", "client_conversation", "USER_AUDIO"]
 USER_AUDIO = speech_pcm()[: 48 * 1200]
 
 
-async def client_conversation(ws_url: str, *, appends: int = 12, errors: bool = True, truncate_ms: int | None = 300) -> None:
+async def client_conversation(
+    ws_url: str,
+    *,
+    appends: int = 12,
+    errors: bool = True,
+    truncate_ms: int | None = 300,
+    audio: bytes = USER_AUDIO,
+    session: dict | None = None,
+) -> None:
     """A voice turn, a second response.create racing nothing (an error), an unknown event, a truncate."""
     async with websockets.connect(
         ws_url + "/realtime?model=gpt-realtime",
@@ -38,11 +46,11 @@ async def client_conversation(ws_url: str, *, appends: int = 12, errors: bool = 
 
         await until("session.created")
         await ws.send(json.dumps({"type": "session.update", "event_id": "evt_cfg",
-                                  "session": {"type": "realtime", "instructions": "Speak like a pirate, TOPSECRETINSTRUCTION."}}))
+                                  "session": session or {"type": "realtime", "instructions": "Speak like a pirate, TOPSECRETINSTRUCTION."}}))
         await until("session.updated")
-        step = len(USER_AUDIO) // appends
+        step = len(audio) // appends
         for i in range(appends):
-            chunk = USER_AUDIO[i * step:(i + 1) * step]
+            chunk = audio[i * step:(i + 1) * step]
             await ws.send(json.dumps({"type": "input_audio_buffer.append", "event_id": f"evt_app{i}",
                                       "audio": base64.b64encode(chunk).decode()}))
             await asyncio.sleep(0.01)

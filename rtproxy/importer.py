@@ -1,0 +1,245 @@
+"""``rtproxy import``: .rtrec files from a mitmproxy flow file or a HAR file.
+
+One recording per WebSocket session, secrets removed on the way in with the
+same functions the recorder uses (:mod:`rtproxy.redaction`). What the source
+did not hold (a HAR has no close code and no pings, and its times are
+milliseconds) is written to the header's ``source_lacks`` and printed.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets as _secrets
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable
+
+import click
+
+from . import __version__
+from .format import MAGIC, RecordingWriter
+from .har import HarError, har_sessions
+from .protocol import model_from_url
+from .redaction import redact_headers, redact_payload, redact_url
+
+__all__ = ["ImportedSession", "import_file", "import_har", "import_flows", "import_cmd", "ImportError_"]
+
+HAR_LACKS = [
+    "close code and reason (HAR does not record them)",
+    "ping/pong frames (HAR does not record them)",
+    "sub-millisecond timing (browsers write message times in milliseconds)",
+]
+FLOW_LACKS = [
+    "ping/pong frames (mitmproxy does not keep them in flows)",
+]
+
+
+class ImportError_(Exception):
+    """The source could not be imported; ``str()`` is a one-line message."""
+
+
+@dataclass
+class ImportedSession:
+    path: str
+    messages: int
+    lacks: list[str] = field(default_factory=list)
+    redactions: list[str] = field(default_factory=list)
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def _ws_url(url: str) -> str:
+    if url.startswith("https://"):
+        return "wss://" + url[len("https://") :]
+    if url.startswith("http://"):
+        return "ws://" + url[len("http://") :]
+    return url
+
+
+def _write(
+    out_dir: Path,
+    *,
+    source: str,
+    recorder: str,
+    url: str,
+    method: str,
+    http_version: str,
+    request_headers: Iterable[tuple[str, str]],
+    status: int,
+    reason: str,
+    response_headers: Iterable[tuple[str, str]],
+    response_body: bytes,
+    t_request: float,
+    t_response: float,
+    messages: Iterable[tuple[int, bool, bool, bytes]],
+    close: dict[str, Any] | None,
+    lacks: list[str],
+    path: str | None = None,
+) -> ImportedSession:
+    url = _ws_url(url)
+    clean_url, q_red = redact_url(url)
+    req_h, h_red = redact_headers(request_headers)
+    resp_h, rh_red = redact_headers(response_headers)
+    redactions = [f"query:{k}" for k in q_red] + [f"request-header:{k}" for k in h_red]
+    redactions += [f"response-header:{k}" for k in rh_red]
+    body, changed = redact_payload(response_body or b"")
+    if changed:
+        redactions.append("response-body")
+    model = model_from_url(url)
+    stamp = datetime.fromtimestamp(t_request or 0, timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    short = _secrets.token_hex(3)
+    name = f"{stamp}-{_UNSAFE.sub('_', model or 'session')[:60]}-{short}.rtrec"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    w = RecordingWriter(out_dir / name)
+    resp_map = {k.lower(): v for k, v in resp_h}
+    w.write_header(
+        rtproxy=__version__, session_id=short, started=t_request, url=clean_url, model=model,
+        recorder=recorder, upstream=None, redactions=redactions, imported_from=source, source_lacks=lacks,
+    )
+    w.write_handshake(
+        method=method, url=clean_url, path=redact_url(path or "")[0] or None, http_version=http_version,
+        request_headers=req_h, status=status, reason=reason, response_headers=resp_h,
+        response_body=body if status != 101 else b"",
+        subprotocol=resp_map.get("sec-websocket-protocol"), extensions=resp_map.get("sec-websocket-extensions"),
+        t_request=t_request, t_response=t_response,
+    )
+    n = 0
+    last = 0
+    payload_redacted = 0
+    for t_ns, from_client, is_text, content in messages:
+        content2, changed = redact_payload(content)
+        payload_redacted += changed
+        w.write_message(t_ns, from_client, is_text, content2, redacted=changed)
+        last = max(last, t_ns)
+        n += 1
+    if payload_redacted:
+        redactions.append(f"payload:{payload_redacted} messages")
+    if close is not None:
+        w.write_close(**close)
+    w.close(duration_s=max(last, (close or {}).get("t_ns") or 0) / 1e9, redactions=redactions, imported=True)
+    return ImportedSession(w.path, n, lacks, redactions)
+
+
+def import_har(path: str, out_dir: Path) -> list[ImportedSession]:
+    """One recording per WebSocket entry of a HAR file."""
+    try:
+        with open(path, "rb") as fh:
+            doc = json.load(fh)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ImportError_(f"{path}: not a HAR file (invalid JSON: {exc})") from None
+    try:
+        sessions = har_sessions(doc, path)
+    except HarError as exc:
+        raise ImportError_(str(exc)) from None
+    out = []
+    for s in sessions:
+        out.append(
+            _write(
+                out_dir, source=f"har:{Path(path).name} ({s.creator})", recorder="import-har", url=s.url,
+                method=s.method, http_version=s.http_version, request_headers=s.request_headers,
+                status=s.status, reason=s.reason, response_headers=s.response_headers,
+                response_body=s.response_body, t_request=s.t_request, t_response=s.t_response,
+                messages=s.messages, close=None, lacks=list(HAR_LACKS),
+            )
+        )
+    return out
+
+
+def import_flows(path: str, out_dir: Path) -> list[ImportedSession]:
+    """One recording per WebSocket flow of a mitmproxy flow file (``mitmdump -w``)."""
+    from mitmproxy import http
+    from mitmproxy.exceptions import FlowReadException
+    from mitmproxy.io import FlowReader
+
+    out = []
+    try:
+        with open(path, "rb") as fh:
+            for flow in FlowReader(fh).stream():
+                if not isinstance(flow, http.HTTPFlow) or flow.websocket is None or flow.response is None:
+                    continue
+                ws = flow.websocket
+                t_resp = flow.response.timestamp_end or flow.response.timestamp_start or flow.request.timestamp_start
+                msgs = [
+                    (max(0, round((m.timestamp - t_resp) * 1e9)), m.from_client, m.is_text, m.content)
+                    for m in ws.messages
+                ]
+                lacks = list(FLOW_LACKS)
+                close = None
+                if ws.close_code is not None or ws.timestamp_end:
+                    t_end = ws.timestamp_end or (ws.messages[-1].timestamp if ws.messages else t_resp)
+                    closed_by = None if ws.closed_by_client is None else ("client" if ws.closed_by_client else "server")
+                    close = {
+                        "t_ns": max(0, round((t_end - t_resp) * 1e9)), "code": ws.close_code,
+                        "reason": ws.close_reason, "closed_by": closed_by,
+                        "error": flow.error.msg if flow.error else None,
+                    }
+                else:
+                    lacks.append("the end of the session (the flow was saved while still open)")
+                if not ws.messages:
+                    lacks.append("messages (the flow holds none: saved with rtrec_keep_messages off?)")
+                out.append(
+                    _write(
+                        out_dir, source=f"mitmproxy:{Path(path).name}", recorder="import-mitmproxy",
+                        url=flow.request.url, method=flow.request.method,
+                        http_version=flow.request.http_version,
+                        request_headers=flow.request.headers.items(multi=True),
+                        status=flow.response.status_code, reason=flow.response.reason,
+                        response_headers=flow.response.headers.items(multi=True),
+                        response_body=flow.response.raw_content or b"",
+                        t_request=flow.request.timestamp_start, t_response=t_resp,
+                        messages=msgs, close=close, lacks=lacks, path=flow.request.path,
+                    )
+                )
+    except FlowReadException as exc:
+        raise ImportError_(f"{path}: not a readable mitmproxy flow file ({exc})") from None
+    return out
+
+
+def import_file(path: str, out_dir: Path) -> tuple[str, list[ImportedSession]]:
+    """Detect the source kind and import it; returns (kind, sessions)."""
+    try:
+        with open(path, "rb") as fh:
+            start = fh.read(64)
+    except FileNotFoundError:
+        raise ImportError_(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise ImportError_(f"{path}: is a directory; give a .har or mitmproxy flow file") from None
+    if start.startswith(MAGIC):
+        raise ImportError_(f"{path}: already an .rtrec recording; nothing to import")
+    if start.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"{"):
+        return "har", import_har(path, out_dir)
+    if not start:
+        raise ImportError_(f"{path}: empty file; give a .har or mitmproxy flow file")
+    return "mitmproxy", import_flows(path, out_dir)
+
+
+@click.command("import")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("-o", "--out-dir", "out_dir", required=True, metavar="OUT_DIR", help="Folder for the .rtrec files.")
+def import_cmd(file: str, out_dir: str) -> None:
+    """Make recordings from a mitmproxy flow file (mitmdump -w) or a HAR file.
+
+    One .rtrec per WebSocket session, with secrets removed as when recording.
+    Prints what the source did not hold.
+    """
+    from .cli import fail
+
+    try:
+        kind, sessions = import_file(file, Path(out_dir))
+    except ImportError_ as exc:
+        fail(str(exc))
+        return
+    except OSError as exc:
+        fail(f"{file}: {exc.strerror or exc}")
+        return
+    if not sessions:
+        fail(f"{file}: no WebSocket session found in this {kind} file")
+    for s in sessions:
+        red = f"; secrets removed: {', '.join(s.redactions)}" if s.redactions else ""
+        click.echo(f"imported {s.path}: {s.messages} messages{red}")
+    lacks = sessions[0].lacks
+    if lacks:
+        click.echo(f"note: the {kind} source lacks: " + "; ".join(lacks))

@@ -1,0 +1,397 @@
+"""The self-contained HTML timeline of a recording (pure: entries in, text out).
+
+:class:`ReportBuilder` is fed the entries of :func:`rtproxy.timeline.annotate`
+one by one (it runs a :class:`rtproxy.summary.Summarizer` and a
+:class:`rtproxy.audio.ConversationAudio` alongside), then :meth:`ReportBuilder.html`
+returns one HTML document: inline CSS and JS, no network. The page draws the
+timeline on a canvas, so tens of thousands of events stay fluid; each event's
+JSON (audio replaced by a note of its size) is embedded once, and audio is
+embedded as one WAV clip per stretch of speech, decoded only when played.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from typing import Any
+
+from .audio import RATE, AudioSegment, ConversationAudio, render_track, wav_bytes
+from .format import Recording
+from .protocol import canonical_event_type
+from .summary import SessionSummary, Summarizer, event_head
+from .timeline import Entry
+
+__all__ = ["ReportBuilder", "KINDS", "event_kind", "MAX_JSON_CHARS"]
+
+#: Event kinds, in the order of their colours in the page's legend.
+KINDS: list[tuple[str, str]] = [
+    ("session", "#6a5acd"),
+    ("audio in", "#2e8b57"),
+    ("input buffer", "#66c2a5"),
+    ("conversation", "#8c6d31"),
+    ("response", "#1f77b4"),
+    ("audio out", "#ff7f0e"),
+    ("text", "#9467bd"),
+    ("function", "#e377c2"),
+    ("error", "#d62728"),
+    ("rate limits", "#bbbbbb"),
+    ("other", "#7f7f7f"),
+    ("binary", "#000000"),
+]
+_KIND_INDEX = {k: i for i, (k, _) in enumerate(KINDS)}
+
+#: Longest event JSON kept for the page (longer ones are cut, with a note).
+MAX_JSON_CHARS = 20000
+#: Audio in the page is 12 kHz (every other 24 kHz sample): half the size, speech intact.
+PAGE_AUDIO_RATE = RATE // 2
+#: Segments closer than this are one playable bar.
+_BAR_GAP_SAMPLES = RATE // 4
+_BAR_MAX_SAMPLES = RATE * 60
+
+
+def event_kind(typ: str | None, is_text: bool) -> str:
+    """The colour group of an event type."""
+    if not is_text:
+        return "binary"
+    t = canonical_event_type(typ) or ""
+    if t == "error":
+        return "error"
+    if t.startswith(("session.", "transcription_session.")):
+        return "session"
+    if t == "input_audio_buffer.append":
+        return "audio in"
+    if t.startswith(("input_audio_buffer.", "output_audio_buffer.")):
+        return "input buffer"
+    if "input_audio_transcription" in t or "transcript" in t or "output_text" in t:
+        return "text"
+    if "function_call" in t or "mcp" in t:
+        return "function"
+    if t.startswith("conversation."):
+        return "conversation"
+    if t == "response.output_audio.delta":
+        return "audio out"
+    if t.startswith("response."):
+        return "response"
+    if t == "rate_limits.updated":
+        return "rate limits"
+    return "other"
+
+
+def _display_json(payload: bytes | list[bytes], is_text: bool) -> str:
+    if not is_text:
+        data = payload if isinstance(payload, bytes) else b"".join(payload)
+        return f"(binary message, {len(data)} bytes) base64: {base64.b64encode(data[:512]).decode()}" + (
+            "…" if len(data) > 512 else ""
+        )
+    if isinstance(payload, (bytes, bytearray)):
+        text = bytes(payload).decode("utf-8", "replace")
+    else:
+        parts = []
+        for i, p in enumerate(payload):
+            parts.append(f"[{len(p)} bytes of audio]".encode() if i % 2 else p)
+        text = b"".join(parts).decode("utf-8", "replace")
+    if len(text) > MAX_JSON_CHARS:
+        text = text[:MAX_JSON_CHARS] + f"… ({len(text) - MAX_JSON_CHARS} more characters not shown)"
+    return text
+
+
+def _bars(segments: list[AudioSegment]) -> list[tuple[int, int, list[AudioSegment]]]:
+    bars: list[tuple[int, int, list[AudioSegment]]] = []
+    for s in segments:
+        if bars and s.start - bars[-1][1] <= _BAR_GAP_SAMPLES and s.end - bars[-1][0] <= _BAR_MAX_SAMPLES:
+            a, _, segs = bars[-1]
+            segs.append(s)
+            bars[-1] = (a, max(bars[-1][1], s.end), segs)
+        else:
+            bars.append((s.start, s.end, [s]))
+    return bars
+
+
+class ReportBuilder:
+    """Collects what the page shows; :meth:`feed` every entry, then :meth:`html`."""
+
+    def __init__(self, title: str, *, audio: bool = True) -> None:
+        self.title = title
+        self.with_audio = audio
+        self.summarizer = Summarizer()
+        self.audio = ConversationAudio()
+        self.types: list[str] = []
+        self._type_index: dict[str, int] = {}
+        self.t: list[float] = []
+        self.side: list[int] = []
+        self.type: list[int] = []
+        self.kind: list[int] = []
+        self.size: list[int] = []
+        self.json: list[str] = []
+
+    def feed(self, e: Entry) -> None:
+        m = e.msg
+        head = self.summarizer.feed(e)
+        if head is None and m.is_text and e.type is not None:
+            head = event_head(m)
+        if self.with_audio:
+            self.audio.feed(e.index, m.t_ns, m.from_client, e.type, head, m.audio)
+        name = e.type or ("(binary)" if not m.is_text else "(not JSON)")
+        ti = self._type_index.get(name)
+        if ti is None:
+            ti = self._type_index[name] = len(self.types)
+            self.types.append(name)
+        self.t.append(round(m.t_ns / 1e6, 3))
+        self.side.append(0 if m.from_client else 1)
+        self.type.append(ti)
+        self.kind.append(_KIND_INDEX[event_kind(e.type, m.is_text)])
+        self.size.append(m.size)
+        self.json.append(_display_json(m.payload, m.is_text))
+
+    def data(self, rec: Recording) -> tuple[dict[str, Any], list[str]]:
+        """The page's data object and its audio clips (base64 WAV, referenced by index)."""
+        s: SessionSummary = self.summarizer.finish(rec)
+        clips: list[str] = []
+        bars = []
+        if self.with_audio:
+            user, assistant = self.audio.finish()
+            for side, segs in ((0, user), (1, assistant)):
+                for a, b, group in _bars(segs):
+                    track = render_track([AudioSegment(x.side, x.start - a, x.pcm, x.index) for x in group], b - a)
+                    pcm = bytes(track)
+                    # Every other sample: 12 kHz (slicing keeps this at C speed).
+                    half = bytearray(len(pcm) // 4 * 2)
+                    half[0::2] = pcm[0::4][: len(half) // 2]
+                    half[1::2] = pcm[1::4][: len(half) // 2]
+                    clips.append(base64.b64encode(wav_bytes(bytes(half), 1, PAGE_AUDIO_RATE)).decode())
+                    bars.append({"side": side, "t0": a * 1000 / RATE, "t1": b * 1000 / RATE, "clip": len(clips) - 1,
+                                 "i": group[0].index})
+        hs = rec.handshake or {}
+        responses = [
+            {
+                "id": r.id, "t0": r.t_start * 1000, "t1": None if r.t_end is None else r.t_end * 1000,
+                "status": r.status, "details": r.status_details, "audio_ms": round(r.audio_ms, 1),
+                "transcript": r.transcript or r.text, "i0": r.index, "i1": r.index_done,
+                "calls": [f"{n}({a})" for n, a in r.function_calls],
+            }
+            for r in s.responses
+        ]
+        errors = [
+            {"i": x.index, "t": x.t * 1000, "type": x.type, "code": x.code, "message": x.message,
+             "param": x.param, "cause": x.cause_index, "cause_type": x.cause_type, "matched_by": x.matched_by}
+            for x in s.errors
+        ]
+        summary = {
+            "model": s.model, "url": s.url, "status": s.status, "reason": hs.get("reason"),
+            "duration_ms": s.duration_s * 1000, "turns": s.turns,
+            "messages": {"client": s.messages_client, "server": s.messages_server},
+            "audio_s": {"client": round(s.audio_ms_client / 1000, 2), "server": round(s.audio_ms_server / 1000, 2)},
+            "close": {"code": s.close_code, "reason": s.close_reason, "by": s.closed_by},
+            "truncated": s.truncated, "statuses": s.status_counts(),
+            "header": {k: v for k, v in rec.header.items() if k != "k" and isinstance(v, (str, int, float, list, type(None)))},
+        }
+        data = {
+            "title": self.title, "summary": summary, "kinds": KINDS, "types": self.types,
+            "ev": {"t": self.t, "side": self.side, "type": self.type, "kind": self.kind, "size": self.size},
+            "responses": responses, "errors": errors, "bars": bars,
+        }
+        return data, clips
+
+    def html(self, rec: Recording) -> str:
+        """The whole page."""
+        data, clips = self.data(rec)
+        s = data["summary"]
+        esc = html.escape
+        status_txt = ", ".join(f"{n} {k}" for k, n in s["statuses"].items()) or "none"
+        close = s["close"]
+        close_txt = "-" if close["code"] is None and not close["by"] else f"{close['code']} {close['reason'] or ''} (by {close['by']})"
+        rows = [
+            ("Model", s["model"] or "-"),
+            ("URL", s["url"] or "-"),
+            ("Upgrade", f"HTTP {s['status']} {s['reason'] or ''}"),
+            ("Duration", f"{s['duration_ms'] / 1000:.2f} s"),
+            ("Turns", str(s["turns"])),
+            ("Events", f"{len(self.t)} (client {s['messages']['client']}, server {s['messages']['server']})"),
+            ("Responses", f"{len(data['responses'])}: {status_txt}"),
+            ("Errors", str(len(data["errors"]))),
+            ("Audio", f"user {s['audio_s']['client']:.2f} s, assistant {s['audio_s']['server']:.2f} s"),
+            ("Close", close_txt),
+        ]
+        if s["truncated"]:
+            rows.append(("Note", "recording was cut short (recorder stopped mid-session)"))
+        stripped = s["header"].get("stripped")
+        if stripped:
+            rows.append(("Redacted copy", "stripped: " + ", ".join(map(str, stripped))))
+        summary_html = "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in rows)
+        resp_rows = "".join(
+            f'<tr class="resp st-{esc(str(r["status"] or "open"))}" data-i="{r["i1"] if r["i1"] is not None else r["i0"]}">'
+            f'<td>{r["t0"] / 1000:.3f} s</td><td>{esc(str(r["id"] or "?"))}</td><td>{esc(str(r["status"] or "open"))}</td>'
+            f'<td>{esc(_details(r["details"]))}</td>'
+            f'<td>{"" if r["t1"] is None else f"{r["t1"] - r["t0"]:.0f} ms"}</td><td>{r["audio_ms"]:.0f} ms</td>'
+            f'<td>{esc("; ".join(r["calls"]) + (" " if r["calls"] else "") + (r["transcript"] or ""))}</td></tr>'
+            for r in data["responses"]
+        )
+        err_rows = "".join(
+            f'<tr class="err" data-i="{x["i"]}"><td>{x["t"] / 1000:.3f} s</td>'
+            f'<td>{esc(" ".join(str(v) for v in (x["type"], x["code"]) if v))}</td><td>{esc(x["message"] or "")}</td>'
+            f'<td>{esc("-" if x["cause"] is None else f"#{x["cause"]} {x["cause_type"]}")}'
+            f'{" (error.event_id)" if x["matched_by"] == "event_id" else (" (last client event before)" if x["cause"] is not None else "")}</td></tr>'
+            for x in data["errors"]
+        )
+        legend = "".join(f'<span class="lg"><i style="background:{c}"></i>{esc(k)}</span>' for k, c in KINDS)
+        payload = _script_json(data)
+        texts = _script_json(self.json)
+        clip_tags = "".join(f'<script type="text/plain" id="clip-{i}">{c}</script>' for i, c in enumerate(clips))
+        return (
+            _PAGE.replace("%TITLE%", esc(self.title))
+            .replace("%SUMMARY%", summary_html)
+            .replace("%NEVENTS%", str(len(self.t)))
+            .replace("%NRESP%", str(len(data["responses"])))
+            .replace("%NERR%", str(len(data["errors"])))
+            .replace("%RESPROWS%", resp_rows or '<tr><td colspan="7">no responses</td></tr>')
+            .replace("%ERRROWS%", err_rows or '<tr><td colspan="4">no errors</td></tr>')
+            .replace("%LEGEND%", legend)
+            .replace("%CLIPS%", clip_tags)
+            .replace("%DATA%", payload)
+            .replace("%TEXTS%", texts)
+        )
+
+
+def _details(d: Any) -> str:
+    if not d:
+        return ""
+    if isinstance(d, dict):
+        bits = [str(d.get(k)) for k in ("type", "reason") if d.get(k)]
+        err = d.get("error")
+        if isinstance(err, dict):
+            bits.append(str(err.get("code") or err.get("type") or ""))
+        return ", ".join(b for b in bits if b)
+    return str(d)
+
+
+def _script_json(obj: Any) -> str:
+    # Safe inside <script>: no "</" can end the element early.
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).replace("</", "<\\/").replace("<!--", "<\\!--")
+
+
+_PAGE = r"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>%TITLE% — rtproxy</title>
+<style>
+body{font:13px/1.4 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;padding:12px 16px;color:#222;background:#fafafa}
+h1{font-size:16px;margin:0 0 8px}h2{font-size:14px;margin:14px 0 6px}
+table{border-collapse:collapse;background:#fff}th,td{border:1px solid #ddd;padding:2px 8px;text-align:left;vertical-align:top}
+#summary th{background:#f0f0f0;width:110px}
+.tables{display:flex;gap:16px;flex-wrap:wrap}
+tr.resp,tr.err{cursor:pointer}tr.err td{background:#fde8e8}
+tr.st-cancelled td,tr.st-incomplete td,tr.st-failed td{background:#fff4d6}
+#bar{margin:10px 0 4px;display:flex;gap:6px;align-items:center;flex-wrap:wrap}
+button{font:inherit;padding:2px 10px}
+#wrap{position:relative;background:#fff;border:1px solid #ccc}
+canvas{display:block;width:100%;cursor:crosshair}
+.lg{margin-right:10px;white-space:nowrap}.lg i{display:inline-block;width:10px;height:10px;margin-right:3px;vertical-align:-1px}
+#detail{display:flex;gap:12px;margin-top:8px}
+#json{flex:1;background:#fff;border:1px solid #ccc;padding:8px;margin:0;max-height:420px;overflow:auto;white-space:pre-wrap;word-break:break-all;font:12px/1.35 ui-monospace,Menlo,Consolas,monospace}
+#sel{min-width:260px;color:#555}
+#tip{position:absolute;pointer-events:none;background:#333;color:#fff;padding:2px 6px;border-radius:3px;font-size:12px;display:none;white-space:nowrap}
+</style></head>
+<body>
+<h1>%TITLE%</h1>
+<div class="tables">
+<div><h2>Session</h2><table id="summary">%SUMMARY%</table>
+<p>events <b id="n-events">%NEVENTS%</b> · responses <b id="n-responses">%NRESP%</b> · errors <b id="n-errors">%NERR%</b></p></div>
+<div><h2>Responses</h2><table id="responses"><tr><th>start</th><th>id</th><th>status</th><th>details</th><th>duration</th><th>audio</th><th>transcript / text</th></tr>%RESPROWS%</table>
+<h2>Errors</h2><table id="errors"><tr><th>at</th><th>error</th><th>message</th><th>caused by</th></tr>%ERRROWS%</table></div>
+</div>
+<h2>Timeline</h2>
+<div id="bar"><button id="fit">fit</button><button id="zin">zoom in</button><button id="zout">zoom out</button>
+<span id="range"></span> <span>— wheel zooms, drag pans, click an event for its JSON, click an audio bar to play from there</span></div>
+<div>%LEGEND%</div>
+<div id="wrap"><canvas id="tl" height="250"></canvas><div id="tip"></div></div>
+<div id="detail"><div id="sel">Click an event on the timeline.</div><pre id="json"></pre></div>
+%CLIPS%
+<script type="application/json" id="rt-data">%DATA%</script>
+<script type="application/json" id="rt-texts">%TEXTS%</script>
+<script>
+(function(){
+"use strict";
+const D=JSON.parse(document.getElementById("rt-data").textContent);
+let TEXTS=null;
+function texts(){if(!TEXTS)TEXTS=JSON.parse(document.getElementById("rt-texts").textContent);return TEXTS;}
+const E=D.ev,N=E.t.length,KC=D.kinds.map(k=>k[1]);
+const cv=document.getElementById("tl"),ctx=cv.getContext("2d"),tip=document.getElementById("tip");
+const LANES={client:28,user:62,resp:100,asst:138,server:172};
+const LH=22,AX=14;
+const end=D.bars.reduce((m,b)=>Math.max(m,b.t1),Math.max(D.summary.duration_ms||0,N?E.t[N-1]:0,1));
+// Per side, sorted event indexes (times are monotonic already).
+const bySide=[[],[]];for(let i=0;i<N;i++)bySide[E.side[i]].push(i);
+const errAt=new Map();D.errors.forEach(x=>errAt.set(x.i,x));
+const causes=new Set(D.errors.filter(x=>x.cause!=null).map(x=>x.cause));
+let v0=0,v1=end*1.02,W=0,sel=-1,drawn=0,player=null;
+function resize(){const r=cv.getBoundingClientRect();W=Math.max(200,r.width);cv.width=W*devicePixelRatio;cv.height=250*devicePixelRatio;ctx.setTransform(devicePixelRatio,0,0,devicePixelRatio,0,0);draw();}
+const X=t=>(t-v0)/(v1-v0)*W, T=x=>v0+x/W*(v1-v0);
+function lower(arr,t){let lo=0,hi=arr.length;while(lo<hi){const m=(lo+hi)>>1;if(E.t[arr[m]]<t)lo=m+1;else hi=m;}return lo;}
+function fmt(ms){return ms>=60000?(Math.floor(ms/60000)+"m"+((ms%60000)/1000).toFixed(ms<600000?1:0)+"s"):ms>=1000?(ms/1000).toFixed(ms<10000?2:1)+" s":ms.toFixed(ms<10?2:0)+" ms";}
+function draw(){
+ ctx.clearRect(0,0,W,250);ctx.font="11px system-ui,sans-serif";
+ // axis
+ const span=v1-v0,steps=[1,2,5,10,20,50,100,200,500,1e3,2e3,5e3,1e4,2e4,3e4,6e4,12e4,3e5,6e5,12e5,18e5,36e5];
+ let st=steps.find(s=>W/(span/s)>=80)||36e5;ctx.fillStyle="#666";ctx.strokeStyle="#eee";
+ for(let t=Math.ceil(v0/st)*st;t<=v1;t+=st){const x=X(t);ctx.beginPath();ctx.moveTo(x,AX);ctx.lineTo(x,250);ctx.stroke();ctx.fillText(fmt(t),x+2,10);}
+ ctx.fillStyle="#999";
+ [["client events",LANES.client],["user audio",LANES.user],["responses",LANES.resp],["assistant audio",LANES.asst],["server events",LANES.server]].forEach(([n,y])=>ctx.fillText(n,4,y-2));
+ // audio bars
+ for(const b of D.bars){const x0=X(b.t0),x1=X(b.t1);if(x1<0||x0>W)continue;ctx.fillStyle=b.side?"#ffbb78":"#98df8a";ctx.fillRect(x0,(b.side?LANES.asst:LANES.user)+2,Math.max(2,x1-x0),LH-6);}
+ // responses
+ for(const r of D.responses){const t1=r.t1==null?end:r.t1,x0=X(r.t0),x1=X(t1);if(x1<0||x0>W)continue;
+  const ok=r.status==="completed";ctx.fillStyle=ok?"#c6dbef":(r.status?"#fdd0a2":"#e0e0e0");ctx.strokeStyle=ok?"#1f77b4":"#e6550d";
+  const w=Math.max(2,x1-x0);ctx.fillRect(x0,LANES.resp+1,w,LH-4);ctx.strokeRect(x0,LANES.resp+1,w,LH-4);
+  if(w>40){ctx.fillStyle="#123";ctx.save();ctx.beginPath();ctx.rect(x0,LANES.resp,w,LH);ctx.clip();ctx.fillText((r.status||"open")+(r.transcript?" · "+r.transcript:""),x0+3,LANES.resp+13);ctx.restore();}}
+ // events
+ drawn=0;
+ for(const side of [0,1]){const arr=bySide[side],y=side?LANES.server:LANES.client;let i=lower(arr,v0-(v1-v0)*0.002);let lastX=-9,lastK=-1;
+  for(;i<arr.length;i++){const k=arr[i],t=E.t[k];if(t>v1)break;const x=Math.round(X(t));const kd=E.kind[k];
+   if(x===lastX&&kd===lastK)continue;lastX=x;lastK=kd;ctx.fillStyle=KC[kd];ctx.fillRect(x,y+2,2,LH-6);drawn++;}}
+ // errors and their causes
+ for(const x of D.errors){const xe=X(x.t);if(x.cause!=null){const xc=X(E.t[x.cause]);ctx.strokeStyle="#d62728";ctx.lineWidth=1.5;ctx.beginPath();ctx.moveTo(xc,LANES.client+LH-2);ctx.lineTo(xe,LANES.server+2);ctx.stroke();ctx.lineWidth=1;
+   ctx.strokeRect(xc-4,LANES.client,9,LH-2);}
+  ctx.fillStyle="#d62728";ctx.beginPath();ctx.moveTo(xe,LANES.server-4);ctx.lineTo(xe+6,LANES.server+LH+2);ctx.lineTo(xe-6,LANES.server+LH+2);ctx.fill();}
+ if(sel>=0){const y=E.side[sel]?LANES.server:LANES.client,x=X(E.t[sel]);ctx.strokeStyle="#000";ctx.lineWidth=2;ctx.strokeRect(x-3,y,7,LH-2);ctx.lineWidth=1;}
+ if(player){const x=X(player.b.t0+player.a.currentTime*1000);ctx.strokeStyle="#000";ctx.beginPath();ctx.moveTo(x,AX);ctx.lineTo(x,250);ctx.stroke();}
+ document.getElementById("range").textContent=fmt(Math.max(0,v0))+" – "+fmt(v1);
+ document.body.dataset.drawn=String(drawn);
+}
+function select(i){if(i<0||i>=N)return;sel=i;const t=texts()[i];let pretty=t;try{pretty=JSON.stringify(JSON.parse(t),null,2);}catch(e){}
+ const er=errAt.get(i);let info="#"+i+" · "+(E.side[i]?"server":"client")+" · "+D.types[E.type[i]]+" · at "+fmt(E.t[i])+" · "+E.size[i]+" B";
+ if(er)info+=er.cause!=null?" · caused by #"+er.cause+" "+er.cause_type+(er.matched_by==="event_id"?" (error.event_id)":" (last client event before)"):"";
+ if(causes.has(i))info+=" · this event caused an error";
+ document.getElementById("sel").textContent=info;document.getElementById("json").textContent=pretty;document.body.dataset.selected=String(i);draw();}
+function nearest(side,x){const arr=bySide[side];if(!arr.length)return -1;const t=T(x);let j=lower(arr,t);let best=-1,bd=1e9;for(const c of [j-1,j]){if(c<0||c>=arr.length)continue;const d=Math.abs(X(E.t[arr[c]])-x);if(d<bd){bd=d;best=arr[c];}}return bd<=6?best:-1;}
+function laneAt(y){for(const [k,v] of Object.entries(LANES))if(y>=v-2&&y<=v+LH)return k;return null;}
+function play(b,ms){if(player){player.a.pause();URL.revokeObjectURL(player.u);player=null;}
+ const s=atob(document.getElementById("clip-"+b.clip).textContent);const u8=new Uint8Array(s.length);for(let i=0;i<s.length;i++)u8[i]=s.charCodeAt(i);
+ const u=URL.createObjectURL(new Blob([u8],{type:"audio/wav"}));const a=new Audio(u);a.currentTime=Math.max(0,ms/1000);player={a,u,b};
+ a.play().catch(()=>{});const tick=()=>{if(player&&player.a===a&&!a.paused){draw();requestAnimationFrame(tick);}};requestAnimationFrame(tick);a.onended=()=>{draw();};}
+function hit(x,y){const lane=laneAt(y);if(lane==="client"||lane==="server")return{ev:nearest(lane==="server"?1:0,x)};
+ const t=T(x);if(lane==="user"||lane==="asst"){const side=lane==="asst"?1:0;for(const b of D.bars)if(b.side===side&&t>=b.t0-(v1-v0)/W*2&&t<=b.t1)return{bar:b,ms:Math.max(0,t-b.t0)};}
+ if(lane==="resp"){for(const r of D.responses){const t1=r.t1==null?end:r.t1;if(t>=r.t0&&t<=t1)return{resp:r};}}
+ return {};}
+let drag=null;
+cv.addEventListener("mousedown",e=>{drag={x:e.offsetX,v0,v1,moved:false};});
+window.addEventListener("mousemove",e=>{if(drag){const dx=e.clientX-cv.getBoundingClientRect().left-drag.x;if(Math.abs(dx)>3)drag.moved=true;if(drag.moved){const dt=dx/W*(drag.v1-drag.v0);v0=drag.v0-dt;v1=drag.v1-dt;draw();}}});
+window.addEventListener("mouseup",e=>{if(drag&&!drag.moved){const h=hit(drag.x,e.clientY-cv.getBoundingClientRect().top);
+ if(h.ev!=null&&h.ev>=0)select(h.ev);else if(h.bar)play(h.bar,h.ms);else if(h.resp)select(h.resp.i1!=null?h.resp.i1:h.resp.i0);}drag=null;});
+cv.addEventListener("mousemove",e=>{const h=hit(e.offsetX,e.offsetY);let s="";if(h.ev!=null&&h.ev>=0)s=D.types[E.type[h.ev]]+" @ "+fmt(E.t[h.ev]);else if(h.bar)s=(h.bar.side?"assistant":"user")+" audio "+fmt(h.bar.t1-h.bar.t0)+" — click to play";else if(h.resp)s="response "+(h.resp.id||"")+" "+(h.resp.status||"open");
+ if(s){tip.style.display="block";tip.textContent=s;tip.style.left=Math.min(e.offsetX+12,W-200)+"px";tip.style.top=(e.offsetY+14)+"px";}else tip.style.display="none";});
+cv.addEventListener("mouseleave",()=>{tip.style.display="none";});
+function zoom(f,x){const t=T(x);v0=t-(t-v0)*f;v1=t+(v1-t)*f;if(v1-v0<0.05){const c=(v0+v1)/2;v0=c-0.025;v1=c+0.025;}draw();}
+cv.addEventListener("wheel",e=>{e.preventDefault();zoom(e.deltaY>0?1.25:0.8,e.offsetX);},{passive:false});
+document.getElementById("fit").onclick=()=>{v0=0;v1=end*1.02;draw();};
+document.getElementById("zin").onclick=()=>zoom(0.5,W/2);
+document.getElementById("zout").onclick=()=>zoom(2,W/2);
+function focus(i){const t=E.t[i],w=Math.max(50,Math.min(v1-v0,5000));v0=t-w/2;v1=t+w/2;select(i);cv.scrollIntoView({block:"center"});}
+document.querySelectorAll("tr[data-i]").forEach(tr=>tr.addEventListener("click",()=>focus(+tr.dataset.i)));
+window.addEventListener("resize",resize);
+window.rtproxy={data:D,get view(){return[v0,v1];},select,focus,xOf:i=>X(E.t[i]),yOf:i=>(E.side[i]?LANES.server:LANES.client)+LH/2,count:N};
+resize();document.body.dataset.ready="1";
+})();
+</script>
+</body></html>
+"""
