@@ -67,6 +67,27 @@ class RecordConfig:
         self.confdir = confdir
 
 
+class _StartupErrors(errorcheck.ErrorCheck):
+    """mitmproxy's start-up error check, reporting through :class:`ProxyStartError`.
+
+    The stock one prints "Error logged during startup, exiting..." and exits 1
+    without saying what the error was (rtproxy runs without a log printer).
+    """
+
+    name = "errorcheck"
+
+    async def shutdown_if_errored(self) -> None:
+        await asyncio.sleep(0)  # let pending log records arrive
+        if self.logger.has_errored:
+            msgs = [" ".join(r.getMessage().split()) for r in self.logger.has_errored]
+            # mitmproxy's hint names its own --mode syntax; rtproxy's option is --listen-port.
+            msgs = [m.split(" Try specifying a different port")[0] for m in msgs]
+            text = "; ".join(msgs)
+            if "address already in use" in text:
+                text += "; choose another --listen-port"
+            raise ProxyStartError(text)
+
+
 class _Ready:
     """Calls back once the proxy server is listening."""
 
@@ -91,7 +112,7 @@ async def _run(cfg: RecordConfig, on_ready: Callable[[], None], on_end: Callable
         next_layer.NextLayer(),
         tlsconfig.TlsConfig(),
         recorder,
-        errorcheck.ErrorCheck(),
+        _StartupErrors(),
         _Ready(on_ready),
     )
     updates: dict[str, object] = dict(

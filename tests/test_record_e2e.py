@@ -11,6 +11,7 @@ import base64
 import contextlib
 import json
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -447,3 +448,63 @@ def test_mitmdump_with_the_addon_records_the_same_way(tmp_path: Path) -> None:
     assert proc.returncode == 0, err
     rec, _ = check_voice_turn(path, srv.logs[0], received)
     assert rec.header["recorder"] == "mitmproxy"
+
+
+# ------------------------------------------------------- other recordings
+def test_server_close_code_and_reason_are_recorded(tmp_path: Path) -> None:
+    async def client(url: str) -> websockets.ConnectionClosed:
+        async with websockets.connect(url) as ws:
+            await ws.recv()
+            await ws.send('{"type":"response.create"}')
+            with pytest.raises(websockets.ConnectionClosed) as info:
+                while True:
+                    await asyncio.wait_for(ws.recv(), 10)
+        return info.value
+
+    scenario = Scenario(close_code=4000, close_reason="beta_api_shape_disabled", audio_ms=80)
+    with recording(tmp_path, scenario) as (srv, rec):
+        closed = asyncio.run(client(ws_url(rec)))
+        [path] = rec.wait_files(1)
+    assert (closed.rcvd.code, closed.rcvd.reason) == (4000, "beta_api_shape_disabled")
+    r, _ = assert_file_matches_log(path, srv.logs[0])
+    assert (r.close["code"], r.close["reason"], r.close["closed_by"]) == (4000, "beta_api_shape_disabled", "server")
+    out = rtproxy("show", str(path))
+    assert "close        4000 'beta_api_shape_disabled' by server" in out.stdout
+
+
+def test_regular_proxy_mode_records_too(tmp_path: Path) -> None:
+    async def client(url: str, proxy: str) -> None:
+        async with websockets.connect(url, proxy=proxy, compression=None) as ws:
+            for m in ("one", b"\x02", '{"type":"x"}'):
+                await ws.send(m)
+                assert await ws.recv() == m
+
+    with ServerThread(Scenario(echo=True)) as srv:
+        rec = Recorder(srv.url, tmp_path / "rec", "--mode", "regular")
+        try:
+            asyncio.run(client(f"ws://127.0.0.1:{srv.port}/v1/realtime?model=gpt-realtime", f"http://127.0.0.1:{rec.port}"))
+            [path] = rec.wait_files(1)
+        finally:
+            rec.stop()
+    r, msgs = assert_file_matches_log(path, srv.logs[0])
+    assert len(msgs) == 6 and r.header["recorder"] == "rtproxy-record/regular"
+    assert r.header["url"] == f"ws://127.0.0.1:{srv.port}/v1/realtime?model=gpt-realtime"
+
+
+def test_record_start_errors_are_one_line(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        busy = s.getsockname()[1]
+        cases = {
+            "address already in use": ["--listen-port", str(busy), "--out-dir", str(tmp_path / "r")],
+            "cannot create": ["--listen-port", str(free_port()), "--out-dir", str(blocker / "sub")],
+            "expected a URL": ["--upstream", "ftp://example.com", "--out-dir", str(tmp_path / "r")],
+        }
+        for what, args in cases.items():
+            out = rtproxy("record", *args)
+            assert out.returncode == 2, (what, out.stderr)
+            assert out.stderr.startswith("rtproxy: error: ") and what in out.stderr
+            assert out.stderr.count("\n") == 1 and "Traceback" not in out.stderr
