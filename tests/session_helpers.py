@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import threading
 from pathlib import Path
 
 import websockets
@@ -76,7 +77,20 @@ def record_session(out_dir: Path, scenario: Scenario | None = None, **kw: object
     with ServerThread(sc) as srv:
         rec = Recorder(srv.url, out_dir)
         try:
-            asyncio.run(client_conversation(f"ws://127.0.0.1:{rec.port}/v1", **kw))  # type: ignore[arg-type]
+            # In a thread of its own: callers may already run an event loop (playwright).
+            errors: list[BaseException] = []
+
+            def client() -> None:
+                try:
+                    asyncio.run(client_conversation(f"ws://127.0.0.1:{rec.port}/v1", **kw))  # type: ignore[arg-type]
+                except BaseException as exc:  # noqa: BLE001 - re-raised below
+                    errors.append(exc)
+
+            t = threading.Thread(target=client)
+            t.start()
+            t.join(60)
+            if errors:
+                raise errors[0]
             files = rec.wait_files(1)
         finally:
             rec.stop()

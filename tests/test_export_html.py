@@ -1,0 +1,134 @@
+"""The HTML export opened in a real headless Chromium (Debian's, driven by playwright)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, RTPROXY
+from tests.session_helpers import record_session
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run",
+]
+#: Screenshots land here too, so a person can look at them after a run.
+SHOT_DIR = Path(os.environ.get("RTPROXY_SHOT_DIR", ROOT / ".test-artifacts"))
+
+
+def _need_browser() -> None:
+    missing = []
+    if not os.path.exists(CHROMIUM):
+        missing.append(f"{CHROMIUM} (run scripts/install_browser.sh)")
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        missing.append("the playwright package (pip install -e '.[test]')")
+    if missing:
+        if os.environ.get("CI"):
+            pytest.fail("CI must run the browser tests; missing " + ", ".join(missing))
+        pytest.skip("no headless browser: missing " + ", ".join(missing))
+
+
+@pytest.fixture(scope="module")
+def browser():  # type: ignore[no-untyped-def]
+    _need_browser()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+@pytest.fixture(scope="module")
+def rec(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return record_session(tmp_path_factory.mktemp("html") / "rec")
+
+
+def run(*args: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*RTPROXY, *map(str, args)], capture_output=True, text=True, cwd=ROOT, timeout=120)
+
+
+def open_page(browser, html: Path):  # type: ignore[no-untyped-def]
+    page = browser.new_page(viewport={"width": 1300, "height": 1000})
+    problems: list[str] = []
+    requests: list[str] = []
+    page.on("pageerror", lambda e: problems.append(f"pageerror: {e}"))
+    page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
+    page.on("request", lambda r: requests.append(r.url))
+    page.goto(html.as_uri())
+    page.wait_for_selector("body[data-ready='1']", timeout=30000)
+    return page, problems, requests
+
+
+def test_page_renders_counts_and_shows_event_json(browser, rec: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    out = tmp_path / "session.html"
+    p = run("export", rec, "--format", "html", "-o", out)
+    assert p.returncode == 0, p.stderr
+    lines = [json.loads(x) for x in run("show", rec, "--json").stdout.splitlines()]
+    n_events = sum(1 for d in lines if d["kind"] == "message")
+    summary = [json.loads(x) for x in run("show", rec, "--summary", "--json").stdout.splitlines()]
+    n_resp = sum(1 for d in summary if d["kind"] == "response")
+    errors = [d for d in summary if d["kind"] == "error"]
+    assert n_resp == 1 and len(errors) == 2
+
+    page, problems, requests = open_page(browser, out)
+    assert page.locator("#n-events").text_content() == str(n_events)
+    assert page.locator("#n-responses").text_content() == str(n_resp)
+    assert page.locator("#responses tr.resp").count() == n_resp
+    assert page.locator("#errors tr.err").count() == 2
+    assert "completed" in page.locator("#responses tr.resp").first.text_content()
+    assert "response.create" in page.locator("#errors tr.err").first.text_content()
+    assert page.evaluate("rtproxy.count") == n_events
+    assert int(page.evaluate("document.body.dataset.drawn")) > 0
+    # audio bars for both sides, each a playable WAV clip
+    bars = page.evaluate("rtproxy.data.bars")
+    assert {b["side"] for b in bars} == {0, 1}
+    assert page.evaluate("atob(document.getElementById('clip-0').textContent).slice(0, 4)") == "RIFF"
+    SHOT_DIR.mkdir(exist_ok=True)
+    shot = tmp_path / "session.png"
+    page.screenshot(path=str(shot), full_page=True)
+    shutil.copy(shot, SHOT_DIR / "html_export.png")
+    assert shot.stat().st_size > 10_000
+
+    # click the event that caused the first error, zoomed in so it stands alone
+    cause = errors[0]["cause_index"]
+    page.evaluate(f"rtproxy.focus({cause})")
+    for _ in range(6):
+        page.click("#zin")
+    box = page.locator("#tl").bounding_box()
+    x, y = page.evaluate(f"[rtproxy.xOf({cause}), rtproxy.yOf({cause})]")
+    page.evaluate("document.body.dataset.selected = ''")
+    page.mouse.click(box["x"] + x, box["y"] + y)
+    assert page.evaluate("document.body.dataset.selected") == str(cause)
+    shown = json.loads(page.locator("#json").text_content())
+    assert shown == {"type": "response.create", "event_id": "evt_rc2"}
+    assert "this event caused an error" in page.locator("#sel").text_content()
+    # an audio delta's JSON is shown without its base64
+    delta = next(i for i, d in enumerate(d for d in lines if d["kind"] == "message") if d["type"] == "response.output_audio.delta")
+    page.evaluate(f"rtproxy.select({delta})")
+    text = page.locator("#json").text_content()
+    assert "bytes of audio]" in text and len(text) < 1000
+    page.screenshot(path=str(SHOT_DIR / "html_export_selected.png"), full_page=True)
+    assert problems == []
+    assert all(u.startswith(("file:", "blob:", "data:")) for u in requests), requests
+
+
+def test_error_row_selects_error_event(browser, rec: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    out = tmp_path / "s.html"
+    assert run("export", rec, "--format", "html", "-o", out).returncode == 0
+    page, problems, _ = open_page(browser, out)
+    page.locator("#errors tr.err").nth(1).click()
+    shown = json.loads(page.locator("#json").text_content())
+    assert shown["type"] == "error" and shown["error"]["code"] == "invalid_value"
+    assert "caused by" in page.locator("#sel").text_content() and "not.a.real.event" in page.locator("#sel").text_content()
+    assert problems == []
