@@ -365,6 +365,8 @@ class ReplayScheduler:
                 path, exp, got = diff
                 found.append(Divergence(index, offset_ms, exp, got, ev.index, ev.t_ns / 1e6, f"{typ} {path}"))
             self._advance_to(ev.ordinal + 1, now_ns)
+        elif self._swapped(typ, obj, content, index, offset_ms, now_ns, found):
+            pass
         else:
             found.append(Divergence(index, offset_ms, ev.type, label, ev.index, ev.t_ns / 1e6))
             # Resynchronise on the next recorded event of this type, if close.
@@ -456,9 +458,32 @@ class ReplayScheduler:
             while len(buf) > 1 and buf[0].ordinal < self.cursor - 1:
                 buf.popleft()
 
+    def _swapped(
+        self, typ: str | None, obj: dict[str, Any] | None, content: bytes, index: int, offset_ms: float,
+        now_ns: int, found: list[Divergence],
+    ) -> bool:
+        """Two adjacent events in the other order (clients that send from several tasks
+        race): match the next recorded one now; the expected one stays awaited."""
+        nxt = self._peek_event(self.cursor + 1)
+        if typ is None or nxt is None or nxt.type is None or nxt.ordinal in self._matched_at:
+            return False
+        if canonical_event_type(nxt.type) != canonical_event_type(typ):
+            return False
+        fields = significant_fields(typ, obj)
+        if nxt.redacted and fields:
+            fields = significant_fields(typ, parse_event(redact_payload(content)[0]))
+        diff = _compare(nxt.fields, fields)
+        if diff:
+            path, exp, got = diff
+            found.append(Divergence(index, offset_ms, exp, got, nxt.index, nxt.t_ns / 1e6, f"{typ} {path}"))
+        self._matched_at[nxt.ordinal] = now_ns
+        return True
+
     def _advance_to(self, ordinal: int, now_ns: int) -> None:
         for k in range(self.cursor, ordinal):
-            self._matched_at[k] = now_ns
+            self._matched_at.setdefault(k, now_ns)
+        while ordinal in self._matched_at:
+            ordinal += 1
         if ordinal > self.cursor:
             self.cursor = ordinal
             self._segment_ms = 0.0

@@ -241,3 +241,24 @@ def test_lateness_stats() -> None:
     assert lateness_stats([]) == (0.0, 0.0, 0.0)
     p50, p99, mx = lateness_stats([i * MS for i in range(101)])
     assert (p50, p99, mx) == (50.0, 99.0, 100.0)
+
+
+def test_adjacent_events_sent_in_the_other_order_still_match() -> None:
+    msgs = [
+        ev(10, True, {"type": "session.update", "session": SESSION}),
+        ev(12, False, {"type": "session.updated"}),
+        ev(20, True, {"type": "response.create"}),
+        ev(30, False, {"type": "response.created"}),
+    ]
+    s = scheduler(msgs)
+    assert s.client_message(100 * MS, True, live({"type": "response.create"})) == []
+    assert drain(s, 1000 * MS) == []  # session.updated still waits for session.update
+    assert s.client_message(105 * MS, True, live({"type": "session.update", "session": SESSION})) == []
+    assert drain(s, 1000 * MS) == [(107, "session.updated"), (110, "response.created")]
+    assert s.cursor == 2
+    # the swap is given up at the next event that is not the awaited one
+    s2 = scheduler(msgs + [ev(40, True, {"type": "input_audio_buffer.clear"})])
+    s2.client_message(100 * MS, True, live({"type": "response.create"}))
+    (d,) = s2.client_message(110 * MS, True, live({"type": "input_audio_buffer.clear"}))
+    assert "expected session.update" in d.message()
+    assert [t for _, t in drain(s2, 1000 * MS)] == ["session.updated", "response.created"]
