@@ -283,13 +283,18 @@ from .replay_cli import replay  # noqa: E402
 
 cli.add_command(replay)
 
-from .export import export  # noqa: E402
+from .export import export, redact  # noqa: E402
 
 cli.add_command(export)
+cli.add_command(redact)
 
 from .importer import import_cmd  # noqa: E402
 
 cli.add_command(import_cmd)
+
+from .diff_cmd import diff  # noqa: E402
+
+cli.add_command(diff)
 
 
 def main() -> None:

@@ -14,13 +14,14 @@ from pathlib import Path
 import click
 
 from .audio import RATE, ConversationAudio, render_track, write_wav
-from .format import RecordingError, open_recording
+from .format import RecordingError, RecordingWriter, open_recording
 from .har import har_document, har_entry
 from .report import ReportBuilder
+from .strip import StripOptions, Stripper
 from .summary import event_head
 from .timeline import annotate
 
-__all__ = ["export", "export_html", "export_wav", "export_har", "default_output"]
+__all__ = ["export", "redact", "redact_recording", "export_html", "export_wav", "export_har", "default_output"]
 
 _EXT = {"html": ".html", "wav": ".wav", "har": ".har", "jsonl": ".jsonl"}
 
@@ -139,3 +140,71 @@ def export(file: str, fmt: str, out: str | None, split: bool, no_audio: bool) ->
         fail(str(exc))
     except OSError as exc:
         fail(f"cannot write {out}: {exc.strerror or exc}")
+
+
+def redact_recording(file: str, out: str, options: StripOptions) -> tuple[int, int]:
+    """Write a stripped copy of ``file`` to ``out`` (same timestamps, header lists what
+    was stripped). Returns (messages, messages changed)."""
+    stripper = Stripper(options)
+    n = 0
+    with open_recording(file) as reader:
+        rec = reader.recording
+        tmp = out + ".part"
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        w = RecordingWriter(tmp)
+        try:
+            header = {k: v for k, v in rec.header.items() if k not in ("k", "format_version")}
+            prior = list(header.get("stripped") or [])
+            header["stripped"] = sorted(set(prior) | set(options.names()))
+            w.write_header(**header)
+            if rec.handshake is not None:
+                w.write_handshake(**{k: v for k, v in rec.handshake.items() if k != "k"})
+            for m in reader.messages():
+                w.write_message(m.t_ns, m.from_client, m.is_text, stripper.content(m), redacted=m.redacted)
+                n += 1
+            if rec.close is not None:
+                w.write_close(**{k: v for k, v in rec.close.items() if k != "k"})
+            end = {k: v for k, v in (rec.end or {}).items() if k not in ("k", "messages", "bytes")}
+            if rec.truncated:
+                end["source_truncated"] = True
+            w.close(**end)
+        except BaseException:
+            w.close()
+            os.unlink(tmp)
+            raise
+    os.replace(tmp, out)
+    return n, stripper.changed
+
+
+@click.command("redact")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", "out", required=True, metavar="OUT", help="The shareable copy (.rtrec).")
+@click.option("--strip-audio", is_flag=True, help="Audio becomes silence of the same length.")
+@click.option("--strip-text", is_flag=True, help="Transcripts, text, function arguments and outputs become placeholders.")
+@click.option("--strip-instructions", is_flag=True, help="Remove session and response instructions.")
+def redact(file: str, out: str, strip_audio: bool, strip_text: bool, strip_instructions: bool) -> None:
+    """Write a copy of a recording that is safe to attach to a bug report.
+
+    The copy is a valid recording (it shows, replays and diffs) with the same
+    events and timing; its header lists what was stripped. Secrets (API keys)
+    were already removed when recording.
+    """
+    from .cli import fail
+
+    opts = StripOptions(strip_audio, strip_text, strip_instructions)
+    if not opts.names():
+        fail("nothing to strip: pass --strip-audio, --strip-text and/or --strip-instructions")
+    if os.path.abspath(out) == os.path.abspath(file):
+        fail(f"{file}: -o must name a new file, not the recording itself")
+    if os.path.exists(out):
+        fail(f"{out}: already exists; choose another -o or remove it")
+    try:
+        n, changed = redact_recording(file, out, opts)
+    except RecordingError as exc:
+        fail(str(exc))
+        return
+    except OSError as exc:
+        fail(f"cannot write {out}: {exc.strerror or exc}")
+        return
+    click.echo(f"wrote {out}: {n} messages, {changed} changed; stripped {', '.join(opts.names())}")

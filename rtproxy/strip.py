@@ -1,0 +1,158 @@
+"""Stripping what a person may not share from a recording's messages (pure).
+
+:class:`Stripper` takes each message in order (it tracks the session's audio
+formats) and returns the content to write in its place: audio replaced by
+silence of the same length, transcripts / text / function arguments and
+outputs replaced by a placeholder, ``instructions`` removed. JSON stays valid
+and every event keeps its type, ids and timing, so the copy still shows,
+replays and diffs. ``rtproxy redact`` writes the result with
+:class:`rtproxy.format.RecordingWriter`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from .audio import silence
+from .format import Message
+from .protocol import AUDIO_DELTA_EVENTS, AudioFormat, audio_format_from_session, canonical_event_type, event_type
+
+__all__ = ["PLACEHOLDER", "StripOptions", "Stripper"]
+
+#: What stripped text becomes.
+PLACEHOLDER = "[stripped by rtproxy]"
+
+# Members whose string value is what someone said or typed, or a tool's data.
+_TEXT_KEYS = frozenset({"transcript", "text", "arguments", "output"})
+# Events whose "delta" is text rather than audio.
+_TEXT_DELTA_EVENTS = frozenset(
+    {
+        "response.output_audio_transcript.delta",
+        "response.output_text.delta",
+        "response.function_call_arguments.delta",
+        "response.mcp_call_arguments.delta",
+        "conversation.item.input_audio_transcription.delta",
+    }
+)
+# Events that carry audio and ids only: never parsed, however large.
+_AUDIO_ONLY_EVENTS = frozenset({"input_audio_buffer.append", *AUDIO_DELTA_EVENTS})
+_SESSION_EVENTS = frozenset({"session.update", "session.created", "session.updated", "transcription_session.update"})
+
+
+@dataclass(frozen=True)
+class StripOptions:
+    audio: bool = False
+    text: bool = False
+    instructions: bool = False
+
+    def names(self) -> list[str]:
+        """What the header's ``stripped`` field lists."""
+        return [n for n in ("audio", "text", "instructions") if getattr(self, n)]
+
+
+class Stripper:
+    """Call :meth:`content` for every message in order; write what it returns."""
+
+    def __init__(self, options: StripOptions) -> None:
+        self.options = options
+        self.in_fmt = AudioFormat()
+        self.out_fmt = AudioFormat()
+        self.changed = 0
+
+    def content(self, m: Message) -> bytes:
+        """The bytes to record for ``m`` (``m.content`` itself when nothing is stripped)."""
+        if not m.is_text:
+            return m.content
+        opts = self.options
+        head = m.head
+        typ = event_type(head)
+        canon = canonical_event_type(typ)
+        fmt = self.in_fmt if m.from_client else self.out_fmt
+        if canon in _SESSION_EVENTS:
+            self._track_formats(m)
+        needs_json = (
+            (opts.text or opts.instructions)
+            and canon not in _AUDIO_ONLY_EVENTS
+            and self._may_hold_text(head)
+        )
+        if not needs_json:
+            if opts.audio and not isinstance(m.payload, (bytes, bytearray)):
+                parts = list(m.payload)
+                for i in range(1, len(parts), 2):
+                    parts[i] = silence(len(parts[i]), fmt)
+                self.changed += 1
+                return _join(parts)
+            return m.content
+        try:
+            obj = json.loads(m.content)
+        except (ValueError, UnicodeDecodeError):
+            if opts.text:
+                self.changed += 1
+                return PLACEHOLDER.encode()
+            return m.content
+        new = self._strip(obj, canon, fmt, parent="")
+        if new == obj and not (opts.audio and m.audio):
+            return m.content
+        self.changed += 1
+        return json.dumps(new, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+    def _may_hold_text(self, head: bytes) -> bool:
+        o = self.options
+        if o.instructions and b'"instructions"' in head:
+            return True
+        if o.text:
+            return any(k in head for k in (b'"transcript"', b'"text"', b'"arguments"', b'"output"', b'"delta"'))
+        return False
+
+    def _track_formats(self, m: Message) -> None:
+        try:
+            obj = json.loads(m.content)
+        except (ValueError, UnicodeDecodeError):
+            return
+        s = obj.get("session") if isinstance(obj, dict) else None
+        if isinstance(s, dict):
+            i, o = audio_format_from_session(s)
+            self.in_fmt = i or self.in_fmt
+            self.out_fmt = o or self.out_fmt
+
+    def _strip(self, v: Any, canon: str | None, fmt: AudioFormat, parent: str) -> Any:
+        o = self.options
+        if isinstance(v, dict):
+            out = {}
+            for k, x in v.items():
+                if o.instructions and k == "instructions":
+                    continue
+                if isinstance(x, str):
+                    if o.text and k in _TEXT_KEYS and x:
+                        out[k] = PLACEHOLDER
+                        continue
+                    if o.text and k == "delta" and parent == "" and canon in _TEXT_DELTA_EVENTS:
+                        out[k] = PLACEHOLDER
+                        continue
+                    if o.audio and k in ("audio", "delta") and _looks_b64(x):
+                        out[k] = _silence_b64(x, fmt)
+                        continue
+                out[k] = self._strip(x, canon, fmt, k)
+            return out
+        if isinstance(v, list):
+            return [self._strip(x, canon, fmt, parent) for x in v]
+        return v
+
+
+def _looks_b64(s: str) -> bool:
+    return len(s) >= 4 and len(s) % 4 == 0 and s.rstrip("=").replace("+", "").replace("/", "").isalnum()
+
+
+def _silence_b64(s: str, fmt: AudioFormat) -> str:
+    import base64
+
+    n = len(s) // 4 * 3 - (len(s) - len(s.rstrip("=")))
+    return base64.b64encode(silence(n, fmt)).decode()
+
+
+def _join(parts: list[bytes]) -> bytes:
+    from .format import join_payload
+
+    return join_payload(parts)
