@@ -1,0 +1,605 @@
+"""Turning a recording into comparable events (pure, streaming).
+
+Two recordings of "the same" conversation differ in ids, timestamps, quota,
+token counts and in how streaming deltas were chunked. :func:`normalize` reads
+the messages once and returns, per direction, a list of :class:`Event` where
+
+* ids (event, item, response, call, conversation, session) are replaced by
+  symbolic ordinals in order of appearance (``item#1``, ``resp#2``: :class:`Ref`),
+  so links between events survive while the random part is gone;
+* noise named by :class:`PathRules` is dropped (by default :data:`DEFAULT_IGNORES`);
+* streaming deltas are joined per item and content part (text, transcripts,
+  function call arguments; audio becomes a duration and a hash), and consecutive
+  ``input_audio_buffer.append`` become one event, so chunking is not a difference;
+* beta event names are replaced by their GA names;
+* input-audio transcription events are placed right after the event that
+  introduced their item, wherever they arrived.
+
+It also measures, per response, the timings :mod:`rtproxy.diff` compares. The
+caller hands the result to :func:`rtproxy.diff.diff_normalized`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+from .format import Message
+from .protocol import (
+    BETA_TO_GA,
+    GA_TO_BETA,
+    AudioFormat,
+    audio_format_from_session,
+    canonical_event_type,
+    model_from_url,
+)
+
+__all__ = [
+    "DEFAULT_IGNORES",
+    "PathRules",
+    "PathError",
+    "Ref",
+    "Event",
+    "Turn",
+    "Normalized",
+    "normalize",
+    "REF_RE",
+]
+
+#: What is not compared unless ``--keep`` says otherwise. A pattern is a field
+#: path inside an event (``**`` = any depth, ``*`` = any key, ``[*]`` = any
+#: index) or an event type, which drops the whole event.
+DEFAULT_IGNORES: tuple[str, ...] = (
+    "event_id",
+    "rate_limits.updated",
+    "**.usage",
+    "**.expires_at",
+)
+
+#: Matches a symbolic id in dumped JSON (used to blank ordinals for alignment).
+REF_RE = re.compile(r'"((?:item|resp|call|conv|sess|event|id)#\d+)"')
+
+_ID_KEYS = {
+    "item_id": "item",
+    "previous_item_id": "item",
+    "response_id": "resp",
+    "call_id": "call",
+    "event_id": "event",
+    "conversation_id": "conv",
+    "session_id": "sess",
+}
+# Kind of an ``id`` member from the key of the object holding it.
+_ID_PARENTS = {
+    "item": "item",
+    "output": "item",
+    "input": "item",
+    "response": "resp",
+    "session": "sess",
+    "conversation": "conv",
+}
+_ID_PREFIXES = {
+    "item": "item",
+    "msg": "item",
+    "resp": "resp",
+    "call": "call",
+    "sess": "sess",
+    "conv": "conv",
+    "event": "event",
+    "evt": "event",
+}
+
+TEXT_JOIN = frozenset(
+    {
+        "response.output_text.delta",
+        "response.output_audio_transcript.delta",
+        "conversation.item.input_audio_transcription.delta",
+        "response.function_call_arguments.delta",
+        "response.mcp_call_arguments.delta",
+    }
+)
+AUDIO_JOIN = frozenset({"response.output_audio.delta"})
+APPEND = "input_audio_buffer.append"
+#: Deltas that mark the first output of a response (audio or text).
+OUTPUT_DELTAS = frozenset(
+    {
+        "response.output_audio.delta",
+        "response.output_text.delta",
+        "response.output_audio_transcript.delta",
+        "response.function_call_arguments.delta",
+    }
+)
+_INPUT_END_CLIENT = frozenset({"input_audio_buffer.commit"})
+_INPUT_END_SERVER = frozenset({"input_audio_buffer.speech_stopped", "input_audio_buffer.committed"})
+_INPUT_TRANSCRIPTION = "conversation.item.input_audio_transcription."
+_SESSION_EVENTS = frozenset({"session.update", "session.created", "session.updated"})
+#: GA events that the beta protocol never sends (beta sends only ``conversation.item.created``).
+GA_ONLY = frozenset({"conversation.item.done"})
+
+
+class PathError(ValueError):
+    """An ``--ignore`` / ``--keep`` pattern that cannot be parsed."""
+
+
+class Ref(str):
+    """A symbolic id such as ``item#3``: equal to its text, marked as an id."""
+
+    __slots__ = ()
+
+
+_SEG_RE = re.compile(r"\[(\*|\d+)\]|(?:^|\.)([^.\[\]]+)")
+
+
+def _parse_path(pattern: str) -> tuple[Any, ...]:
+    segs: list[Any] = []
+    pos = 0
+    for m in _SEG_RE.finditer(pattern):
+        if m.start() != pos:
+            break
+        pos = m.end()
+        if m.group(1) is not None:
+            segs.append("[*]" if m.group(1) == "*" else int(m.group(1)))
+        else:
+            segs.append(m.group(2))
+    if pos != len(pattern) or not segs:
+        raise PathError(
+            f"bad path {pattern!r}: use dotted keys with [N] or [*] for list items, "
+            f"e.g. response.usage or session.tools[*].description"
+        )
+    return tuple(segs)
+
+
+class PathRules:
+    """Which fields and events are compared: ignore patterns, overridden by keep patterns.
+
+    The most specific match wins (a longer path beats a shorter one; keep beats
+    ignore at the same depth), so ``--keep response.usage.total_tokens`` keeps
+    that one count while the rest of ``usage`` stays ignored.
+    """
+
+    def __init__(self, ignore: Iterable[str] = DEFAULT_IGNORES, keep: Iterable[str] = ()) -> None:
+        self.ignore = tuple(ignore)
+        self.keep = tuple(keep)
+        self._patterns = [_parse_path(p) for p in self.ignore] + [_parse_path(p) for p in self.keep]
+        self._is_keep = [False] * len(self.ignore) + [True] * len(self.keep)
+        self.ignored_types = {canonical_event_type(p) for p in self.ignore} - {
+            canonical_event_type(p) for p in self.keep
+        }
+        self._cache: dict[tuple[Any, Any], tuple[tuple[tuple[int, int], ...], bool | None, bool]] = {}
+        self.start = self._closure(tuple((i, 0) for i in range(len(self._patterns))))
+
+    def _closure(self, states: tuple[tuple[int, int], ...]) -> tuple[tuple[int, int], ...]:
+        out: list[tuple[int, int]] = []
+        for p, pos in states:
+            out.append((p, pos))
+            pat = self._patterns[p]
+            while pos < len(pat) and pat[pos] == "**":
+                pos += 1
+                out.append((p, pos))
+        return tuple(sorted(set(out)))
+
+    def step(self, states: tuple[tuple[int, int], ...], seg: Any) -> tuple[tuple[tuple[int, int], ...], bool | None, bool]:
+        """Advance by one path segment: (new states, verdict here, keep still possible).
+
+        The verdict is True (ignore), False (keep) or None (no pattern ends here).
+        """
+        key = (states, seg)
+        hit = self._cache.get(key)
+        if hit is not None:
+            return hit
+        nxt: list[tuple[int, int]] = []
+        for p, pos in states:
+            pat = self._patterns[p]
+            if pos >= len(pat):
+                continue
+            s = pat[pos]
+            if s == "**":
+                nxt.append((p, pos))
+                continue
+            if s == "*":
+                ok = isinstance(seg, str)
+            elif s == "[*]":
+                ok = isinstance(seg, int)
+            else:
+                ok = s == seg
+            if ok:
+                nxt.append((p, pos + 1))
+        new = self._closure(tuple(nxt))
+        verdict: bool | None = None
+        keep_alive = False
+        for p, pos in new:
+            done = pos >= len(self._patterns[p])
+            if self._is_keep[p]:
+                if done:
+                    verdict = False
+                else:
+                    keep_alive = True
+            elif done and verdict is None:
+                verdict = True
+        res = (new, verdict, keep_alive)
+        self._cache[key] = res
+        return res
+
+
+@dataclass(slots=True)
+class Event:
+    """One normalised event: what the diff aligns and compares."""
+
+    direction: str
+    type: str
+    body: dict[str, Any]
+    index: int
+    """Message number in the file (1 = first message) of the event's first message."""
+    t_ns: int
+    turn: int
+    """1 + the number of ``response.done`` seen before this event."""
+    key: tuple[int, int] = (0, 0)
+    sig: str = ""
+    """The body as JSON with ids reduced to their kind: equal for equivalent events."""
+    refs: tuple[str, ...] = ()
+    """The symbolic ids in the body, in document order."""
+    messages: int = 1
+    _join: Any = None
+    _raw: Any = None
+
+    @property
+    def t_ms(self) -> float:
+        return self.t_ns / 1e6
+
+
+@dataclass(slots=True)
+class Turn:
+    """Timings of one response, in nanoseconds since the handshake."""
+
+    number: int
+    response: str
+    input_end_ns: int | None
+    created_ns: int
+    first_output_ns: int | None = None
+    done_ns: int | None = None
+
+    def first_output_ms(self) -> float | None:
+        """End of user input (or ``response.created``) to the first audio/text delta."""
+        if self.first_output_ns is None:
+            return None
+        start = self.input_end_ns if self.input_end_ns is not None else self.created_ns
+        return (self.first_output_ns - start) / 1e6
+
+    def response_ms(self) -> float | None:
+        """``response.created`` to ``response.done``."""
+        return None if self.done_ns is None else (self.done_ns - self.created_ns) / 1e6
+
+
+@dataclass
+class Normalized:
+    """A recording ready to compare: events per direction, turns, connection facts."""
+
+    client: list[Event]
+    server: list[Event]
+    turns: list[Turn]
+    meta: dict[str, Any]
+    flavour: str | None
+    """``"beta"`` or ``"ga"`` when event names tell, else None."""
+    messages: int = 0
+
+
+class _Join:
+    __slots__ = ("texts", "nbytes", "hasher", "fmt", "field")
+
+    def __init__(self, field_: str, fmt: AudioFormat | None) -> None:
+        self.field = field_
+        self.texts: list[str] | None = None if fmt else []
+        self.nbytes = 0
+        self.hasher = hashlib.sha256() if fmt else None
+        self.fmt = fmt
+
+    def value(self) -> Any:
+        if self.texts is not None:
+            return "".join(self.texts)
+        assert self.fmt is not None and self.hasher is not None
+        return {"ms": round(self.fmt.duration_ms(self.nbytes), 1), "sha256": self.hasher.hexdigest()[:16]}
+
+
+_DROP = object()
+
+
+def _audio_bytes(m: Message, obj: dict[str, Any], key: str) -> list[bytes]:
+    if m.audio:
+        return m.audio
+    v = obj.get(key)
+    if isinstance(v, str) and v:
+        try:
+            return [base64.b64decode(v, validate=True)]
+        except (binascii.Error, ValueError):
+            return [v.encode()]
+    return []
+
+
+class _Normalizer:
+    def __init__(self, rules: PathRules) -> None:
+        self.rules = rules
+        self.ids: dict[str, Ref] = {}
+        self.counts: dict[str, int] = {}
+
+    def ref(self, value: str, kind: str) -> Ref:
+        r = self.ids.get(value)
+        if r is None:
+            n = self.counts.get(kind, 0) + 1
+            self.counts[kind] = n
+            r = self.ids[value] = Ref(f"{kind}#{n}")
+        return r
+
+    def walk(self, value: Any, states: Any, ignored: bool, key: Any, parent: Any) -> Any:
+        if isinstance(value, dict):
+            out: dict[str, Any] = {}
+            step = self.rules.step
+            for k, v in value.items():
+                st, verdict, keep_alive = step(states, k)
+                ig = ignored if verdict is None else verdict
+                if ig and not keep_alive:
+                    continue
+                r = self.walk(v, st, ig, k, key)
+                if r is not _DROP:
+                    out[k] = r
+            if ignored and not out:
+                return _DROP
+            return out
+        if isinstance(value, list):
+            outl: list[Any] = []
+            step = self.rules.step
+            for i, v in enumerate(value):
+                st, verdict, keep_alive = step(states, i)
+                ig = ignored if verdict is None else verdict
+                if ig and not keep_alive:
+                    continue
+                r = self.walk(v, st, ig, key, parent)
+                if r is not _DROP:
+                    outl.append(r)
+            if ignored and not outl:
+                return _DROP
+            return outl
+        if ignored:
+            return _DROP
+        if isinstance(value, str) and value:
+            kind = _ID_KEYS.get(key) if isinstance(key, str) else None
+            if kind is None and key == "id":
+                kind = _ID_PARENTS.get(parent) or _ID_PREFIXES.get(value.split("_", 1)[0], "id")
+            if kind is not None:
+                return self.ref(value, kind)
+        return value
+
+    def body(self, obj: dict[str, Any]) -> dict[str, Any]:
+        r = self.walk(obj, self.rules.start, False, None, None)
+        return r if isinstance(r, dict) else {}
+
+
+def _fill_audio(obj: Any, audio: list[bytes], fmt: AudioFormat) -> None:
+    """Replace the emptied base64 members of a message head by duration + hash, in order."""
+    it = iter(audio)
+
+    # Document order is a depth-first walk over dict insertion order.
+    def visit(o: Any) -> None:
+        if isinstance(o, dict):
+            for k, v in o.items():
+                if k in ("audio", "delta") and v == "":
+                    data = next(it, None)
+                    if data is not None:
+                        o[k] = {
+                            "ms": round(fmt.duration_ms(len(data)), 1),
+                            "sha256": hashlib.sha256(data).hexdigest()[:16],
+                        }
+                else:
+                    visit(v)
+        elif isinstance(o, list):
+            for v in o:
+                visit(v)
+
+    visit(obj)
+
+
+def _dumps(body: Any) -> str:
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def normalize(
+    messages: Iterable[Message],
+    rules: PathRules | None = None,
+    *,
+    header: dict[str, Any] | None = None,
+    handshake: dict[str, Any] | None = None,
+) -> Normalized:
+    """Read ``messages`` once and return them normalised.
+
+    Pass ``header`` / ``handshake`` (from ``RecordingReader.recording``) to have
+    the connection facts in ``meta``; the caller adds the close record after
+    the messages have been iterated (see :func:`rtproxy.diff.normalize_file`).
+    """
+    rules = rules or PathRules()
+    nz = _Normalizer(rules)
+    ignored_types = rules.ignored_types
+    events: dict[str, list[Event]] = {"client": [], "server": []}
+    joins: dict[Any, Event] = {}
+    anchors: dict[str, int] = {}
+    anchor_sub: dict[int, int] = {}
+    turns: list[Turn] = []
+    turn_by_resp: dict[str, Turn] = {}
+    current: Turn | None = None
+    pending_input: int | None = None
+    pending_create: int | None = None
+    in_fmt = AudioFormat()
+    out_fmt = AudioFormat()
+    beta = ga = False
+    done_count = 0
+    append_run = 0
+    seq = 0
+    n = 0
+    for n, m in enumerate(messages, 1):
+        direction = "client" if m.from_client else "server"
+        turn_no = done_count + 1
+        seq += 1
+        if not m.is_text:
+            data = m.content
+            body = {"type": "(binary)", "binary": {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()[:16]}}
+            events[direction].append(Event(direction, "(binary)", body, n, m.t_ns, turn_no, (seq, 0)))
+            continue
+        head = m.head
+        try:
+            obj = json.loads(head)
+        except (ValueError, UnicodeDecodeError):
+            obj = None
+        if not isinstance(obj, dict):
+            text = m.text
+            body = {"type": "(not json)", "text": text if len(text) <= 2000 else text[:2000] + "…"}
+            events[direction].append(Event(direction, "(not json)", body, n, m.t_ns, turn_no, (seq, 0)))
+            continue
+        raw_type = obj.get("type")
+        if isinstance(raw_type, str):
+            if raw_type in BETA_TO_GA:
+                beta = True
+            elif raw_type in GA_TO_BETA:
+                ga = True
+            typ = BETA_TO_GA.get(raw_type, raw_type)
+            if typ != raw_type:
+                obj["type"] = typ
+        else:
+            typ = "(no type)"
+        t = m.t_ns
+
+        # --- timings and audio formats: tracked whatever is ignored
+        if typ in _SESSION_EVENTS and isinstance(obj.get("session"), dict):
+            i_fmt, o_fmt = audio_format_from_session(obj["session"])
+            in_fmt = i_fmt or in_fmt
+            out_fmt = o_fmt or out_fmt
+        if m.from_client:
+            if typ in _INPUT_END_CLIENT and pending_input is None:
+                pending_input = t
+            elif typ == "response.create" and pending_create is None:
+                pending_create = t
+        else:
+            if typ in _INPUT_END_SERVER and pending_input is None:
+                pending_input = t
+            elif typ == "response.created":
+                resp = obj.get("response")
+                rid = resp.get("id") if isinstance(resp, dict) else None
+                current = Turn(
+                    turn_no,
+                    str(nz.ref(rid, "resp")) if isinstance(rid, str) and rid else f"response {len(turns) + 1}",
+                    pending_input if pending_input is not None else pending_create,
+                    t,
+                )
+                turns.append(current)
+                if isinstance(rid, str):
+                    turn_by_resp[rid] = current
+                pending_input = pending_create = None
+            elif typ in OUTPUT_DELTAS:
+                rid = obj.get("response_id")
+                tr = turn_by_resp.get(rid, current) if isinstance(rid, str) else current
+                if tr is not None and tr.first_output_ns is None:
+                    tr.first_output_ns = t
+            elif typ == "response.done":
+                resp = obj.get("response")
+                rid = resp.get("id") if isinstance(resp, dict) else None
+                tr = turn_by_resp.get(rid, current) if isinstance(rid, str) else current
+                if tr is not None:
+                    tr.done_ns = t
+                done_count += 1
+
+        if typ in ignored_types:
+            continue
+        if m.from_client and typ != APPEND:
+            append_run += 1
+
+        # --- streaming deltas: one event per item and content part
+        if typ in TEXT_JOIN or typ in AUDIO_JOIN or (typ == APPEND and m.from_client):
+            if typ == APPEND:
+                jkey: Any = (APPEND, append_run)
+                fld = "audio"
+            else:
+                jkey = (direction, typ, obj.get("item_id"), obj.get("content_index"))
+                fld = "delta"
+            ev = joins.get(jkey)
+            if ev is None:
+                value = obj.pop(fld, None)
+                if typ in TEXT_JOIN:
+                    join = _Join(fld, None)
+                else:
+                    join = _Join(fld, in_fmt if m.from_client else out_fmt)
+                # Walk now so ids get their ordinals in order of appearance.
+                body = nz.body(obj)
+                ev = Event(direction, typ, body, n, t, turn_no, (seq, 0))
+                ev._join = join
+                ev._raw = obj
+                joins[jkey] = ev
+                events[direction].append(ev)
+                if typ.startswith(_INPUT_TRANSCRIPTION):
+                    _place_transcription(ev, obj, anchors, anchor_sub)
+                obj = {fld: value}
+            else:
+                ev.messages += 1
+                join = ev._join
+            if join.texts is not None:
+                v = obj.get(fld)
+                if isinstance(v, str):
+                    join.texts.append(v)
+            else:
+                for data in _audio_bytes(m, obj, fld):
+                    join.nbytes += len(data)
+                    join.hasher.update(data)
+            continue
+
+        if m.audio:
+            _fill_audio(obj, m.audio, in_fmt if m.from_client else out_fmt)
+        if m.from_client and isinstance(obj.get("event_id"), str) and obj["event_id"]:
+            nz.ref(obj["event_id"], "event")  # so error.event_id can point at it
+        body = nz.body(obj)
+        ev = Event(direction, typ, body, n, t, turn_no, (seq, 0))
+        events[direction].append(ev)
+        if not m.from_client:
+            if typ.startswith(_INPUT_TRANSCRIPTION):
+                _place_transcription(ev, obj, anchors, anchor_sub)
+            else:
+                item = obj.get("item")
+                for iid in (obj.get("item_id"), item.get("id") if isinstance(item, dict) else None):
+                    if isinstance(iid, str) and iid not in anchors:
+                        anchors[iid] = seq
+
+    for ev in joins.values():
+        raw = ev._raw
+        raw[ev._join.field] = ev._join.value()
+        ev.body = nz.body(raw)
+        ev._raw = ev._join = None
+    out: dict[str, list[Event]] = {}
+    for direction, evs in events.items():
+        evs.sort(key=lambda e: e.key)
+        for ev in evs:
+            dumped = _dumps(ev.body)
+            ev.refs = tuple(REF_RE.findall(dumped))
+            ev.sig = REF_RE.sub(lambda mm: '"' + mm.group(1).split("#")[0] + '#"', dumped) if ev.refs else dumped
+        out[direction] = evs
+    meta = _meta(header or {}, handshake)
+    flavour = "beta" if beta else ("ga" if ga else None)
+    return Normalized(out["client"], out["server"], turns, meta, flavour, n)
+
+
+def _place_transcription(ev: Event, obj: dict[str, Any], anchors: dict[str, int], subs: dict[int, int]) -> None:
+    iid = obj.get("item_id")
+    a = anchors.get(iid) if isinstance(iid, str) else None
+    if a is None:
+        return
+    k = subs.get(a, 0) + 1
+    subs[a] = k
+    ev.key = (a, k)
+
+
+def _meta(header: dict[str, Any], handshake: dict[str, Any] | None) -> dict[str, Any]:
+    hs = handshake or {}
+    url = header.get("url") or hs.get("url") or ""
+    return {
+        "status": hs.get("status"),
+        "subprotocol": hs.get("subprotocol"),
+        "model": header.get("model") or (model_from_url(url) if url else None),
+    }
