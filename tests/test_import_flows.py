@@ -1,0 +1,67 @@
+"""`rtproxy import` of a flow file written by a real `mitmdump -w` in front of the
+Realtime-like server, with a websockets client going through it."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import zstandard
+
+from rtproxy.format import open_recording
+from tests.conftest import ROOT, RTPROXY, free_port, wait_port
+from tests.realtime_server import Scenario, ServerThread
+from tests.session_helpers import client_conversation
+
+MITMDUMP = str(Path(sys.executable).parent / "mitmdump")
+
+
+def run(*args: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*RTPROXY, *map(str, args)], capture_output=True, text=True, cwd=ROOT, timeout=120)
+
+
+def test_mitmdump_flow_file_imports(tmp_path: Path) -> None:
+    flows = tmp_path / "session.mitm"
+    with ServerThread(Scenario(error_on_second_response=True, close_code=None)) as srv:
+        port = free_port()
+        proc = subprocess.Popen(
+            [MITMDUMP, "--mode", f"reverse:{srv.url}", "--listen-host", "127.0.0.1", "-p", str(port),
+             "-w", str(flows), "-q"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        try:
+            wait_port(port, proc=proc)
+            asyncio.run(client_conversation(f"ws://127.0.0.1:{port}/v1"))
+        finally:
+            proc.send_signal(signal.SIGINT)
+            out, err = proc.communicate(timeout=30)
+        log = srv.logs[0]
+    assert flows.stat().st_size > 0, err
+
+    p = run("import", flows, "-o", tmp_path / "out")
+    assert p.returncode == 0, p.stderr
+    assert "ping" in p.stdout  # says what mitmproxy flows do not hold
+    [rec] = list((tmp_path / "out").glob("*.rtrec"))
+    with open_recording(rec) as r:
+        msgs = list(r.messages())
+        recording = r.recording
+    # the server's log holds the exact messages: all of them arrive, in order, byte for byte
+    client = [m.content for m in msgs if m.from_client]
+    server = [m.content for m in msgs if not m.from_client]
+    enc = lambda x: x.encode() if isinstance(x, str) else x  # noqa: E731
+    assert client == [enc(x) for x in log.received]
+    assert server == [enc(x) for x in log.sent]
+    assert recording.close and recording.close["code"] == 1000 and recording.close["closed_by"] == "client"
+    assert recording.header["model"] == "gpt-realtime"
+    assert recording.header["imported_from"].startswith("mitmproxy:")
+    # the API key the client sent is not in the recording
+    assert b"SECRETSECRET" in flows.read_bytes()
+    stored = zstandard.ZstdDecompressor().decompressobj().decompress(rec.read_bytes()[10:])
+    assert b"SECRETSECRET" not in stored
+    auth = dict((k.lower(), v) for k, v in recording.handshake["request_headers"])["authorization"]
+    assert "SECRET" not in auth and "REDACTED" in auth
+    summary = run("show", rec, "--summary").stdout
+    assert "responses    1 completed" in summary and "errors       2" in summary
