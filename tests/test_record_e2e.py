@@ -508,3 +508,23 @@ def test_record_start_errors_are_one_line(tmp_path: Path) -> None:
             assert out.returncode == 2, (what, out.stderr)
             assert out.stderr.startswith("rtproxy: error: ") and what in out.stderr
             assert out.stderr.count("\n") == 1 and "Traceback" not in out.stderr
+
+
+def test_show_on_bad_files_is_a_one_line_error(tmp_path: Path) -> None:
+    good = (ROOT / "tests" / "data" / "format_v1.rtrec").read_bytes()
+    files = {
+        "notes.txt": (b"just text\n", "not an .rtrec recording"),
+        "empty.rtrec": (b"", "empty file"),
+        "newer.rtrec": (good[:8] + b"\x00\x63" + good[10:], "newer than this rtproxy reads"),
+        "corrupt.rtrec": (good[:10] + b"\x28\xb5\x2f\xfd" + b"\xff" * 64, "damaged"),
+    }
+    for name, (data, what) in files.items():
+        p = tmp_path / name
+        p.write_bytes(data)
+        for args in (["show"], ["show", "--json"]):
+            out = rtproxy(*args, str(p))
+            assert out.returncode == 2, (name, out.stderr)
+            assert out.stderr.startswith(f"rtproxy: error: {p}: "), out.stderr
+            assert what in out.stderr and out.stderr.count("\n") == 1, out.stderr
+    out = rtproxy("show", str(tmp_path / "missing.rtrec"))
+    assert out.returncode == 2 and "missing.rtrec" in out.stderr and "Traceback" not in out.stderr
