@@ -528,3 +528,74 @@ def test_show_on_bad_files_is_a_one_line_error(tmp_path: Path) -> None:
             assert what in out.stderr and out.stderr.count("\n") == 1, out.stderr
     out = rtproxy("show", str(tmp_path / "missing.rtrec"))
     assert out.returncode == 2 and "missing.rtrec" in out.stderr and "Traceback" not in out.stderr
+
+
+# ------------------------------------------------------ TLS upstream (wss)
+def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+def test_https_upstream_is_spoken_to_over_wss(tmp_path: Path) -> None:
+    """The default upstream is https://api.openai.com: the proxy speaks TLS to it."""
+    import ssl
+    import threading
+
+    from websockets.asyncio.server import serve
+
+    from tests.realtime_server import RealtimeLikeServer
+
+    cert, key = _self_signed(tmp_path)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    app = RealtimeLikeServer(Scenario())
+    ready, port_box = threading.Event(), []
+    loop_box: list[asyncio.AbstractEventLoop] = []
+    stop_box: list[asyncio.Future[None]] = []
+
+    async def main() -> None:
+        loop_box.append(asyncio.get_running_loop())
+        stop_box.append(asyncio.get_running_loop().create_future())
+        async with serve(app.handler, "127.0.0.1", 0, ssl=ctx, process_request=app.process_request,
+                         select_subprotocol=app.select_subprotocol, max_size=None, compression=None) as server:
+            port_box.append(server.sockets[0].getsockname()[1])
+            ready.set()
+            await stop_box[0]
+
+    thread = threading.Thread(target=asyncio.run, args=(main(),), daemon=True)
+    thread.start()
+    assert ready.wait(10)
+    try:
+        rec = Recorder(f"https://127.0.0.1:{port_box[0]}", tmp_path / "rec", "--ssl-insecure")
+        try:
+            received = asyncio.run(sdk_voice_turn(rec.ws_base))
+            [path] = rec.wait_files(1)
+        finally:
+            rec.stop()
+    finally:
+        loop_box[0].call_soon_threadsafe(stop_box[0].set_result, None)
+        thread.join(10)
+    r, _ = check_voice_turn(path, app.logs[0], received)
+    assert r.header["url"] == f"wss://127.0.0.1:{port_box[0]}/v1/realtime?model=gpt-realtime"
+    assert r.header["upstream"] == f"https://127.0.0.1:{port_box[0]}"
