@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import html
 import json
+from array import array
 from typing import Any
 
 from .audio import RATE, AudioSegment, ConversationAudio, render_track, wav_bytes
@@ -96,6 +97,16 @@ def _display_json(payload: bytes | list[bytes], is_text: bool) -> str:
     return text
 
 
+#: Peak level below which a segment is left out of the page (about -44 dBFS).
+QUIET_PEAK = 200
+
+
+def _audible(pcm: bytes) -> bool:
+    a = array("h")
+    a.frombytes(pcm[: len(pcm) - len(pcm) % 2])
+    return bool(a) and max(a) >= QUIET_PEAK or (bool(a) and -min(a) >= QUIET_PEAK)
+
+
 def _bars(segments: list[AudioSegment]) -> list[tuple[int, int, list[AudioSegment]]]:
     bars: list[tuple[int, int, list[AudioSegment]]] = []
     for s in segments:
@@ -152,7 +163,8 @@ class ReportBuilder:
         if self.with_audio:
             user, assistant = self.audio.finish()
             for side, segs in ((0, user), (1, assistant)):
-                for a, b, group in _bars(segs):
+                # A microphone streams all the time: leave its quiet stretches out of the page.
+                for a, b, group in _bars([x for x in segs if _audible(x.pcm)]):
                     track = render_track([AudioSegment(x.side, x.start - a, x.pcm, x.index) for x in group], b - a)
                     pcm = bytes(track)
                     # Every other sample: 12 kHz (slicing keeps this at C speed).
