@@ -90,6 +90,8 @@ def _field_lines(c: FieldChange, style: Style, seen: set[tuple[str, str]], inden
         if key in seen:
             return [f"{indent}{path}: same text change as above"]
         seen.add(key)
+        if all(op == "=" for op, _ in c.words or []):
+            return [f"{indent}{path}: same words, whitespace differs: {_val(c.a)} -> {_val(c.b)}"]
         return [f"{indent}{path}: {_word_line(c.words or [], style)}"]
     if c.kind == "json":
         lines = [f"{indent}{path} (parsed JSON):"]
@@ -111,6 +113,29 @@ def _timing_line(t: TimingChange) -> str:
         f"{turn} ({t.response_a}): {_METRICS.get(t.metric, t.metric)} "
         f"{t.a_ms:.0f} ms -> {t.b_ms:.0f} ms ({t.delta_ms:+.0f} ms)"
     )
+
+
+def _groups(evs: list[EventChange]) -> list[list[EventChange]]:
+    """Runs of 4 or more events only in one run, same turn: shown as one block."""
+    out: list[list[EventChange]] = []
+    for e in evs:
+        last = out[-1] if out else None
+        if (
+            last
+            and e.kind != "changed"
+            and last[0].kind == e.kind
+            and last[0].turn == e.turn
+        ):
+            last.append(e)
+        else:
+            out.append([e])
+    res: list[list[EventChange]] = []
+    for g in out:
+        if 1 < len(g) < 4:
+            res.extend([x] for x in g)
+        else:
+            res.append(g)
+    return res
 
 
 def render_text(r: DiffResult, style: Style | None = None) -> str:
@@ -150,9 +175,21 @@ def render_text(r: DiffResult, style: Style | None = None) -> str:
             continue
         lines.append("")
         lines.append(st(f"{direction.capitalize()} events", bold=True))
-        for e in evs:
+        for group in _groups(evs):
+            e = group[0]
             mark = _KIND_MARK[e.kind]
             color = {"changed": "yellow", "missing": "red", "inserted": "green"}[e.kind]
+            if len(group) > 1:
+                side = "A" if e.kind == "missing" else "B"
+                lines.append(
+                    st(f"  {mark} turn {e.turn}  {len(group)} events", fg=color, bold=True)
+                    + f"  {_KIND_WORD[e.kind]}"
+                )
+                for g in group:
+                    ev = g.a or g.b
+                    assert ev is not None
+                    lines.append(f"      {g.type}  ({side} #{ev.index} @ {ev.t_ms:.1f} ms)")
+                continue
             lines.append(
                 st(f"  {mark} turn {e.turn}  {e.type}", fg=color, bold=True)
                 + f"  {_KIND_WORD[e.kind]}  ({_where(e)})"
