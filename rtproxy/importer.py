@@ -158,7 +158,11 @@ def import_flows(path: str, out_dir: Path) -> list[ImportedSession]:
     try:
         with open(path, "rb") as fh:
             for flow in FlowReader(fh).stream():
-                if not isinstance(flow, http.HTTPFlow) or flow.websocket is None or flow.response is None:
+                if not isinstance(flow, http.HTTPFlow) or flow.response is None:
+                    continue
+                if flow.websocket is None:
+                    if flow.request.headers.get("upgrade", "").lower() == "websocket" and flow.response.status_code != 101:
+                        out.append(_refused(path, out_dir, flow))  # a refused upgrade is a session too
                     continue
                 ws = flow.websocket
                 t_resp = flow.response.timestamp_end or flow.response.timestamp_start or flow.request.timestamp_start
@@ -196,6 +200,18 @@ def import_flows(path: str, out_dir: Path) -> list[ImportedSession]:
     except FlowReadException as exc:
         raise ImportError_(f"{path}: not a readable mitmproxy flow file ({exc})") from None
     return out
+
+
+def _refused(path: str, out_dir: Path, flow: Any) -> ImportedSession:
+    t = flow.response.timestamp_end or flow.request.timestamp_start
+    return _write(
+        out_dir, source=f"mitmproxy:{Path(path).name}", recorder="import-mitmproxy", url=flow.request.url,
+        method=flow.request.method, http_version=flow.request.http_version,
+        request_headers=flow.request.headers.items(multi=True), status=flow.response.status_code,
+        reason=flow.response.reason, response_headers=flow.response.headers.items(multi=True),
+        response_body=flow.response.raw_content or b"", t_request=flow.request.timestamp_start,
+        t_response=t, messages=[], close=None, lacks=[], path=flow.request.path,
+    )
 
 
 def import_file(path: str, out_dir: Path) -> tuple[str, list[ImportedSession]]:

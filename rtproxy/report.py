@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import html
 import json
+import re
 from array import array
 from typing import Any
 
@@ -250,19 +251,15 @@ class ReportBuilder:
         payload = _script_json(data)
         texts = _script_json(self.json)
         clip_tags = "".join(f'<script type="text/plain" id="clip-{i}">{c}</script>' for i, c in enumerate(clips))
-        return (
-            _PAGE.replace("%TITLE%", esc(self.title))
-            .replace("%SUMMARY%", summary_html)
-            .replace("%NEVENTS%", str(len(self.t)))
-            .replace("%NRESP%", str(len(data["responses"])))
-            .replace("%NERR%", str(len(data["errors"])))
-            .replace("%RESPROWS%", resp_rows or '<tr><td colspan="7">no responses</td></tr>')
-            .replace("%ERRROWS%", err_rows or '<tr><td colspan="4">no errors</td></tr>')
-            .replace("%LEGEND%", legend)
-            .replace("%CLIPS%", clip_tags)
-            .replace("%DATA%", payload)
-            .replace("%TEXTS%", texts)
-        )
+        values = {
+            "TITLE": esc(self.title), "SUMMARY": summary_html, "NEVENTS": str(len(self.t)),
+            "NRESP": str(len(data["responses"])), "NERR": str(len(data["errors"])),
+            "RESPROWS": resp_rows or '<tr><td colspan="7">no responses</td></tr>',
+            "ERRROWS": err_rows or '<tr><td colspan="4">no errors</td></tr>',
+            "LEGEND": legend, "CLIPS": clip_tags, "DATA": payload, "TEXTS": texts,
+        }
+        # One pass, so a transcript that reads "%DATA%" stays text.
+        return _SLOT.sub(lambda m: values[m.group(1)], _PAGE)
 
 
 def _details(d: Any) -> str:
@@ -275,6 +272,9 @@ def _details(d: Any) -> str:
             bits.append(str(err.get("code") or err.get("type") or ""))
         return ", ".join(b for b in bits if b)
     return str(d)
+
+
+_SLOT = re.compile(r"%(TITLE|SUMMARY|NEVENTS|NRESP|NERR|RESPROWS|ERRROWS|LEGEND|CLIPS|DATA|TEXTS)%")
 
 
 def _script_json(obj: Any) -> str:

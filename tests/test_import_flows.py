@@ -65,3 +65,36 @@ def test_mitmdump_flow_file_imports(tmp_path: Path) -> None:
     assert "SECRET" not in auth and "REDACTED" in auth
     summary = run("show", rec, "--summary").stdout
     assert "responses    1 completed" in summary and "errors       2" in summary
+
+
+def test_refused_upgrade_in_flow_file_imports_as_a_session(tmp_path: Path) -> None:
+    import websockets
+
+    flows = tmp_path / "refused.mitm"
+    with ServerThread(Scenario(refuse_status=401)) as srv:
+        port = free_port()
+        proc = subprocess.Popen(
+            [MITMDUMP, "--mode", f"reverse:{srv.url}", "--listen-host", "127.0.0.1", "-p", str(port),
+             "-w", str(flows), "-q"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        try:
+            wait_port(port, proc=proc)
+
+            async def connect() -> int:
+                try:
+                    async with websockets.connect(f"ws://127.0.0.1:{port}/v1/realtime?model=gpt-realtime",
+                                                  additional_headers={"Authorization": "Bearer sk-refuse-me"}):
+                        return 101
+                except websockets.InvalidStatus as exc:
+                    return exc.response.status_code
+
+            assert asyncio.run(connect()) == 401
+        finally:
+            proc.send_signal(signal.SIGINT)
+            proc.communicate(timeout=30)
+    p = run("import", flows, "-o", tmp_path / "out")
+    assert p.returncode == 0, p.stderr
+    [rec] = list((tmp_path / "out").glob("*.rtrec"))
+    shown = run("show", rec).stdout
+    assert "HTTP 401" in shown and "invalid_api_key" in shown
