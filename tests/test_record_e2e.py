@@ -83,6 +83,34 @@ def b64(b: bytes) -> str:
     return base64.b64encode(b).decode()
 
 
+@contextlib.contextmanager
+def threaded_server(handler, **serve_kwargs) -> Iterator[int]:  # type: ignore[no-untyped-def]
+    """A websockets server other than the Realtime-like one (TLS, compression), on its own thread."""
+    import threading
+
+    from websockets.asyncio.server import serve
+
+    ready = threading.Event()
+    box: dict = {}
+
+    async def main() -> None:
+        box["loop"] = asyncio.get_running_loop()
+        box["stop"] = box["loop"].create_future()
+        async with serve(handler, "127.0.0.1", 0, max_size=None, **serve_kwargs) as server:
+            box["port"] = server.sockets[0].getsockname()[1]
+            ready.set()
+            await box["stop"]
+
+    thread = threading.Thread(target=asyncio.run, args=(main(),), daemon=True)
+    thread.start()
+    assert ready.wait(10)
+    try:
+        yield box["port"]
+    finally:
+        box["loop"].call_soon_threadsafe(box["stop"].set_result, None)
+        thread.join(10)
+
+
 async def sdk_voice_turn(ws_base: str, instructions: str = "Be brief.") -> list[bytes]:
     """A voice turn with the official SDK; returns the raw bytes of every server message."""
     client = AsyncOpenAI(api_key=API_KEY, websocket_base_url=ws_base)
@@ -560,9 +588,6 @@ def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
 def test_https_upstream_is_spoken_to_over_wss(tmp_path: Path) -> None:
     """The default upstream is https://api.openai.com: the proxy speaks TLS to it."""
     import ssl
-    import threading
-
-    from websockets.asyncio.server import serve
 
     from tests.realtime_server import RealtimeLikeServer
 
@@ -570,32 +595,48 @@ def test_https_upstream_is_spoken_to_over_wss(tmp_path: Path) -> None:
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(cert, key)
     app = RealtimeLikeServer(Scenario())
-    ready, port_box = threading.Event(), []
-    loop_box: list[asyncio.AbstractEventLoop] = []
-    stop_box: list[asyncio.Future[None]] = []
-
-    async def main() -> None:
-        loop_box.append(asyncio.get_running_loop())
-        stop_box.append(asyncio.get_running_loop().create_future())
-        async with serve(app.handler, "127.0.0.1", 0, ssl=ctx, process_request=app.process_request,
-                         select_subprotocol=app.select_subprotocol, max_size=None, compression=None) as server:
-            port_box.append(server.sockets[0].getsockname()[1])
-            ready.set()
-            await stop_box[0]
-
-    thread = threading.Thread(target=asyncio.run, args=(main(),), daemon=True)
-    thread.start()
-    assert ready.wait(10)
-    try:
-        rec = Recorder(f"https://127.0.0.1:{port_box[0]}", tmp_path / "rec", "--ssl-insecure")
+    with threaded_server(app.handler, ssl=ctx, process_request=app.process_request,
+                         select_subprotocol=app.select_subprotocol, compression=None) as port:
+        rec = Recorder(f"https://127.0.0.1:{port}", tmp_path / "rec", "--ssl-insecure")
         try:
             received = asyncio.run(sdk_voice_turn(rec.ws_base))
             [path] = rec.wait_files(1)
         finally:
             rec.stop()
-    finally:
-        loop_box[0].call_soon_threadsafe(stop_box[0].set_result, None)
-        thread.join(10)
     r, _ = check_voice_turn(path, app.logs[0], received)
-    assert r.header["url"] == f"wss://127.0.0.1:{port_box[0]}/v1/realtime?model=gpt-realtime"
-    assert r.header["upstream"] == f"https://127.0.0.1:{port_box[0]}"
+    assert r.header["url"] == f"wss://127.0.0.1:{port}/v1/realtime?model=gpt-realtime"
+    assert r.header["upstream"] == f"https://127.0.0.1:{port}"
+
+
+# ------------------------------------------- negotiated extensions (deflate)
+def test_permessage_deflate_is_stored_in_the_handshake_and_payloads_stay_exact(tmp_path: Path) -> None:
+    """A server that accepts permessage-deflate: the handshake says so, messages are stored as sent."""
+    got_by_server: list[str | bytes] = []
+
+    async def echo(ws) -> None:  # type: ignore[no-untyped-def]
+        async for m in ws:
+            got_by_server.append(m)
+            await ws.send(m)
+
+    sent: list[str | bytes] = ['{"type":"x","text":"' + "compressible " * 500 + '"}', b"\x00" * 5000, "é"]
+
+    async def client(url: str) -> tuple[str | None, list[str | bytes]]:
+        async with websockets.connect(url, max_size=None) as ws:
+            echoed = []
+            for m in sent:
+                await ws.send(m)
+                echoed.append(await ws.recv())
+            return ws.response.headers.get("Sec-WebSocket-Extensions"), echoed
+
+    with threaded_server(echo) as port:  # compression on: websockets' default
+        rec = Recorder(f"http://127.0.0.1:{port}", tmp_path / "rec")
+        try:
+            ext, echoed = asyncio.run(client(ws_url(rec)))
+            [path] = rec.wait_files(1)
+        finally:
+            rec.stop()
+    assert echoed == sent == got_by_server
+    assert ext and ext.startswith("permessage-deflate")
+    r, msgs = read(path)
+    assert r.handshake["extensions"] == ext
+    assert side(msgs, True) == logged(sent) == side(msgs, False)
