@@ -63,7 +63,10 @@ _TYPE_RE = re.compile(rb'"type"\s*:\s*"((?:[^"\\]|\\.)*)"')
 def event_type(head: bytes) -> str | None:
     """The event's ``type`` (top-level), or None for non-JSON or typeless messages.
 
-    ``head`` is the message text, or :attr:`rtproxy.format.Message.head`.
+    ``head`` is the message text, or :attr:`rtproxy.format.Message.head`. The
+    type is read from the first bytes without parsing the whole message, so a
+    message that starts like an event but is broken further on still gets the
+    type it claims; callers that need a valid event use :func:`parse_event`.
     """
     stripped = head.lstrip()
     if not stripped.startswith(b"{"):

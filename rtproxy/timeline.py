@@ -75,6 +75,9 @@ def annotate(messages: Iterable[Message], totals: AudioTotals | None = None) -> 
             obj = None
             if typ in _SESSION_EVENTS or typ == "error" or m.size < 4096:
                 obj = parse_event(head)
+                if obj is None:
+                    # event_type() reads the type from the first bytes; the rest is broken.
+                    detail = "invalid JSON"
             if obj is not None:
                 if typ in _SESSION_EVENTS and isinstance(obj.get("session"), dict):
                     i_fmt, o_fmt = audio_format_from_session(obj["session"])

@@ -178,6 +178,8 @@ def test_show_prints_header_and_one_line_per_message(sdk_session) -> None:
     head = "\n".join(lines[:12])
     assert "/v1/realtime?model=gpt-realtime" in head
     assert "model        gpt-realtime" in head
+    assert "started      20" in head and " UTC" in head
+    assert "subprotocol  -" in head  # the SDK offers none
     assert "handshake    HTTP 101 Switching Protocols" in head
     assert f"messages     client {len(log.received)}, server {len(log.sent)}" in head
     assert "audio        client 1.00 s, server 0.60 s" in head
@@ -252,6 +254,26 @@ def test_odd_messages_survive_byte_exact(tmp_path: Path) -> None:
     big = msgs[2 * ODD.index(APPEND_15M)]
     assert len(big.audio) == 1 and big.size == len(APPEND_15M)
     assert path.stat().st_size < 2 * len(APPEND_15M) / 3  # both copies stored as audio bytes
+    # show --json gives each payload back exactly: "text" for text, "base64" for binary.
+    out = rtproxy("show", "--json", str(path))
+    assert out.returncode == 0, out.stderr
+    body = [json.loads(line) for line in out.stdout.splitlines()[1:-1]]
+    assert len(body) == 2 * len(ODD)
+    for o, m in zip(body, msgs):
+        if m.is_text:
+            assert o["opcode"] == "text" and o["text"].encode() == m.content and "base64" not in o
+        else:
+            assert o["opcode"] == "binary" and base64.b64decode(o["base64"]) == m.content and "text" not in o
+    # The type an event claims; a message that does not start like an event has none.
+    assert [o["type"] for o in body[::2]] == ["made.up.event", "response.create", "conversation.item.create",
+                                              None, None, None, "input_audio_buffer.append",
+                                              "input_audio_buffer.append", None]
+    assert 'héllo 世界 🎙️ ∑' in out.stdout  # non-ASCII written as is
+    text = rtproxy("show", str(path)).stdout.splitlines()
+    rows = [ln for ln in text if " ms  " in ln]
+    assert len(rows) == 2 * len(ODD)
+    assert rows[2].rstrip().endswith("invalid JSON") and rows[16].rstrip().endswith("not a JSON event")
+    assert rows[6].rstrip().endswith("empty message") and rows[8].rstrip().endswith(f"binary {len(ODD[4])} B")
 
 
 # ---------------------------------------------------------------- SIGKILL
