@@ -522,6 +522,21 @@ def test_server_close_code_and_reason_are_recorded(tmp_path: Path) -> None:
     assert "close        4000 'beta_api_shape_disabled' by server" in out.stdout
 
 
+def test_client_dropping_the_connection_is_recorded_as_1006(tmp_path: Path) -> None:
+    async def client(url: str) -> None:
+        ws = await websockets.connect(url, compression=None)
+        await ws.send('{"type":"response.create"}')
+        await ws.recv()
+        ws.transport.abort()  # no close frame: a crashed or killed app
+
+    with recording(tmp_path, Scenario(echo=True)) as (srv, rec):
+        asyncio.run(client(ws_url(rec)))
+        [path] = rec.wait_files(1)
+    r, msgs = assert_file_matches_log(path, srv.logs[0])
+    assert len(msgs) == 2 and not r.truncated
+    assert (r.close["code"], r.close["closed_by"]) == (1006, "client")
+
+
 def test_regular_proxy_mode_records_too(tmp_path: Path) -> None:
     async def client(url: str, proxy: str) -> None:
         async with websockets.connect(url, proxy=proxy, compression=None) as ws:
