@@ -1,6 +1,6 @@
 """Proxy memory over a 100,000-message session: ``rtproxy record`` vs plain
-mitmdump (which keeps every WebSocket message of an open flow) vs mitmdump
-with rtproxy's addon (``-s addons/realtime_recorder.py``).
+mitmdump (which keeps every WebSocket message of an open flow), and with
+``--with-addon`` mitmdump with rtproxy's addon (``-s addons/realtime_recorder.py``).
 
 One WebSocket session per set-up, client -> server, each message a 20 ms
 ``input_audio_buffer.append`` of real speech (24 kHz PCM16, ~1.3 KB of JSON).
@@ -10,7 +10,8 @@ process's VmRSS is read from /proc/PID/status.
 
 Run::
 
-    .venv/bin/python bench/bench_memory.py            # 100,000 messages, ~1.5-2 minutes
+    .venv/bin/python bench/bench_memory.py            # 100,000 messages, ~2-2.5 minutes
+    .venv/bin/python bench/bench_memory.py --with-addon   # + mitmdump -s addon, ~3.5 minutes
     .venv/bin/python bench/bench_memory.py --quick    # 20,000 messages
 """
 
@@ -66,7 +67,7 @@ async def session(t: Target, total: int, marks: list[int]) -> list[tuple[int, in
 
 
 async def run(args: argparse.Namespace) -> None:
-    marks = [args.messages * k // 4 for k in range(5)]
+    marks = [args.messages * k // args.samples for k in range(args.samples + 1)]
     print(machine_line())
     print(f"{args.messages:,} messages of ~1.3 KB (20 ms audio appends) in one session per set-up")
     results: dict[str, list[tuple[int, int, float]]] = {}
@@ -79,7 +80,9 @@ async def run(args: argparse.Namespace) -> None:
                 "--set", f"rtrec_dir={wd / 'addon-recordings'}"),
         }
         for name, start in setups.items():
-            if args.skip_addon and "-s" in name:
+            if not args.with_addon and "-s" in name:
+                continue
+            if args.only and name != args.only:
                 continue
             with start() as t:
                 t.name = name
@@ -101,7 +104,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="20,000 messages")
     ap.add_argument("--messages", type=int, default=100_000)
-    ap.add_argument("--skip-addon", action="store_true", help="leave out mitmdump -s realtime_recorder")
+    ap.add_argument("--samples", type=int, default=4, help="RSS samples after the first (evenly spaced)")
+    ap.add_argument("--only", choices=["rtproxy record", "mitmdump", "mitmdump -s realtime_recorder"],
+                    help="run one set-up only")
+    ap.add_argument("--with-addon", action="store_true",
+                    help="also run mitmdump -s addons/realtime_recorder.py (about a minute more)")
     args = ap.parse_args()
     if args.quick:
         args.messages = 20_000

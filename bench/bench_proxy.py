@@ -136,10 +136,10 @@ async def run(args: argparse.Namespace) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="2 rounds of small counts")
-    ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--rtt-n", type=int, default=500, help="round trips per round")
-    ap.add_argument("--small-n", type=int, default=3000, help="200 B messages per round")
-    ap.add_argument("--big-n", type=int, default=1000, help="8 KB messages per round")
+    ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--rtt-n", type=int, default=1000, help="round trips per round")
+    ap.add_argument("--small-n", type=int, default=5000, help="200 B messages per round")
+    ap.add_argument("--big-n", type=int, default=2000, help="8 KB messages per round")
     args = ap.parse_args()
     if args.quick:
         args.rounds, args.rtt_n, args.small_n, args.big_n = 2, 200, 1000, 300

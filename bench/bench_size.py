@@ -93,8 +93,9 @@ class Msg:
 
 
 class SessionBuilder:
-    def __init__(self, seed: int, minutes: float) -> None:
+    def __init__(self, seed: int, minutes: float, mic_floor: float = 10.0) -> None:
         self.rng = random.Random(seed)
+        self.mic_floor = mic_floor
         self.seconds = minutes * 60
         self.pcm = array.array("h", SPEECH.read_bytes())
         self.msgs: list[Msg] = []
@@ -115,8 +116,10 @@ class SessionBuilder:
         return out.tobytes()
 
     def noise(self, n_samples: int) -> bytes:
-        g = self.rng.gauss
-        return array.array("h", (int(g(0, 10)) for _ in range(n_samples))).tobytes()
+        if not self.mic_floor:
+            return bytes(2 * n_samples)  # digital silence (a gated / noise-suppressed microphone)
+        g, sigma = self.rng.gauss, self.mic_floor
+        return array.array("h", (int(g(0, sigma)) for _ in range(n_samples))).tobytes()
 
     def server(self, t: float, type_: str, **kw: object) -> None:
         ev = {"type": type_, "event_id": self.rid("event"), **kw}
@@ -290,7 +293,12 @@ def write_rtrec(path: Path, msgs: list[Msg], level: int | None = None) -> float:
 async def replay(port: int, msgs: list[Msg], proxy_port: int) -> None:
     """Send the client's messages from a client and the server's from a server,
     both directions at once, through the proxy on proxy_port."""
+    import logging
+
     from websockets.asyncio.server import serve
+
+    # the proxy's eager upstream connection from its start-up probe is not an error
+    logging.getLogger("websockets.server").setLevel(logging.CRITICAL)
 
     server_msgs = [m.text for m in msgs if not m.from_client]
     client_msgs = [m.text for m in msgs if m.from_client]
@@ -338,6 +346,58 @@ def capture(kind: str, msgs: list[Msg], wd: Path) -> tuple[Path, float]:
     return out, time.perf_counter() - t0
 
 
+# ---- what-if: audio transforms the .rtrec writer could apply (not the current format)
+def _delta16(b: bytes) -> bytes:
+    """Lane-wise x[i] - x[i-1] (mod 2**16) over little-endian 16-bit samples, in C
+    speed big-integer arithmetic (SWAR subtraction: no borrow crosses a lane)."""
+    n = len(b) // 2 * 2
+    if not n:
+        return b
+    bits = n * 8
+    mask = (1 << bits) - 1
+    x = int.from_bytes(b[:n], "little")
+    y = (x << 16) & mask
+    h = int.from_bytes(b"\x00\x80" * (n // 2), "little")
+    d = ((x | h) - (y & (mask ^ h))) ^ ((x ^ (mask ^ y)) & h)
+    return d.to_bytes(n, "little") + b[n:]
+
+
+def _planes(b: bytes) -> bytes:
+    """Low bytes of every sample, then high bytes (an odd last byte stays last)."""
+    n = len(b) // 2 * 2
+    return b[0:n:2] + b[1:n:2] + b[n:]
+
+
+TRANSFORMS = {
+    "as stored now": None,
+    "byte planes": _planes,
+    "delta + byte planes": lambda b: _planes(_delta16(b)),
+}
+
+
+def what_if(msgs: list[Msg], level: int, transform) -> int:  # type: ignore[no-untyped-def]
+    """Size of the message records compressed as RecordingWriter does (one
+    zstandard block flush per record), with audio parts transformed."""
+    import msgpack
+    import zstandard
+
+    from rtproxy.format import split_base64_audio
+
+    cobj = zstandard.ZstdCompressor(level=level).compressobj()
+    pack = msgpack.Packer(use_bin_type=True).pack
+    total, last = 0, 0
+    for m in msgs:
+        content = m.text.encode()
+        payload = split_base64_audio(content) or content
+        if transform and isinstance(payload, list):
+            payload = [p if i % 2 == 0 else transform(p) for i, p in enumerate(payload)]
+        t = int(m.t * 1e9)
+        total += len(cobj.compress(pack([t - last, int(m.from_client), payload])))
+        total += len(cobj.flush(zstandard.COMPRESSOBJ_FLUSH_BLOCK))
+        last = t
+    return total
+
+
 def check_flow_file(path: Path, n: int) -> int:
     from mitmproxy import io
 
@@ -355,16 +415,19 @@ def main() -> None:
     ap.add_argument("--minutes", type=float, default=10.0)
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--no-capture", action="store_true", help="skip the mitmdump / rtproxy record captures")
+    ap.add_argument("--mic-floor", type=float, default=10.0,
+                    help="sigma (LSB) of the microphone's noise floor between user turns; 0: digital silence")
+    ap.add_argument("--no-what-if", action="store_true", help="skip the audio-transform what-if table")
     args = ap.parse_args()
     if args.quick:
         args.minutes = 2.0
 
     print(machine_line())
     t0 = time.perf_counter()
-    msgs = SessionBuilder(args.seed, args.minutes).build()
+    msgs = SessionBuilder(args.seed, args.minutes, args.mic_floor).build()
     n_client = sum(m.from_client for m in msgs)
     raw = sum(len(m.text.encode()) for m in msgs)
-    print(f"session: {args.minutes:g} min, {len(msgs):,} messages ({n_client:,} from client, "
+    print(f"session: {args.minutes:g} min, mic noise floor sigma {args.mic_floor:g} LSB, {len(msgs):,} messages ({n_client:,} from client, "
           f"{len(msgs) - n_client:,} from server), built in {time.perf_counter() - t0:.1f} s")
 
     rows: list[tuple[str, int, str]] = [("raw JSON text (sum of message bytes)", raw, "")]
@@ -399,6 +462,17 @@ def main() -> None:
     rtrec = rows[2][1]
     print(f"\ntarget: .rtrec <= 0.75 x gzip JSONL -> {rtrec / base:.3f} "
           f"({'met' if rtrec / base <= 0.75 else 'NOT met'})")
+
+    if not args.no_what_if:
+        print("\nwhat-if (NOT the current format): message records compressed as the writer does,")
+        print("with the decoded audio parts transformed losslessly before zstandard; x gzip JSONL")
+        levels = (3, 6, 9)
+        print(f"{'audio parts':<24}" + "".join(f"{'zstd -' + str(lv):>12}" for lv in levels))
+        for name, tf in TRANSFORMS.items():
+            cells = []
+            for lv in levels:
+                cells.append(f"{what_if(msgs, lv, tf) / base:>12.3f}")
+            print(f"{name:<24}" + "".join(cells))
 
 
 if __name__ == "__main__":
