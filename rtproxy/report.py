@@ -379,7 +379,7 @@ function nearest(side,x){const arr=bySide[side];if(!arr.length)return -1;const t
 function laneAt(y){for(const [k,v] of Object.entries(LANES))if(y>=v-2&&y<=v+LH)return k;return null;}
 function play(b,ms){if(player){player.a.pause();URL.revokeObjectURL(player.u);player=null;}
  const s=atob(document.getElementById("clip-"+b.clip).textContent);const u8=new Uint8Array(s.length);for(let i=0;i<s.length;i++)u8[i]=s.charCodeAt(i);
- const u=URL.createObjectURL(new Blob([u8],{type:"audio/wav"}));const a=new Audio(u);a.currentTime=Math.max(0,ms/1000);player={a,u,b};
+ const u=URL.createObjectURL(new Blob([u8],{type:"audio/wav"}));const a=new Audio(u);a.currentTime=Math.max(0,ms/1000);player={a,u,b};document.body.dataset.playing=b.clip+"@"+Math.round(ms);
  a.play().catch(()=>{});const tick=()=>{if(player&&player.a===a&&!a.paused){draw();requestAnimationFrame(tick);}};requestAnimationFrame(tick);a.onended=()=>{draw();};}
 function hit(x,y){const lane=laneAt(y);if(lane==="client"||lane==="server")return{ev:nearest(lane==="server"?1:0,x)};
  const t=T(x);if(lane==="user"||lane==="asst"){const side=lane==="asst"?1:0;for(const b of D.bars)if(b.side===side&&t>=b.t0-(v1-v0)/W*2&&t<=b.t1)return{bar:b,ms:Math.max(0,t-b.t0)};}
@@ -401,7 +401,7 @@ document.getElementById("zout").onclick=()=>zoom(2,W/2);
 function focus(i){const t=E.t[i],w=Math.max(50,Math.min(v1-v0,5000));v0=t-w/2;v1=t+w/2;select(i);cv.scrollIntoView({block:"center"});}
 document.querySelectorAll("tr[data-i]").forEach(tr=>tr.addEventListener("click",()=>focus(+tr.dataset.i)));
 window.addEventListener("resize",resize);
-window.rtproxy={data:D,get view(){return[v0,v1];},select,focus,xOf:i=>X(E.t[i]),yOf:i=>(E.side[i]?LANES.server:LANES.client)+LH/2,count:N};
+window.rtproxy={data:D,get view(){return[v0,v1];},select,focus,play,xOf:i=>X(E.t[i]),yOf:i=>(E.side[i]?LANES.server:LANES.client)+LH/2,count:N};
 resize();document.body.dataset.ready="1";
 })();
 </script>

@@ -132,3 +132,40 @@ def test_error_row_selects_error_event(browser, rec: Path, tmp_path: Path) -> No
     assert shown["type"] == "error" and shown["error"]["code"] == "invalid_value"
     assert "caused by" in page.locator("#sel").text_content() and "not.a.real.event" in page.locator("#sel").text_content()
     assert problems == []
+
+
+def test_audio_bars_decode_in_the_browser_and_play_on_click(browser, rec: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    out = tmp_path / "a.html"
+    assert run("export", rec, "--format", "html", "-o", out).returncode == 0
+    page, problems, _ = open_page(browser, out)
+    bars = page.evaluate("rtproxy.data.bars")
+    # Chromium decodes each clip, and its length is the bar's
+    for b in bars:
+        secs = page.evaluate(
+            """(clip) => new Promise((ok, bad) => {
+                const s = atob(document.getElementById("clip-" + clip).textContent);
+                const u8 = new Uint8Array(s.length);
+                for (let i = 0; i < s.length; i++) u8[i] = s.charCodeAt(i);
+                const a = new Audio(URL.createObjectURL(new Blob([u8], {type: "audio/wav"})));
+                a.onloadedmetadata = () => ok(a.duration);
+                a.onerror = () => bad("cannot decode clip " + clip);
+            })""",
+            b["clip"],
+        )
+        assert secs == pytest.approx((b["t1"] - b["t0"]) / 1000, abs=0.01)
+    users = [b for b in bars if b["side"] == 0]
+    # the 1.2 s the client sent, its quiet 100 ms appends left out of the page
+    assert users[-1]["t1"] - users[0]["t0"] <= 1200 + 1
+    assert 400 <= sum(b["t1"] - b["t0"] for b in users) <= 1200 + 1
+    user = max(users, key=lambda b: b["t1"] - b["t0"])
+    asst = next(b for b in bars if b["side"] == 1)
+    assert (asst["t1"] - asst["t0"]) == pytest.approx(300, abs=1)  # 600 ms sent, truncated at 300
+    # click in the middle of the user's bar: its clip plays from there
+    page.click("#fit")
+    box = page.locator("#tl").bounding_box()
+    mid = (user["t0"] + user["t1"]) / 2
+    x = page.evaluate(f"(() => {{const [a, b] = rtproxy.view; return ({mid} - a) / (b - a) * {box['width']};}})()")
+    page.mouse.click(box["x"] + x, box["y"] + 62 + 10)
+    clip, at = page.evaluate("document.body.dataset.playing").split("@")
+    assert int(clip) == user["clip"] and abs(int(at) - (mid - user["t0"])) < 30
+    assert problems == []

@@ -1,0 +1,74 @@
+"""rtproxy.audio: placing audio on the timeline (pure, fed with Message objects)."""
+
+from __future__ import annotations
+
+import base64
+import json
+from array import array
+
+from rtproxy.audio import ALAW_TABLE, ConversationAudio, render_track
+from rtproxy.format import Message, split_base64_audio
+from rtproxy.summary import event_head
+from rtproxy.timeline import annotate
+
+
+def msg(t_ms: float, from_client: bool, obj: dict) -> Message:
+    content = json.dumps(obj).encode()
+    return Message(int(t_ms * 1e6), from_client, True, split_base64_audio(content) or content)
+
+
+def place(msgs: list[Message]) -> ConversationAudio:
+    conv = ConversationAudio()
+    for e in annotate(msgs):
+        conv.feed(e.index, e.msg.t_ns, e.msg.from_client, e.type, event_head(e.msg), e.msg.audio)
+    conv.finish()
+    return conv
+
+
+def s16(b: bytes) -> list[int]:
+    a = array("h")
+    a.frombytes(b)
+    return a.tolist()
+
+
+def test_beta_alaw_output_decoded_sequenced_and_truncated() -> None:
+    # beta names and G.711 a-law output: 80 ms chunks (640 bytes at 8 kHz), sent at once
+    chunk = bytes(range(0, 256, 1)) * 2 + bytes(128)  # 640 bytes
+    b64 = base64.b64encode(chunk).decode()
+    msgs = [
+        msg(0, False, {"type": "session.created", "session": {"output_audio_format": "g711_alaw"}}),
+        msg(100, False, {"type": "response.created", "response": {"id": "r1"}}),
+    ]
+    for i in range(3):
+        msgs.append(msg(110 + i, False, {"type": "response.audio.delta", "response_id": "r1", "item_id": "i1", "delta": b64}))
+    msgs.append(msg(300, True, {"type": "conversation.item.truncate", "item_id": "i1", "content_index": 0, "audio_end_ms": 200}))
+    conv = place(msgs)
+    segs = conv.assistant
+    # placed one after another from the first delta (110 ms), not at each delta's arrival
+    assert segs[0].start == 110 * 24 and segs[1].start == segs[0].end
+    # 3 x 80 ms sent, truncated at 200 ms: 80 + 80 + 40
+    assert [len(s.pcm) // 2 for s in segs] == [1920, 1920, 960]
+    track = render_track(segs, segs[-1].end + 10)
+    got = s16(bytes(track[2 * 110 * 24 : 2 * (110 * 24 + 1920)]))
+    assert got[0::3] == [ALAW_TABLE[c] for c in chunk]
+
+
+def test_user_appends_stack_when_sent_faster_than_real_time() -> None:
+    pcm = bytes(range(256)) * 15  # 3840 bytes: 80 ms of PCM16
+    msgs = [msg(50, True, {"type": "input_audio_buffer.append", "audio": base64.b64encode(pcm).decode()}) for _ in range(3)]
+    msgs.append(msg(1000, True, {"type": "input_audio_buffer.append", "audio": base64.b64encode(pcm).decode()}))
+    conv = place(msgs)
+    starts = [s.start for s in conv.user]
+    assert starts == [1200, 1200 + 1920, 1200 + 2 * 1920, 24000]
+
+
+def test_second_response_waits_for_the_first_to_finish_playing() -> None:
+    pcm = base64.b64encode(bytes(4800)).decode()  # 100 ms
+    msgs = []
+    for r, t in (("r1", 0), ("r2", 20)):
+        msgs.append(msg(t, False, {"type": "response.created", "response": {"id": r}}))
+        for k in range(5):
+            msgs.append(msg(t + 1 + k, False, {"type": "response.output_audio.delta", "response_id": r, "item_id": r + "i", "delta": pcm}))
+    conv = place(msgs)
+    r2 = [s for s in conv.assistant if s.response_id == "r2"]
+    assert r2[0].start == 1 * 24 + 5 * 2400  # after r1's 500 ms, not at 21 ms
