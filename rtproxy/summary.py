@@ -332,8 +332,10 @@ def summarize(entries: Iterable[Entry], rec_after: Any) -> SessionSummary:
 
 def summary_lines(s: SessionSummary) -> list[str]:
     """The ``show --summary`` lines, responses and errors in time order."""
-    head = [
-        f"  model        {s.model or '-'}",
+    head = [f"  model        {s.model or '-'}"]
+    if s.status not in (None, 101):
+        head.append(f"  upgrade      refused: HTTP {s.status} (no session)")
+    head += [
         f"  duration     {s.duration_s:.3f} s",
         f"  turns        {s.turns}",
         "  responses    "

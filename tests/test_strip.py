@@ -1,0 +1,81 @@
+"""rtproxy.strip and rtproxy.summary on hand-made messages (pure)."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+from rtproxy.format import Message, split_base64_audio
+from rtproxy.strip import PLACEHOLDER, StripOptions, Stripper
+from rtproxy.summary import EventFilter, Summarizer
+from rtproxy.timeline import annotate
+
+
+def msg(from_client: bool, obj: dict, t_ms: float = 0) -> Message:
+    content = json.dumps(obj).encode()
+    return Message(int(t_ms * 1e6), from_client, True, split_base64_audio(content) or content)
+
+
+def test_text_strip_covers_tool_calls_and_transcripts_keeps_names_and_ids() -> None:
+    s = Stripper(StripOptions(text=True))
+    args = msg(False, {"type": "response.function_call_arguments.done", "call_id": "c1", "name": "get_weather",
+                       "arguments": '{"city": "Oslo"}'})
+    out = json.loads(s.content(args))
+    assert out == {"type": "response.function_call_arguments.done", "call_id": "c1", "name": "get_weather",
+                   "arguments": PLACEHOLDER}
+    tool_out = msg(True, {"type": "conversation.item.create", "item": {
+        "type": "function_call_output", "call_id": "c1", "output": '{"temp": "12C in Oslo"}'}})
+    assert "Oslo" not in s.content(tool_out).decode()
+    delta = msg(False, {"type": "response.function_call_arguments.delta", "delta": '{"ci'})
+    assert json.loads(s.content(delta))["delta"] == PLACEHOLDER
+    said = msg(True, {"type": "conversation.item.create", "item": {"type": "message", "role": "user",
+                      "content": [{"type": "input_text", "text": "my card is 4111"}]}})
+    assert "4111" not in s.content(said).decode() and '"input_text"' in s.content(said).decode()
+
+
+def test_audio_strip_keeps_length_and_format_silence() -> None:
+    s = Stripper(StripOptions(audio=True))
+    s.content(msg(False, {"type": "session.updated", "session": {"audio": {"output": {"format": {"type": "audio/pcmu"}}}}}))
+    ulaw = bytes(range(256))
+    delta = msg(False, {"type": "response.output_audio.delta", "delta": base64.b64encode(ulaw).decode()})
+    out = json.loads(s.content(delta))
+    assert base64.b64decode(out["delta"]) == b"\xff" * 256  # u-law silence, same length
+    pcm = bytes(range(1, 256)) * 2
+    app = msg(True, {"type": "input_audio_buffer.append", "audio": base64.b64encode(pcm).decode()})
+    assert base64.b64decode(json.loads(s.content(app))["audio"]) == bytes(len(pcm))
+
+
+def test_instructions_removed_everywhere_json_valid() -> None:
+    s = Stripper(StripOptions(instructions=True))
+    upd = msg(True, {"type": "session.update", "session": {"type": "realtime", "instructions": "secret persona"}})
+    assert json.loads(s.content(upd)) == {"type": "session.update", "session": {"type": "realtime"}}
+    rc = msg(True, {"type": "response.create", "response": {"instructions": "whisper"}})
+    assert json.loads(s.content(rc)) == {"type": "response.create", "response": {}}
+    untouched = msg(True, {"type": "input_audio_buffer.commit"})
+    assert s.content(untouched) == untouched.content
+
+
+def test_summary_beta_names_and_error_causes() -> None:
+    msgs = [
+        msg(True, {"type": "response.create", "event_id": "c1"}, 1),
+        msg(False, {"type": "response.created", "response": {"id": "r1"}}, 2),
+        msg(False, {"type": "response.audio_transcript.delta", "response_id": "r1", "delta": "Hi "}, 3),
+        msg(False, {"type": "response.audio_transcript.delta", "response_id": "r1", "delta": "there"}, 4),
+        msg(True, {"type": "response.cancel", "event_id": "c2"}, 5),
+        msg(True, {"type": "input_audio_buffer.commit", "event_id": "c3"}, 6),
+        msg(False, {"type": "response.done", "response": {"id": "r1", "status": "cancelled",
+                                                           "status_details": {"type": "cancelled", "reason": "client_cancelled"}}}, 7),
+        msg(False, {"type": "error", "error": {"type": "invalid_request_error", "code": "x", "event_id": "c2"}}, 8),
+        msg(False, {"type": "error", "error": {"type": "invalid_request_error", "code": "y"}}, 9),
+    ]
+    sm = Summarizer()
+    entries = list(annotate(msgs))
+    for e in entries:
+        sm.feed(e)
+    s = sm.summary
+    [r] = s.responses
+    assert (r.status, r.transcript, r.trigger_index) == ("cancelled", "Hi there", 0)
+    assert "cancelled (cancelled, client_cancelled)" in r.line()
+    assert [(x.cause_index, x.matched_by) for x in s.errors] == [(4, "event_id"), (5, "preceding")]
+    f = EventFilter(type_glob="response.output_audio_transcript.*")
+    assert [e.index for e in entries if f.keep(e)] == [2, 3]
