@@ -291,7 +291,7 @@ body{font:13px/1.4 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;p
 h1{font-size:16px;margin:0 0 8px}h2{font-size:14px;margin:14px 0 6px}
 table{border-collapse:collapse;background:#fff}th,td{border:1px solid #ddd;padding:2px 8px;text-align:left;vertical-align:top}
 #summary th{background:#f0f0f0;width:110px}
-.tables{display:flex;gap:16px;flex-wrap:wrap}
+.tables{display:flex;gap:16px;flex-wrap:wrap}.scroll{max-height:240px;overflow:auto}
 tr.resp,tr.err{cursor:pointer}tr.err td{background:#fde8e8}
 tr.st-cancelled td,tr.st-incomplete td,tr.st-failed td{background:#fff4d6}
 #bar{margin:10px 0 4px;display:flex;gap:6px;align-items:center;flex-wrap:wrap}
@@ -309,8 +309,8 @@ canvas{display:block;width:100%;cursor:crosshair}
 <div class="tables">
 <div><h2>Session</h2><table id="summary">%SUMMARY%</table>
 <p>events <b id="n-events">%NEVENTS%</b> · responses <b id="n-responses">%NRESP%</b> · errors <b id="n-errors">%NERR%</b></p></div>
-<div><h2>Responses</h2><table id="responses"><tr><th>start</th><th>id</th><th>status</th><th>details</th><th>duration</th><th>audio</th><th>transcript / text</th></tr>%RESPROWS%</table>
-<h2>Errors</h2><table id="errors"><tr><th>at</th><th>error</th><th>message</th><th>caused by</th></tr>%ERRROWS%</table></div>
+<div><h2>Responses</h2><div class="scroll"><table id="responses"><tr><th>start</th><th>id</th><th>status</th><th>details</th><th>duration</th><th>audio</th><th>transcript / text</th></tr>%RESPROWS%</table></div>
+<h2>Errors</h2><div class="scroll"><table id="errors"><tr><th>at</th><th>error</th><th>message</th><th>caused by</th></tr>%ERRROWS%</table></div></div>
 </div>
 <h2>Timeline</h2>
 <div id="bar"><button id="fit">fit</button><button id="zin">zoom in</button><button id="zout">zoom out</button>
@@ -340,7 +340,7 @@ let v0=0,v1=end*1.02,W=0,sel=-1,drawn=0,player=null;
 function resize(){const r=cv.getBoundingClientRect();W=Math.max(200,r.width);cv.width=W*devicePixelRatio;cv.height=250*devicePixelRatio;ctx.setTransform(devicePixelRatio,0,0,devicePixelRatio,0,0);draw();}
 const X=t=>(t-v0)/(v1-v0)*W, T=x=>v0+x/W*(v1-v0);
 function lower(arr,t){let lo=0,hi=arr.length;while(lo<hi){const m=(lo+hi)>>1;if(E.t[arr[m]]<t)lo=m+1;else hi=m;}return lo;}
-function fmt(ms){return ms>=60000?(Math.floor(ms/60000)+"m"+((ms%60000)/1000).toFixed(ms<600000?1:0)+"s"):ms>=1000?(ms/1000).toFixed(ms<10000?2:1)+" s":ms.toFixed(ms<10?2:0)+" ms";}
+function fmt(ms){return ms>=60000?(Math.floor(ms/3600000)?Math.floor(ms/3600000)+"h":"")+String(Math.floor(ms/60000)%60).padStart(ms>=3600000?2:1,"0")+":"+String(Math.floor(ms%60000/1000)).padStart(2,"0")+(ms<600000?"."+Math.floor(ms%1000/100):""):ms>=1000?(ms/1000).toFixed(ms<10000?2:1)+" s":ms.toFixed(ms<10?2:0)+" ms";}
 function draw(){
  ctx.clearRect(0,0,W,250);ctx.font="11px system-ui,sans-serif";
  // axis
