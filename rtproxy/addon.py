@@ -202,16 +202,36 @@ class RealtimeRecorder:
     # -- hooks -----------------------------------------------------------
     def response(self, flow: http.HTTPFlow) -> None:
         """A refused upgrade (401, 403, ...) is a recording with no messages."""
-        if flow.response is None or flow.response.status_code == 101 or not _is_upgrade(flow):
+        if flow.response is None or not _is_upgrade(flow):
+            return
+        if flow.response.status_code == 101:
+            if flow.websocket is not None:
+                # Open the file before the 101 reaches the client: if that fails, killing
+                # the flow here refuses the session (mitmproxy ignores kills once the
+                # WebSocket has started), so no traffic passes unrecorded.
+                try:
+                    self.sessions[flow.id] = self._open(flow, 101)
+                except OSError as exc:
+                    log.error("rtproxy: cannot create a recording in %s: %s; refusing the session", self.out_dir, exc)
+                    flow.kill()
             return
         try:
             sess = self._open(flow, flow.response.status_code)
         except OSError as exc:
-            log.error("rtproxy: cannot write a recording for %s: %s", flow.request.url, exc)
+            log.error("rtproxy: cannot write a recording for %s: %s", redact_url(flow.request.url)[0], exc)
             return
         self._finish(flow.id, sess, flow.response.status_code, refused=True)
 
+    def error(self, flow: http.HTTPFlow) -> None:
+        """An upgrade that never reached the upstream: nothing to record, but say so."""
+        if flow.response is None and flow.websocket is None and _is_upgrade(flow):
+            msg = flow.error.msg if flow.error else "no response"
+            url = redact_url(flow.request.url)[0]
+            log.warning("rtproxy: %s: upstream not reached (%s); nothing recorded", url, msg)
+
     def websocket_start(self, flow: http.HTTPFlow) -> None:
+        if flow.id in self.sessions:
+            return  # opened in response()
         try:
             self.sessions[flow.id] = self._open(flow, 101)
         except OSError as exc:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import sys
 from typing import Callable
 from urllib.parse import urlsplit
 
@@ -150,4 +151,12 @@ def run_recorder(
 ) -> int:
     """Run until SIGINT/SIGTERM; every open session is closed out in its file."""
     logging.getLogger("mitmproxy").setLevel(logging.WARNING)
+    # The recorder's own warnings and errors (a file that cannot be written, an
+    # upstream that cannot be reached) go to stderr: this master has no log printer.
+    rtlog = logging.getLogger("rtproxy")
+    if not rtlog.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        rtlog.addHandler(handler)
+        rtlog.setLevel(logging.WARNING)
     return asyncio.run(_run(cfg, on_ready, on_end))

@@ -169,6 +169,31 @@ def test_refused_upgrade_is_a_recording_without_messages(recorder) -> None:
     assert addon.summaries[0].status == 401 and "refused upgrade: HTTP 401" in addon.summaries[0].line()
 
 
+def test_file_is_created_before_the_101_reaches_the_client(recorder) -> None:
+    addon, _, out = recorder
+    f = _flow()
+    addon.response(f)  # mitmproxy calls this with the 101, before forwarding it
+    path = _only_file(out)
+    addon.websocket_start(f)
+    _send(addon, f, True, b"x")
+    addon.websocket_end(f)
+    assert _only_file(out) == path
+    with open_recording(path) as r:
+        assert [m.content for m in r.messages()] == [b"x"]
+
+
+def test_session_is_refused_when_its_file_cannot_be_created(recorder, caplog) -> None:
+    """Better no session than an unrecorded one: the flow is killed before the 101 goes out."""
+    addon, _, out = recorder
+    out.rmdir()
+    f = _flow()
+    with caplog.at_level("ERROR", logger="rtproxy"):
+        addon.response(f)
+    assert f.error is not None and f.error.msg == f.error.KILLED_MESSAGE
+    assert addon.sessions == {}
+    assert "cannot create a recording" in caplog.text and str(out) in caplog.text
+
+
 def test_plain_http_responses_are_not_recorded(recorder) -> None:
     addon, _, out = recorder
     f = tflow.tflow(resp=True)

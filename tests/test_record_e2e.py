@@ -677,3 +677,40 @@ def test_permessage_deflate_is_stored_in_the_handshake_and_payloads_stay_exact(t
     r, msgs = read(path)
     assert r.handshake["extensions"] == ext
     assert side(msgs, True) == logged(sent) == side(msgs, False)
+
+
+# ---------------------------------------------------- failing loudly
+def test_session_is_refused_when_its_file_cannot_be_written(tmp_path: Path) -> None:
+    """Better no session than an unrecorded one; the recorder says why on stderr."""
+    import shutil
+
+    async def client(url: str) -> None:
+        with pytest.raises((websockets.InvalidHandshake, OSError)):
+            async with websockets.connect(url, open_timeout=10) as ws:
+                await ws.send('{"type":"response.create"}')
+                await ws.recv()
+
+    with recording(tmp_path, Scenario(echo=True)) as (srv, rec):
+        shutil.rmtree(rec.out_dir)
+        asyncio.run(client(ws_url(rec)))
+        rec.stop()
+    assert all(log.received == [] for log in srv.logs)  # nothing passed unrecorded
+    assert "rtproxy: cannot create a recording in" in rec.errors and "refusing the session" in rec.errors
+    assert "Traceback" not in rec.errors
+
+
+def test_unreachable_upstream_is_reported_without_secrets(tmp_path: Path) -> None:
+    async def client(url: str) -> int:
+        with pytest.raises(websockets.InvalidStatus) as info:
+            await websockets.connect(url)
+        return info.value.response.status_code
+
+    rec = Recorder(f"http://127.0.0.1:{free_port()}", tmp_path / "rec")
+    try:
+        status = asyncio.run(client(ws_url(rec, f"model=gpt-realtime&api-key=sk-{S}unreach")))
+    finally:
+        rec.stop()
+    assert status == 502
+    assert "upstream not reached" in rec.errors and "Connect call failed" in rec.errors
+    assert S not in rec.errors + rec.output
+    assert rec.files() == []
