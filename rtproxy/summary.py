@@ -9,6 +9,7 @@ of ``rtproxy show`` (:class:`EventFilter`).
 from __future__ import annotations
 
 import fnmatch
+import json
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
@@ -380,6 +381,11 @@ class EventFilter:
             hay = m.head if m.is_text else m.content
             if self.grep.encode("utf-8") not in hay:
                 text = hay.decode("utf-8", "replace")
+                if "\\u" in text:
+                    # JSON may escape what the user typed ("\u00e9" for "é")
+                    obj = event_head(m) if m.is_text else None
+                    if obj is not None:
+                        text = json.dumps(obj, ensure_ascii=False)
                 if self.grep.lower() not in text.lower():
                     return False
         return True

@@ -79,3 +79,10 @@ def test_summary_beta_names_and_error_causes() -> None:
     assert [(x.cause_index, x.matched_by) for x in s.errors] == [(4, "event_id"), (5, "preceding")]
     f = EventFilter(type_glob="response.output_audio_transcript.*")
     assert [e.index for e in entries if f.keep(e)] == [2, 3]
+
+
+def test_grep_finds_text_json_escaped() -> None:
+    e = next(iter(annotate([msg(False, {"type": "response.output_audio_transcript.done", "transcript": "Très bien"})])))
+    assert b"\\u00e8" in e.msg.content  # json.dumps escaped it
+    assert EventFilter(grep="très").keep(e)
+    assert not EventFilter(grep="mal").keep(e)
