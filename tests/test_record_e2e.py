@@ -475,13 +475,26 @@ def test_stopping_the_recorder_closes_out_open_sessions(tmp_path: Path, sig: int
 
 
 # ------------------------------------------------------ mitmdump -s addon
+def wait_complete_file(out_dir: Path, timeout: float = 10.0) -> Path:
+    """The one recording in out_dir, once its session is over (end record written)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        files = sorted(out_dir.glob("*.rtrec"))
+        if len(files) == 1 and not read(files[0])[0].truncated:
+            return files[0]
+        time.sleep(0.05)
+    raise TimeoutError(f"no complete recording in {out_dir}: {sorted(out_dir.glob('*'))}")
+
+
 def test_mitmdump_with_the_addon_records_the_same_way(tmp_path: Path) -> None:
     mitmdump = Path(sys.executable).parent / "mitmdump"
     out_dir = tmp_path / "rec"
     with ServerThread(Scenario()) as srv:
         port = free_port()
         proc = subprocess.Popen(
-            [str(mitmdump), "-q", "-s", str(ROOT / "addons" / "realtime_recorder.py"),
+            [str(mitmdump), "--flow-detail", "0", "-s", str(ROOT / "addons" / "realtime_recorder.py"),
              "--set", f"rtrec_dir={out_dir}", "--mode", f"reverse:{srv.url}",
              "--listen-host", "127.0.0.1", "--listen-port", str(port)],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
@@ -489,15 +502,14 @@ def test_mitmdump_with_the_addon_records_the_same_way(tmp_path: Path) -> None:
         try:
             wait_port(port, proc=proc)
             received = asyncio.run(sdk_voice_turn(f"ws://127.0.0.1:{port}/v1"))
-            probe = Recorder.__new__(Recorder)
-            probe.out_dir = out_dir
-            [path] = probe.wait_files(1)
+            path = wait_complete_file(out_dir)
         finally:
             proc.send_signal(signal.SIGINT)
-            _, err = proc.communicate(timeout=20)
+            out, err = proc.communicate(timeout=20)
     assert proc.returncode == 0, err
     rec, _ = check_voice_turn(path, srv.logs[0], received)
     assert rec.header["recorder"] == "mitmproxy"
+    assert f"recorded {path}" in out + err  # mitmproxy's event log shows the session line
 
 
 # ------------------------------------------------------- other recordings
