@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 import click
@@ -138,6 +139,8 @@ def export(file: str, fmt: str, out: str | None, split: bool, no_audio: bool) ->
             click.echo(f"wrote {out} ({size:,} B)")
     except RecordingError as exc:
         fail(str(exc))
+    except BrokenPipeError:
+        sys.stderr.close()  # `export -o - | head`: the reader had enough
     except OSError as exc:
         fail(f"cannot write {out}: {exc.strerror or exc}")
 
