@@ -23,7 +23,7 @@ from mitmproxy import ctx, exceptions, http
 from . import __version__
 from .format import RecordingWriter
 from .protocol import model_from_url
-from .redaction import redact_headers, redact_payload, redact_url
+from .redaction import redact_headers, redact_payload, redact_subprotocols, redact_url
 
 __all__ = ["RealtimeRecorder", "SessionSummary"]
 
@@ -81,6 +81,11 @@ def _is_upgrade(flow: http.HTTPFlow) -> bool:
         req.headers.get("upgrade", "").lower() == "websocket"
         and "upgrade" in req.headers.get("connection", "").lower()
     )
+
+
+def _masked_subprotocol(value: str | None) -> str | None:
+    # A server that selects the openai-insecure-api-key.* element would echo the key.
+    return None if value is None else redact_subprotocols(value)[0]
 
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -168,7 +173,7 @@ class RealtimeRecorder:
             reason=resp.reason,
             response_headers=resp_headers,
             response_body=body,
-            subprotocol=resp.headers.get("sec-websocket-protocol"),
+            subprotocol=_masked_subprotocol(resp.headers.get("sec-websocket-protocol")),
             extensions=resp.headers.get("sec-websocket-extensions"),
             t_request=flow.request.timestamp_start,
             t_response=resp.timestamp_end or resp.timestamp_start,

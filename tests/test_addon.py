@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 
 import pytest
+import zstandard
 from mitmproxy import exceptions, http
 from mitmproxy.test import taddons, tflow
 from mitmproxy.websocket import WebSocketMessage
@@ -234,6 +235,21 @@ def test_secret_in_a_message_is_redacted_and_flagged(recorder) -> None:
     with open_recording(path) as r:
         [m] = list(r.messages())
     assert m.redacted and b"tok-PLANTED" not in m.content and MARKER.encode() in m.content
+
+
+def test_subprotocol_echoing_the_key_is_masked(recorder) -> None:
+    addon, _, out = recorder
+    f = _flow()
+    f.request.headers["Sec-WebSocket-Protocol"] = f"realtime, openai-insecure-api-key.{SECRET}"
+    f.response.headers["Sec-WebSocket-Protocol"] = f"openai-insecure-api-key.{SECRET}"
+    addon.response(f)
+    addon.websocket_end(f)
+    path = _only_file(out)
+    raw = zstandard.ZstdDecompressor().decompressobj().decompress(path.read_bytes()[10:])
+    assert SECRET.encode() not in raw and b"openai-insecure-api-key.REDACTED" in raw
+    with open_recording(path) as r:
+        assert r.recording.handshake["subprotocol"] == "openai-insecure-api-key.REDACTED"
+        assert ["Sec-WebSocket-Protocol", "realtime, openai-insecure-api-key.REDACTED"] in r.recording.handshake["request_headers"]
 
 
 def test_bad_rtrec_dir_is_an_options_error(tmp_path: Path) -> None:
