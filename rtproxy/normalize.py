@@ -104,6 +104,7 @@ TEXT_JOIN = frozenset(
 )
 AUDIO_JOIN = frozenset({"response.output_audio.delta"})
 APPEND = "input_audio_buffer.append"
+_JOINABLE = TEXT_JOIN | AUDIO_JOIN | {APPEND}
 #: Deltas that mark the first output of a response (audio or text).
 OUTPUT_DELTAS = frozenset(
     {
@@ -307,16 +308,42 @@ class _Join:
 _DROP = object()
 
 
-def _audio_bytes(m: Message, obj: dict[str, Any], key: str) -> list[bytes]:
-    if m.audio:
-        return m.audio
-    v = obj.get(key)
-    if isinstance(v, str) and v:
-        try:
-            return [base64.b64decode(v, validate=True)]
-        except (binascii.Error, ValueError):
-            return [v.encode()]
-    return []
+def _b64(value: str) -> list[bytes]:
+    """Audio left as text by the writer (short or unusual base64): decode it here."""
+    try:
+        return [base64.b64decode(value, validate=True)]
+    except (binascii.Error, ValueError):
+        return [value.encode("utf-8", "surrogateescape")]
+
+
+_scan = json.JSONDecoder().scan_once
+_KEY_FIELDS = re.compile(rb'"(?:type|item_id|content_index)"\s*:\s*(?:"[^"\\]*"|\d+)')
+
+
+def _fast_key(head: bytes, from_client: bool, append_run: int) -> tuple[Any, ...] | None:
+    """What tells chunks of one join apart, read from the raw text of a flat delta event.
+
+    Only a lookup key: a join is first found by parsing, and this key is then
+    mapped to it, so later chunks of the same join find it without parsing.
+    """
+    if len(head) > 1024 or b"\\" in head:
+        return None
+    return (from_client, append_run if from_client else 0, *_KEY_FIELDS.findall(head))
+
+
+def _parse(head: bytes) -> dict[str, Any] | None:
+    """The message as a dict, or None if it is not one JSON object (fast path of json.loads)."""
+    try:
+        text = head.decode("utf-8")
+        start = 0
+        if text[:1].isspace():
+            start = len(text) - len(text.lstrip())
+        obj, end = _scan(text, start)
+    except (UnicodeDecodeError, StopIteration, ValueError):
+        return None
+    if end != len(text) and text[end:].strip():
+        return None
+    return obj if type(obj) is dict else None
 
 
 class _Normalizer:
@@ -423,6 +450,7 @@ def normalize(
     ignored_types = rules.ignored_types
     events: dict[str, list[Event]] = {"client": [], "server": []}
     joins: dict[Any, Event] = {}
+    fast_joins: dict[Any, Event] = {}
     anchors: dict[str, int] = {}
     anchor_sub: dict[int, int] = {}
     turns: list[Turn] = []
@@ -438,43 +466,105 @@ def normalize(
     seq = 0
     n = 0
     for n, m in enumerate(messages, 1):
-        direction = "client" if m.from_client else "server"
-        turn_no = done_count + 1
+        from_client = m.from_client
+        direction = "client" if from_client else "server"
         seq += 1
         if not m.is_text:
             data = m.content
             body = {"type": "(binary)", "binary": {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()[:16]}}
-            events[direction].append(Event(direction, "(binary)", body, n, m.t_ns, turn_no, (seq, 0)))
+            events[direction].append(Event(direction, "(binary)", body, n, m.t_ns, done_count + 1, (seq, 0)))
             continue
+        payload = m.payload
+        chunks: list[bytes] = payload[1::2] if type(payload) is list else []
         head = m.head
-        try:
-            obj = json.loads(head)
-        except (ValueError, UnicodeDecodeError):
-            obj = None
-        if not isinstance(obj, dict):
+        fkey = None
+        if chunks:
+            # Audio deltas and appends are most of a session: once a join is
+            # known, later chunks of it are recognised without parsing JSON.
+            fkey = _fast_key(head, from_client, append_run)
+            ev = fast_joins.get(fkey) if fkey is not None else None
+            if ev is not None:
+                ev.messages += 1
+                join = ev._join
+                for data in chunks:
+                    join.nbytes += len(data)
+                    join.hasher.update(data)
+                continue
+        obj = _parse(head)
+        if obj is None:
             text = m.text
             body = {"type": "(not json)", "text": text if len(text) <= 2000 else text[:2000] + "…"}
-            events[direction].append(Event(direction, "(not json)", body, n, m.t_ns, turn_no, (seq, 0)))
+            events[direction].append(Event(direction, "(not json)", body, n, m.t_ns, done_count + 1, (seq, 0)))
             continue
         raw_type = obj.get("type")
-        if isinstance(raw_type, str):
-            if raw_type in BETA_TO_GA:
+        t = m.t_ns
+        if type(raw_type) is str:
+            typ = BETA_TO_GA.get(raw_type)
+            if typ is None:
+                typ = raw_type
+                if not ga and raw_type in GA_TO_BETA:
+                    ga = True
+            else:
                 beta = True
-            elif raw_type in GA_TO_BETA:
-                ga = True
-            typ = BETA_TO_GA.get(raw_type, raw_type)
-            if typ != raw_type:
                 obj["type"] = typ
         else:
             typ = "(no type)"
-        t = m.t_ns
 
+        # --- hot path: streaming deltas, one event per item and content part
+        if typ in _JOINABLE and (typ != APPEND or from_client):
+            if not from_client and typ in OUTPUT_DELTAS:
+                rid = obj.get("response_id")
+                tr = turn_by_resp.get(rid, current) if type(rid) is str else current
+                if tr is not None and tr.first_output_ns is None:
+                    tr.first_output_ns = t
+            if typ in ignored_types:
+                continue
+            if typ == APPEND:
+                jkey: Any = (APPEND, append_run)
+                fld = "audio"
+            else:
+                jkey = (direction, typ, obj.get("item_id"), obj.get("content_index"))
+                fld = "delta"
+            ev = joins.get(jkey)
+            if ev is None:
+                value = obj.pop(fld, None)
+                if typ in TEXT_JOIN:
+                    join = _Join(fld, None)
+                else:
+                    join = _Join(fld, in_fmt if from_client else out_fmt)
+                # Walk now so ids get their ordinals in order of appearance.
+                ev = Event(direction, typ, nz.body(obj), n, t, done_count + 1, (seq, 0))
+                ev._join = join
+                ev._raw = obj
+                joins[jkey] = ev
+                events[direction].append(ev)
+                if typ.startswith(_INPUT_TRANSCRIPTION):
+                    _place_transcription(ev, obj, anchors, anchor_sub)
+            else:
+                ev.messages += 1
+                join = ev._join
+                value = obj.get(fld)
+            if fkey is not None and join.texts is None:
+                fast_joins[fkey] = ev
+            if join.texts is not None:
+                if type(value) is str:
+                    join.texts.append(value)
+            else:
+                if not chunks and type(value) is str and value:
+                    chunks = _b64(value)
+                for data in chunks:
+                    join.nbytes += len(data)
+                    join.hasher.update(data)
+            continue
+
+        turn_no = done_count + 1
         # --- timings and audio formats: tracked whatever is ignored
         if typ in _SESSION_EVENTS and isinstance(obj.get("session"), dict):
             i_fmt, o_fmt = audio_format_from_session(obj["session"])
             in_fmt = i_fmt or in_fmt
             out_fmt = o_fmt or out_fmt
-        if m.from_client:
+        if from_client:
+            append_run += 1
             if typ in _INPUT_END_CLIENT and pending_input is None:
                 pending_input = t
             elif typ == "response.create" and pending_create is None:
@@ -495,11 +585,6 @@ def normalize(
                 if isinstance(rid, str):
                     turn_by_resp[rid] = current
                 pending_input = pending_create = None
-            elif typ in OUTPUT_DELTAS:
-                rid = obj.get("response_id")
-                tr = turn_by_resp.get(rid, current) if isinstance(rid, str) else current
-                if tr is not None and tr.first_output_ns is None:
-                    tr.first_output_ns = t
             elif typ == "response.done":
                 resp = obj.get("response")
                 rid = resp.get("id") if isinstance(resp, dict) else None
@@ -510,55 +595,15 @@ def normalize(
 
         if typ in ignored_types:
             continue
-        if m.from_client and typ != APPEND:
-            append_run += 1
 
-        # --- streaming deltas: one event per item and content part
-        if typ in TEXT_JOIN or typ in AUDIO_JOIN or (typ == APPEND and m.from_client):
-            if typ == APPEND:
-                jkey: Any = (APPEND, append_run)
-                fld = "audio"
-            else:
-                jkey = (direction, typ, obj.get("item_id"), obj.get("content_index"))
-                fld = "delta"
-            ev = joins.get(jkey)
-            if ev is None:
-                value = obj.pop(fld, None)
-                if typ in TEXT_JOIN:
-                    join = _Join(fld, None)
-                else:
-                    join = _Join(fld, in_fmt if m.from_client else out_fmt)
-                # Walk now so ids get their ordinals in order of appearance.
-                body = nz.body(obj)
-                ev = Event(direction, typ, body, n, t, turn_no, (seq, 0))
-                ev._join = join
-                ev._raw = obj
-                joins[jkey] = ev
-                events[direction].append(ev)
-                if typ.startswith(_INPUT_TRANSCRIPTION):
-                    _place_transcription(ev, obj, anchors, anchor_sub)
-                obj = {fld: value}
-            else:
-                ev.messages += 1
-                join = ev._join
-            if join.texts is not None:
-                v = obj.get(fld)
-                if isinstance(v, str):
-                    join.texts.append(v)
-            else:
-                for data in _audio_bytes(m, obj, fld):
-                    join.nbytes += len(data)
-                    join.hasher.update(data)
-            continue
-
-        if m.audio:
-            _fill_audio(obj, m.audio, in_fmt if m.from_client else out_fmt)
-        if m.from_client and isinstance(obj.get("event_id"), str) and obj["event_id"]:
+        if chunks:
+            _fill_audio(obj, chunks, in_fmt if from_client else out_fmt)
+        if from_client and isinstance(obj.get("event_id"), str) and obj["event_id"]:
             nz.ref(obj["event_id"], "event")  # so error.event_id can point at it
         body = nz.body(obj)
         ev = Event(direction, typ, body, n, t, turn_no, (seq, 0))
         events[direction].append(ev)
-        if not m.from_client:
+        if not from_client:
             if typ.startswith(_INPUT_TRANSCRIPTION):
                 _place_transcription(ev, obj, anchors, anchor_sub)
             else:
