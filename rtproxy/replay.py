@@ -143,7 +143,7 @@ def server_steps(messages: Iterable[Message]) -> Iterator[ServerStep]:
     """The server messages of a recording, each with what it followed. Streams."""
     after, ordinal, audio_ms, last_t = START, 0, 0.0, 0
     segment_ms = 0.0
-    for e in annotate(messages):
+    for e in annotate(messages, details=False):
         m = e.msg
         if m.from_client:
             if e.type == APPEND:
@@ -168,7 +168,7 @@ def client_events(messages: Iterable[Message]) -> Iterator[ClientEvent]:
     """The client events of a recording (appends folded into durations), then an end marker."""
     ordinal = 0
     segment_ms = 0.0
-    for e in annotate(messages):
+    for e in annotate(messages, details=False):
         m = e.msg
         if not m.from_client:
             continue

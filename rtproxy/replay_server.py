@@ -11,7 +11,9 @@ whole), so an hour-long recording starts at once.
 from __future__ import annotations
 
 import asyncio
+import heapq
 import logging
+import os
 import signal
 import time
 from dataclasses import dataclass, field
@@ -26,15 +28,21 @@ from websockets.http11 import Request, Response
 from .format import RecordingReader, open_recording
 from .replay import Divergence, ReplayScheduler, client_events, lateness_stats, server_steps
 
-__all__ = ["ReplayConfig", "SessionReport", "run_replay_server", "STRICT_CLOSE_CODE", "load_summary"]
+__all__ = [
+    "ReplayConfig",
+    "SessionReport",
+    "serve_replay",
+    "run_replay_server",
+    "STRICT_CLOSE_CODE",
+    "load_summary",
+]
 
 log = logging.getLogger(__name__)
 
 #: Close code sent to a client that diverged from the recording under ``--strict``.
 STRICT_CLOSE_CODE = 4900
-#: Below this, a send waits by yielding to the event loop rather than sleeping:
-#: the loop's timers are only as precise as epoll's millisecond timeout.
-_SPIN_NS = 1_500_000
+#: Use a timerfd for send times (Linux); False: the event loop's timers (a baseline).
+_PRECISE = True
 _HOP_HEADERS = frozenset({"content-length", "transfer-encoding", "connection", "upgrade", "date", "server"})
 
 
@@ -90,15 +98,74 @@ def load_summary(path: str) -> tuple[dict[str, Any], dict[str, Any]]:
         return reader.recording.header, reader.recording.handshake or {}
 
 
-async def _sleep_until(t_ns: int) -> None:
-    while True:
+class _Clock:
+    """Wakes tasks at times on the monotonic clock, to within tens of microseconds.
+
+    asyncio's own timers wake through epoll's millisecond timeout (up to 1 ms
+    late). On Linux one timerfd in the event loop, armed for the earliest
+    waiter, wakes it at the exact time without spinning; every connection of
+    the server shares it, so messages due together go out in one wake-up.
+    Elsewhere (or with ``_PRECISE`` off) this falls back to ``asyncio.sleep``.
+    """
+
+    def __init__(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.fd: int | None = None
+        self.heap: list[tuple[int, int, asyncio.Future[None]]] = []
+        self.armed: int | None = None
+        self._seq = 0
+        if _PRECISE and hasattr(os, "timerfd_create"):
+            try:
+                self.fd = os.timerfd_create(time.CLOCK_MONOTONIC, flags=os.TFD_NONBLOCK | os.TFD_CLOEXEC)
+                self.loop.add_reader(self.fd, self._fired)
+            except (OSError, NotImplementedError):
+                self.close()
+
+    def _arm(self) -> None:
+        assert self.fd is not None
+        while self.heap and self.heap[0][2].done():
+            heapq.heappop(self.heap)  # cancelled waiters
+        t = self.heap[0][0] if self.heap else 0
+        if t != self.armed:
+            os.timerfd_settime_ns(self.fd, flags=os.TFD_TIMER_ABSTIME, initial=t)
+            self.armed = t
+
+    def _fired(self) -> None:
+        assert self.fd is not None
+        try:
+            os.read(self.fd, 8)
+        except BlockingIOError:
+            pass
+        self.armed = None
+        now = time.monotonic_ns()
+        heap = self.heap
+        while heap and heap[0][0] <= now:
+            _, _, fut = heapq.heappop(heap)
+            if not fut.done():
+                fut.set_result(None)
+        self._arm()
+
+    async def sleep_until(self, t_ns: int) -> None:
         rem = t_ns - time.monotonic_ns()
         if rem <= 0:
             return
-        if rem > _SPIN_NS:
-            await asyncio.sleep((rem - _SPIN_NS) / 1e9)
-        else:
-            await asyncio.sleep(0)
+        if self.fd is None:
+            await asyncio.sleep(rem / 1e9)
+            return
+        fut: asyncio.Future[None] = self.loop.create_future()
+        self._seq += 1
+        heapq.heappush(self.heap, (t_ns, self._seq, fut))
+        if self.heap[0][2] is fut:
+            self._arm()
+        await fut
+
+    def close(self) -> None:
+        if self.fd is not None:
+            try:
+                self.loop.remove_reader(self.fd)
+            finally:
+                os.close(self.fd)
+                self.fd = None
 
 
 class ReplayServer:
@@ -118,6 +185,7 @@ class ReplayServer:
         self.sessions = 0
         self.diverged = False
         self.finished = asyncio.Event()
+        self.clock: _Clock | None = None
 
     # -- handshake ------------------------------------------------------------
     def process_request(self, conn: ServerConnection, request: Request) -> Response | None:
@@ -182,8 +250,11 @@ class ReplayServer:
                 return
 
         receiver = asyncio.create_task(receive())
+        if self.clock is None:
+            self.clock = _Clock()
+        timer = self.clock
         try:
-            await self._send_all(ws, sched, report, progress, strict_close, receiver, r_server)
+            await self._send_all(ws, sched, report, progress, strict_close, receiver, r_server, timer)
         except websockets.ConnectionClosed:
             pass
         finally:
@@ -212,6 +283,7 @@ class ReplayServer:
         strict_close: list[Divergence],
         receiver: asyncio.Task[None],
         reader: RecordingReader,
+        timer: _Clock,
     ) -> None:
         last_t = 0
         while True:
@@ -233,7 +305,7 @@ class ReplayServer:
             due, step = nxt
             data = step.msg.content
             if time.monotonic_ns() < due:
-                await _sleep_until(due)
+                await timer.sleep_until(due)
             if strict_close:
                 continue
             now = time.monotonic_ns()
@@ -246,7 +318,7 @@ class ReplayServer:
         close = reader.recording.close or {}
         if close.get("closed_by") == "server" and close.get("code") not in (None, 1005, 1006):
             base = sched.last_due() or time.monotonic_ns()
-            await _sleep_until(base + sched.scaled(max(0, int(close.get("t_ns") or last_t) - last_t)))
+            await timer.sleep_until(base + sched.scaled(max(0, int(close.get("t_ns") or last_t) - last_t)))
             code, reason = int(close["code"]), str(close.get("reason") or "")
             report.close = f"closed with {code} {reason!r} as recorded"
             await ws.close(code, reason)
@@ -274,17 +346,23 @@ def _peer(conn: ServerConnection) -> str:
     return f"{addr[0]}:{addr[1]}" if addr else "?"
 
 
-async def _serve(
+async def serve_replay(
     cfg: ReplayConfig,
     handshake: dict[str, Any],
     on_ready: Callable[[int], None],
     on_divergence: Callable[[int, Divergence], None],
     on_report: Callable[[SessionReport], None],
+    stop: asyncio.Event | None = None,
 ) -> int:
+    """Serve in the running loop until ``stop`` is set, SIGINT/SIGTERM (when ``stop`` is
+    None), or the first session ends with ``cfg.once``. Returns 1 if a session diverged."""
     app = ReplayServer(cfg, handshake, on_divergence, on_report)
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, app.finished.set)
+    if stop is not None:
+        app.finished = stop
+    else:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, app.finished.set)
     async with serve(
         app.handler,
         cfg.listen_host,
@@ -298,6 +376,8 @@ async def _serve(
         port = server.sockets[0].getsockname()[1]
         on_ready(port)
         await app.finished.wait()
+    if app.clock is not None:
+        app.clock.close()
     return 1 if app.diverged else 0
 
 
@@ -314,4 +394,4 @@ def run_replay_server(
     when the port cannot be bound.
     """
     logging.getLogger("websockets").setLevel(logging.CRITICAL)
-    return asyncio.run(_serve(cfg, handshake, on_ready, on_divergence, on_report))
+    return asyncio.run(serve_replay(cfg, handshake, on_ready, on_divergence, on_report))
