@@ -24,7 +24,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from difflib import SequenceMatcher
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 from .format import open_recording
 from .normalize import GA_ONLY, TEXT_JOIN, Event, Normalized, PathRules, Ref, Turn, normalize
@@ -395,6 +395,45 @@ def _check_links(ea: Event, eb: Event, links: _Links) -> bool:
 
 
 # -------------------------------------------------------------------- driver
+def _type_pairs(run_a: list[int], run_b: list[int], ea: list[Event], eb: list[Event]) -> Iterator[tuple[int, int]]:
+    ta = [ea[i].type for i in run_a]
+    tb = [eb[j].type for j in run_b]
+    for blk in SequenceMatcher(None, ta, tb, autojunk=False).get_matching_blocks():
+        for k in range(blk.size):
+            yield run_a[blk.a + k], run_b[blk.b + k]
+
+
+def _by_turn(run: list[int], evs: list[Event]) -> list[list[int]]:
+    groups: list[list[int]] = []
+    last = None
+    for i in run:
+        if evs[i].turn != last:
+            groups.append([])
+            last = evs[i].turn
+        groups[-1].append(i)
+    return groups
+
+
+def _pair_by_type(run_a: list[int], run_b: list[int], ea: list[Event], eb: list[Event]) -> Iterator[tuple[int, int]]:
+    """Pair unmatched events of the same type, in order.
+
+    A long stretch (two reruns where every audio hash and transcript differs)
+    is first cut into turns, turns are aligned on their sequence of event
+    types, then events are paired inside each pair of turns: near-linear
+    where a flat alignment of thousands of repeated types would not be.
+    """
+    if len(run_a) + len(run_b) <= _AUTOJUNK_ABOVE:
+        yield from _type_pairs(run_a, run_b, ea, eb)
+        return
+    ga, gb = _by_turn(run_a, ea), _by_turn(run_b, eb)
+    ka = [tuple(ea[i].type for i in g) for g in ga]
+    kb = [tuple(eb[j].type for j in g) for g in gb]
+    for op, i1, i2, j1, j2 in SequenceMatcher(None, ka, kb, autojunk=False).get_opcodes():
+        if op in ("equal", "replace"):
+            for x, y in zip(range(i1, i2), range(j1, j2)):
+                yield from _type_pairs(ga[x], gb[y], ea, eb)
+
+
 def _pair_direction(
     direction: str, ea: list[Event], eb: list[Event]
 ) -> tuple[list[tuple[Event, Event, bool]], list[EventChange]]:
@@ -408,17 +447,12 @@ def _pair_direction(
     def flush() -> None:
         if not run_a and not run_b:
             return
-        ta = [ea[i].type for i in run_a]
-        tb = [eb[j].type for j in run_b]
         used_a: set[int] = set()
         used_b: set[int] = set()
-        big = len(ta) + len(tb) > _AUTOJUNK_ABOVE
-        for blk in SequenceMatcher(None, ta, tb, autojunk=big).get_matching_blocks():
-            for k in range(blk.size):
-                ia, ib = run_a[blk.a + k], run_b[blk.b + k]
-                used_a.add(ia)
-                used_b.add(ib)
-                pairs.append((ea[ia], eb[ib], False))
+        for ia, ib in _pair_by_type(run_a, run_b, ea, eb):
+            used_a.add(ia)
+            used_b.add(ib)
+            pairs.append((ea[ia], eb[ib], False))
         for i in run_a:
             if i not in used_a:
                 unmatched.append(EventChange("missing", direction, ea[i].type, ea[i], None))

@@ -366,3 +366,21 @@ def test_colour_on_a_terminal_only(tmp_path: Path) -> None:
     assert b"\x1b[" in out and b"DIFFERENT" in out
     piped = subprocess.run([*RTPROXY, "diff", str(a), str(b)], capture_output=True, cwd=ROOT)
     assert piped.returncode == 1 and b"\x1b[" not in piped.stdout
+
+
+def test_long_reruns_where_every_audio_differs_pair_turn_by_turn(tmp_path: Path) -> None:
+    """No unique anchors at all (same words every turn, other audio every turn): still
+    every event is paired with its counterpart and only the audio is reported."""
+    turns = 300
+    a, b = Conv(1), Conv(2)
+    for k in range(turns):
+        a.user_turn(response={"audio": BOT_AUDIO})
+        b.user_turn(response={"audio": BOT_AUDIO[k % 7:] + BOT_AUDIO[: k % 7 + 1]})
+    code, rep = report(a.write(tmp_path / "a.rtrec"), b.write(tmp_path / "b.rtrec"), "--no-timing")
+    assert code == 1
+    assert rep["counts"]["server"]["a"] > 4000
+    assert {e["kind"] for e in rep["events"]} == {"changed"}
+    assert {e["type"] for e in rep["events"]} == {"response.output_audio.delta"}
+    assert [e["a"]["turn"] for e in rep["events"]] == [e["b"]["turn"] for e in rep["events"]] == list(range(1, turns + 1))
+    assert {c["path"] for e in rep["events"] for c in e["changes"]} == {"delta.sha256"}
+    assert run(tmp_path / "a.rtrec", tmp_path / "b.rtrec", "--no-timing", "--ignore", "**.sha256")[0] == 0
