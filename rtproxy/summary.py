@@ -145,11 +145,7 @@ def event_head(m: Message) -> dict[str, Any] | None:
 
     Cheap for audio deltas: the base64 audio is never re-encoded.
     """
-    p = m.payload
-    if isinstance(p, (bytes, bytearray)):
-        return parse_event(p)
-    # The text parts end and start with the quotes around each audio value.
-    return parse_event(b"".join(p[0::2]))
+    return parse_event(m.head)
 
 
 def _quote(s: str, n: int = 120) -> str:
