@@ -578,11 +578,28 @@ def _positions(pairs: list[tuple[Event, Event, bool]]) -> Any:
     return key
 
 
+def _beta_handshake(hs: dict[str, Any]) -> bool:
+    """The client asked for the beta protocol (``OpenAI-Beta: realtime=v1`` or its subprotocol)."""
+    for pair in hs.get("request_headers") or []:
+        try:
+            name, value = (x.decode("latin-1") if isinstance(x, bytes) else str(x) for x in pair)
+        except (TypeError, ValueError):
+            continue
+        low = name.lower()
+        if (low == "openai-beta" and "realtime" in value) or (
+            low == "sec-websocket-protocol" and "openai-beta.realtime" in value
+        ):
+            return True
+    return False
+
+
 def normalize_file(path: str | os.PathLike[str], rules: PathRules | None = None) -> Normalized:
     """Read and normalise one recording; raises :class:`rtproxy.format.RecordingError`."""
     with open_recording(path) as reader:
         rec = reader.recording
         n = normalize(reader.messages(), rules, header=rec.header, handshake=rec.handshake)
+    if n.flavour is None and _beta_handshake(rec.handshake or {}):
+        n.flavour = "beta"
     close = rec.close or {}
     n.meta["close_code"] = close.get("code")
     n.meta["close_reason"] = close.get("reason")

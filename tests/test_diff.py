@@ -384,3 +384,11 @@ def test_long_reruns_where_every_audio_differs_pair_turn_by_turn(tmp_path: Path)
     assert [e["a"]["turn"] for e in rep["events"]] == [e["b"]["turn"] for e in rep["events"]] == list(range(1, turns + 1))
     assert {c["path"] for e in rep["events"] for c in e["changes"]} == {"delta.sha256"}
     assert run(tmp_path / "a.rtrec", tmp_path / "b.rtrec", "--no-timing", "--ignore", "**.sha256")[0] == 0
+
+
+def test_beta_protocol_is_recognised_from_the_handshake() -> None:
+    from rtproxy.diff import _beta_handshake
+
+    assert _beta_handshake({"request_headers": [["OpenAI-Beta", "realtime=v1"]]})
+    assert _beta_handshake({"request_headers": [[b"Sec-WebSocket-Protocol", b"realtime, openai-beta.realtime-v1"]]})
+    assert not _beta_handshake({"request_headers": [["Sec-WebSocket-Protocol", "realtime"]]})
