@@ -129,6 +129,25 @@ def test_base64_audio_is_stored_as_bytes_and_given_back(tmp_path: Path) -> None:
     assert path.stat().st_size < 0.76 * len(by_name["15 MiB append"][2])
 
 
+def _unpack_as_documented(packed: bytes) -> bytes:
+    """docs/FORMAT.md's audio packing, decoded sample by sample without NumPy."""
+    tag, body = packed[0], packed[1:]
+    if tag == 0:
+        return body
+    half = len(body) // 2
+    samples = []
+    for lo, hi in zip(body[:half], body[half:]):
+        z = lo | hi << 8
+        samples.append((z >> 1) ^ -(z & 1))
+    for _ in range(tag - 1):  # undo the fixed predictor: running sums, wrapping at 16 bits
+        acc, out = 0, []
+        for r in samples:
+            acc = (acc + r + 32768) % 65536 - 32768
+            out.append(acc)
+        samples = out
+    return b"".join((v & 0xFFFF).to_bytes(2, "little") for v in samples)
+
+
 def test_raw_records_follow_the_documented_layout(tmp_path: Path) -> None:
     """A reader written from docs/FORMAT.md (zstd stream of msgpack records) sees the same data."""
     path = tmp_path / "raw.rtrec"
@@ -141,8 +160,12 @@ def test_raw_records_follow_the_documented_layout(tmp_path: Path) -> None:
     records = list(unpacker)
     assert [r["k"] if isinstance(r, dict) else "msg" for r in records] == ["header", "handshake", "msg", "msg", "close", "end"]
     dt, flags, payload = records[2]
-    assert (dt, flags) == (5, 1)
+    assert (dt, flags) == (5, 1 | 8)  # from client, audio packed
     assert isinstance(payload, list) and len(payload) == 5
+    # Packed audio: one tag byte, then the zigzag residual's low-byte and high-byte planes.
+    assert all(p[0] in (0, 1, 2, 3) for p in payload[1::2])
+    audio = [_unpack_as_documented(p) for p in payload[1::2]]
+    payload[1::2] = audio
     assert b"".join(base64.b64encode(p) if i % 2 else p for i, p in enumerate(payload)) == TWO_AUDIO
     assert records[3] == [4, 2, b"\x00bin"]
 
@@ -339,3 +362,31 @@ def test_saved_sample_of_each_format_version_still_reads(version: int) -> None:
     assert msgs[1].audio == [samples.AUDIO_IN] and msgs[6].audio == [samples.AUDIO_OUT]
     assert {k: v for k, v in rec.close.items() if k != "k"} == samples.CLOSE
     assert rec.end["messages"] == {"client": 6, "server": 2}
+
+
+def test_reading_streams_a_long_session_in_small_memory(tmp_path: Path) -> None:
+    """10,000 appends of near-silence (64 MB of JSON text, compressing several hundredfold)
+    are read one at a time: peak memory stays a fraction of the session, however long."""
+    import tracemalloc
+
+    path = tmp_path / "long.rtrec"
+    quiet = bytes(4790) + os.urandom(10)  # 100 ms of PCM16 at 24 kHz, almost silent
+    total = 0
+    with RecordingWriter(path) as w:
+        w.write_header(url="u")
+        for i in range(10_000):
+            content = _append(quiet[i % 7 :] + quiet[: i % 7])
+            total += len(content)
+            w.write_message(i * 100_000_000, True, True, content)
+    assert total > 64_000_000 and path.stat().st_size < total / 100
+    tracemalloc.start()
+    try:
+        seen = 0
+        with open_recording(path) as r:
+            for m in r.messages():
+                seen += len(m.content)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert seen == total
+    assert peak < 12_000_000, peak
