@@ -26,7 +26,7 @@ import binascii
 import hashlib
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Iterable
 
 from .format import Message
@@ -317,7 +317,7 @@ def _b64(value: str) -> list[bytes]:
 
 
 _scan = json.JSONDecoder().scan_once
-_KEY_FIELDS = re.compile(rb'"(?:type|item_id|content_index)"\s*:\s*(?:"[^"\\]*"|\d+)')
+_KEY_FIELDS = re.compile(rb'"(?:type|response_id|item_id|content_index)"\s*:\s*(?:"[^"\\]*"|\d+)')
 
 
 def _fast_key(head: bytes, from_client: bool, append_run: int) -> tuple[Any, ...] | None:
@@ -523,7 +523,7 @@ def normalize(
                 jkey: Any = (APPEND, append_run)
                 fld = "audio"
             else:
-                jkey = (direction, typ, obj.get("item_id"), obj.get("content_index"))
+                jkey = (direction, typ, obj.get("response_id"), obj.get("item_id"), obj.get("content_index"))
                 fld = "delta"
             ev = joins.get(jkey)
             if ev is None:

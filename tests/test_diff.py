@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from rtproxy.cli import cli
-from rtproxy.diff import align, diff_files, normalize_file, word_diff
+from rtproxy.diff import align, normalize_file, word_diff
 from rtproxy.format import RecordingWriter
 from rtproxy.normalize import DEFAULT_IGNORES, PathError, PathRules
 from tests.conftest import ROOT, RTPROXY
