@@ -726,3 +726,37 @@ def test_unreachable_upstream_is_reported_without_secrets(tmp_path: Path) -> Non
     assert "upstream not reached" in rec.errors and "Connect call failed" in rec.errors
     assert S not in rec.errors + rec.output
     assert rec.files() == []
+
+
+def test_regular_mode_records_wss_with_mitmproxys_ca(tmp_path: Path) -> None:
+    """What clients that cannot be re-pointed do: wss:// through the proxy, trusting its CA."""
+    import ssl
+
+    from tests.realtime_server import RealtimeLikeServer
+
+    cert, key = _self_signed(tmp_path)
+    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_ctx.load_cert_chain(cert, key)
+    app = RealtimeLikeServer(Scenario(echo=True))
+
+    async def client(url: str, proxy: str) -> None:
+        ca = Path.home() / ".mitmproxy" / "mitmproxy-ca-cert.pem"  # created by the recorder's first start
+        ctx = ssl.create_default_context(cafile=str(ca))
+        async with websockets.connect(url, proxy=proxy, ssl=ctx, compression=None) as ws:
+            for m in ('{"type":"response.create"}', b"\x01\x02"):
+                await ws.send(m)
+                assert await ws.recv() == m
+
+    with threaded_server(app.handler, ssl=server_ctx, process_request=app.process_request,
+                         select_subprotocol=app.select_subprotocol, compression=None) as port:
+        rec = Recorder(f"https://127.0.0.1:{port}", tmp_path / "rec", "--mode", "regular", "--ssl-insecure")
+        try:
+            url = f"wss://127.0.0.1:{port}/v1/realtime?model=gpt-realtime&api-key=sk-{S}regular"
+            asyncio.run(client(url, f"http://127.0.0.1:{rec.port}"))
+            [path] = rec.wait_files(1)
+        finally:
+            rec.stop()
+    r, msgs = assert_file_matches_log(path, app.logs[0])
+    assert len(msgs) == 4
+    assert r.header["url"].startswith(f"wss://127.0.0.1:{port}/v1/realtime?model=gpt-realtime&api-key=")
+    assert S not in r.header["url"] and f"sk-{S}regular" in app.logs[0].path
