@@ -101,6 +101,8 @@ class RealtimeRecorder:
         self.keep_messages = False
         self.mode = "mitmproxy"
         self.upstream: str | None = None
+        # Flows whose file stopped taking writes: their messages are no longer forwarded.
+        self._failed: set[str] = set()
 
     # -- options ---------------------------------------------------------
     def load(self, loader) -> None:  # type: ignore[no-untyped-def]
@@ -249,7 +251,9 @@ class RealtimeRecorder:
         ws = flow.websocket
         assert ws is not None
         msg = ws.messages[-1]
-        if sess is not None:
+        if flow.id in self._failed:
+            msg.drop()
+        elif sess is not None:
             content = msg.content
             content, changed = redact_payload(content)
             try:
@@ -261,15 +265,26 @@ class RealtimeRecorder:
                     redacted=changed,
                 )
             except OSError as exc:
-                log.error("rtproxy: writing %s failed: %s; closing the session", sess.writer.path, exc)
+                # mitmproxy cannot kill a flow once its WebSocket has started; dropping
+                # its messages from now on is how nothing passes unrecorded.
+                log.error(
+                    "rtproxy: writing %s failed: %s; this session's messages are no longer forwarded",
+                    sess.writer.path,
+                    exc,
+                )
                 del self.sessions[flow.id]
-                flow.kill()
-                return
+                self._failed.add(flow.id)
+                msg.drop()
+                try:
+                    sess.writer.close(error=f"write failed: {exc}")
+                except OSError:
+                    pass  # the descriptor is closed all the same
         if not self.keep_messages and len(ws.messages) > 1:
             # mitmproxy keeps every message of a live flow; the file has them now.
             del ws.messages[:-1]
 
     def websocket_end(self, flow: http.HTTPFlow) -> None:
+        self._failed.discard(flow.id)
         sess = self.sessions.pop(flow.id, None)
         if sess is None:
             return

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import base64
 import json
 import re
@@ -193,6 +194,28 @@ def test_session_is_refused_when_its_file_cannot_be_created(recorder, caplog) ->
     assert f.error is not None and f.error.msg == f.error.KILLED_MESSAGE
     assert addon.sessions == {}
     assert "cannot create a recording" in caplog.text and str(out) in caplog.text
+
+
+def test_write_failure_mid_session_stops_forwarding(recorder, caplog) -> None:
+    addon, _, out = recorder
+    f = _flow()
+    addon.response(f)
+    addon.websocket_start(f)
+    _send(addon, f, True, b"recorded")
+    assert not f.websocket.messages[-1].dropped
+    sess = addon.sessions[f.id]
+    real_fd = sess.writer._fd
+    sess.writer._fd = os.open(os.devnull, os.O_RDONLY)  # writes now fail, as on a full disk
+    with caplog.at_level("ERROR", logger="rtproxy"):
+        _send(addon, f, False, b"cannot be written")
+    assert f.websocket.messages[-1].dropped
+    assert "no longer forwarded" in caplog.text and sess.writer.path in caplog.text
+    _send(addon, f, True, b"later")
+    assert f.websocket.messages[-1].dropped and len(f.websocket.messages) <= 1
+    addon.websocket_end(f)
+    os.close(real_fd)
+    with open_recording(_only_file(out)) as r:
+        assert [m.content for m in r.messages()] == [b"recorded"]
 
 
 def test_plain_http_responses_are_not_recorded(recorder) -> None:
