@@ -242,9 +242,13 @@ class RealtimeRecorder:
         try:
             self.sessions[flow.id] = self._open(flow, 101)
         except OSError as exc:
-            # Better no session than an unrecorded one.
-            log.error("rtproxy: cannot create a recording in %s: %s; closing", self.out_dir, exc)
-            flow.kill()
+            # Better no session than an unrecorded one (too late to kill the flow here).
+            log.error(
+                "rtproxy: cannot create a recording in %s: %s; this session's messages are not forwarded",
+                self.out_dir,
+                exc,
+            )
+            self._failed.add(flow.id)
 
     def websocket_message(self, flow: http.HTTPFlow) -> None:
         sess = self.sessions.get(flow.id)

@@ -196,6 +196,16 @@ def test_session_is_refused_when_its_file_cannot_be_created(recorder, caplog) ->
     assert "cannot create a recording" in caplog.text and str(out) in caplog.text
 
 
+def test_file_failing_at_websocket_start_stops_forwarding(recorder) -> None:
+    """Without the 101 response hook (another proxy set-up), the file opens at websocket_start."""
+    addon, _, out = recorder
+    out.rmdir()
+    f = _flow()
+    addon.websocket_start(f)
+    _send(addon, f, True, b"not recorded")
+    assert f.websocket.messages[-1].dropped and addon.sessions == {}
+
+
 def test_write_failure_mid_session_stops_forwarding(recorder, caplog) -> None:
     addon, _, out = recorder
     f = _flow()
