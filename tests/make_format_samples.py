@@ -1,8 +1,10 @@
 """Write tests/data/format_v<N>.rtrec, the saved sample of the current format version.
 
-Run once per format version and commit the file; never regenerate an old
+Run once per format version and commit the file; never regenerate a released
 version's sample (tests/test_format.py reads every saved sample with the
-current reader, so a reader change that breaks old files fails there)::
+current reader, so a reader change that breaks old files fails there).
+``format_v1_unpacked.rtrec`` is a v1 file from before audio packing (flag 8)
+existed, kept because readers must still accept audio stored unpacked::
 
     .venv/bin/python tests/make_format_samples.py
 """

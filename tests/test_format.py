@@ -349,10 +349,25 @@ def test_flipped_bits_never_raise_anything_but_recording_error(tmp_path: Path) -
                 assert str(p) in str(exc) and "\n" not in str(exc)
 
 
-@pytest.mark.parametrize("version", [1])
-def test_saved_sample_of_each_format_version_still_reads(version: int) -> None:
-    path = DATA / f"format_v{version}.rtrec"
+def _raw_flags(path: Path) -> list[int]:
+    raw = path.read_bytes()
+    unpacker = msgpack.Unpacker(raw=False)
+    unpacker.feed(zstandard.ZstdDecompressor().decompressobj().decompress(raw[10:]))
+    return [r[1] for r in unpacker if isinstance(r, list)]
+
+
+@pytest.mark.parametrize(
+    "name, version, packed",
+    [
+        ("format_v1.rtrec", 1, True),  # as rtproxy 0.1.0 writes it: audio packed (flag 8)
+        ("format_v1_unpacked.rtrec", 1, False),  # v1 without packed audio (it is optional per message)
+    ],
+)
+def test_saved_sample_of_each_format_version_still_reads(name: str, version: int, packed: bool) -> None:
+    path = DATA / name
     assert path.read_bytes()[:10] == MAGIC + struct.pack(">H", version)
+    audio_flags = [f for f, m in zip(_raw_flags(path), samples.MESSAGES) if b'"audio"' in m[3] or b'"delta"' in m[3]]
+    assert audio_flags and all(bool(f & 8) == packed for f in audio_flags)
     with open_recording(path) as r:
         rec, msgs = r.read_all()
     assert rec.version == version and not rec.truncated
