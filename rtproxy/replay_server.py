@@ -241,23 +241,32 @@ class ReplayServer:
                     for d in found:
                         report.divergences.append(d)
                         self.on_divergence(report.number, d)
-                    if found and cfg.strict and not strict_close:
+                    if found and cfg.strict:
+                        # Stop the sender (it may be asleep until its next message), then close.
                         strict_close.append(found[0])
-                    progress.set()
-                    if strict_close:
+                        sender.cancel()
+                        await self._close_strict(ws, found[0], report)
                         return
+                    progress.set()
             except websockets.ConnectionClosed:
                 return
 
-        receiver = asyncio.create_task(receive())
         if self.clock is None:
             self.clock = _Clock()
-        timer = self.clock
+        receiver = asyncio.create_task(receive())
+        sender = asyncio.create_task(
+            self._send_all(ws, sched, report, progress, strict_close, receiver, r_server, self.clock)
+        )
         try:
-            await self._send_all(ws, sched, report, progress, strict_close, receiver, r_server, timer)
-        except websockets.ConnectionClosed:
-            pass
+            await asyncio.wait({sender})
+            exc = None if sender.cancelled() else sender.exception()
+            if exc is not None and not isinstance(exc, websockets.ConnectionClosed):
+                log.error("rtproxy replay: session #%d failed: %r", report.number, exc)
+                report.close = f"replay failed: {exc!r}"
+            if strict_close:
+                await asyncio.wait({receiver}, timeout=10)  # let the strict close complete
         finally:
+            sender.cancel()
             receiver.cancel()
             try:
                 await receiver
@@ -288,7 +297,6 @@ class ReplayServer:
         last_t = 0
         while True:
             if strict_close:
-                await self._close_strict(ws, strict_close[0], report)
                 return
             nxt = sched.next_send()
             if nxt is None:
@@ -299,15 +307,14 @@ class ReplayServer:
                 done, _ = await asyncio.wait({waiter, receiver}, return_when=asyncio.FIRST_COMPLETED)
                 if waiter not in done:
                     waiter.cancel()
-                    if not strict_close:
-                        return  # the client left
+                    return  # the client left, or was closed under --strict
                 continue
             due, step = nxt
             data = step.msg.content
             if time.monotonic_ns() < due:
                 await timer.sleep_until(due)
             if strict_close:
-                continue
+                return
             now = time.monotonic_ns()
             await ws.send(data, text=step.msg.is_text)
             report.lateness_ns.append(max(0, now - due))
@@ -329,8 +336,6 @@ class ReplayServer:
             return
         # The client closed (or the recording ends open): wait for the client, then report.
         await receiver
-        if strict_close:
-            await self._close_strict(ws, strict_close[0], report)
 
     async def _close_strict(self, ws: ServerConnection, d: Divergence, report: SessionReport) -> None:
         reason = d.message().removeprefix("divergence: ")

@@ -324,3 +324,49 @@ def test_openai_agents_realtime_runner_replays(tmp_path: Path) -> None:
     assert {e["type"] for e in recorded if e not in raw} <= {"session.updated"}
     assert [e["type"] for e in raw][-2:] == ["response.done", "rate_limits.updated"]
     assert "audio" in types and "agent_start" in types  # the agent played the replayed audio
+
+
+def test_recorded_subprotocol_is_echoed_and_any_path_accepted(tmp_path: Path) -> None:
+    async def browser_like(url: str) -> tuple[str | None, bytes]:
+        async with websockets.connect(url, subprotocols=["realtime", "openai-insecure-api-key.sk-abc"]) as ws:
+            return ws.subprotocol, await ws.recv(decode=False)
+
+    with ServerThread(Scenario()) as srv:
+        rec = Recorder(srv.url, tmp_path / "r")
+        try:
+            proto, _ = asyncio.run(browser_like(rec.ws_base + "/realtime?model=gpt-realtime"))
+            (path,) = rec.wait_files(1)
+        finally:
+            rec.stop()
+    assert proto == "realtime"
+    rp = Replay(path, "--once")
+    proto, first = asyncio.run(browser_like(f"ws://127.0.0.1:{rp.port}/some/other/path?x=1"))
+    rp.finish()
+    assert proto == "realtime" and first == server_messages(path)[0]
+
+
+def test_client_replay_of_a_refused_upgrade_and_clock_pace(recording: Path, tmp_path: Path) -> None:
+    with ServerThread(Scenario(refuse_status=401)) as srv:
+        proc = subprocess.run(
+            [*RTPROXY, "replay", str(recording), "--to", srv.url, "--out-dir", str(tmp_path / "a")],
+            capture_output=True, text=True, cwd=ROOT, timeout=60,
+        )
+    assert proc.returncode == 0, proc.stderr
+    assert "upgrade refused with HTTP 401" in proc.stdout
+    (refused,) = (tmp_path / "a").glob("*.rtrec")
+    with open_recording(refused) as r:
+        assert list(r.messages()) == []
+        assert r.recording.handshake["status"] == 401
+        assert b"invalid_api_key" in r.recording.handshake["response_body"]
+    with ServerThread(Scenario()) as srv:
+        proc = subprocess.run(
+            [*RTPROXY, "replay", str(recording), "--to", srv.url, "--out-dir", str(tmp_path / "b"),
+             "--pace", "clock", "--speed", "max"],
+            capture_output=True, text=True, cwd=ROOT, timeout=60,
+        )
+        received = srv.logs[0].received
+    assert proc.returncode == 0, proc.stderr
+    with open_recording(recording) as r:
+        assert [x.encode() if isinstance(x, str) else x for x in received] == [
+            m.content for m in r.messages() if m.from_client
+        ]
