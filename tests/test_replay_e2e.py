@@ -370,3 +370,52 @@ def test_client_replay_of_a_refused_upgrade_and_clock_pace(recording: Path, tmp_
         assert [x.encode() if isinstance(x, str) else x for x in received] == [
             m.content for m in r.messages() if m.from_client
         ]
+
+
+async def tool_turn(ws_base: str, output: str) -> list[bytes]:
+    """The model calls a tool; the client answers with ``output`` and asks for a response."""
+    client = AsyncOpenAI(api_key=KEY, websocket_base_url=ws_base)
+    got: list[bytes] = []
+    async with client.realtime.connect(model="gpt-realtime") as conn:
+        got.append(await conn.recv_bytes())
+        await conn.conversation.item.create(
+            item={"type": "message", "role": "user", "content": [{"type": "input_text", "text": "Weather in Paris?"}]}
+        )
+        await conn.response.create()
+        call_id = None
+        while call_id is None:
+            raw = await conn.recv_bytes()
+            got.append(raw)
+            ev = conn.parse_event(raw)
+            if ev.type == "response.function_call_arguments.done":
+                call_id = ev.call_id
+        while conn.parse_event(got[-1]).type != "rate_limits.updated":
+            got.append(await conn.recv_bytes())
+        await conn.conversation.item.create(item={"type": "function_call_output", "call_id": call_id, "output": output})
+        await conn.response.create()
+        while True:
+            got.append(await conn.recv_bytes())
+            if conn.parse_event(got[-1]).type == "rate_limits.updated":
+                break
+    return got
+
+
+def test_a_different_function_output_is_reported_with_the_field(tmp_path: Path) -> None:
+    with ServerThread(Scenario(tool_name="get_weather")) as srv:
+        rec = Recorder(srv.url, tmp_path / "r")
+        try:
+            asyncio.run(tool_turn(rec.ws_base, '{"temp_c": 21}'))
+            (path,) = rec.wait_files(1)
+        finally:
+            rec.stop()
+    same = Replay(path, "--once")
+    assert asyncio.run(tool_turn(same.ws_base, '{"temp_c": 21}')) == server_messages(path)
+    code, out, _ = same.finish()
+    assert code == 0 and "0 divergences" in out, out
+    other = Replay(path, "--once")
+    assert asyncio.run(tool_turn(other.ws_base, '{"temp_c": 35}')) == server_messages(path)
+    code, out, _ = other.finish()
+    assert code == 1
+    (line,) = [l for l in out.splitlines() if "divergence:" in l]
+    assert "field conversation.item.create item.output" in line
+    assert '21}' in line and '35}' in line
