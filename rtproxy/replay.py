@@ -33,7 +33,6 @@ from .protocol import (
     parse_event,
 )
 from .redaction import redact_payload
-from .timeline import annotate
 
 __all__ = [
     "APPEND",
@@ -71,7 +70,6 @@ class ServerStep:
     """Index of the message in the recording (client and server messages counted)."""
     t_ns: int
     msg: Message
-    type: str | None
     after: str
     """:data:`START`, :data:`SERVER`, :data:`EVENT` or :data:`AUDIO`."""
     ordinal: int = 0
@@ -80,6 +78,11 @@ class ServerStep:
     audio_ms: float = 0.0
     gap_ns: int = 0
     """Recorded time since the message it followed."""
+
+    @property
+    def type(self) -> str | None:
+        """The event type (read on demand: a replay only needs it for session events)."""
+        return event_type(self.msg.head) if self.msg.is_text else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,15 +142,46 @@ def parse_speed(value: str | float) -> float:
 
 
 # ------------------------------------------------------------------ the script
+def _walk(messages: Iterable[Message]) -> Iterator[tuple[int, Message, str | None, float]]:
+    """(index, message, client event type, input audio ms of an append) for each message.
+
+    Leaner than :func:`rtproxy.timeline.annotate` on purpose: a replay reads
+    the recording once per connection while sending, so it neither unpacks
+    audio nor reads server event types, except session events (audio format).
+    """
+    in_fmt = AudioFormat()
+    for i, m in enumerate(messages):
+        if not m.is_text:
+            yield i, m, None, 0.0
+            continue
+        head = m.head
+        if m.from_client:
+            typ = event_type(head)
+            if typ == APPEND:
+                yield i, m, typ, in_fmt.duration_ms(m.audio_bytes)
+                continue
+        else:
+            typ = None
+            if b'"session.' not in head[:256]:
+                yield i, m, None, 0.0
+                continue
+        if (typ if m.from_client else event_type(head)) in _SESSION_EVENTS:
+            obj = parse_event(head)
+            if obj and isinstance(obj.get("session"), dict):
+                fmt, _ = audio_format_from_session(obj["session"])
+                if fmt:
+                    in_fmt = fmt
+        yield i, m, typ, 0.0
+
+
 def server_steps(messages: Iterable[Message]) -> Iterator[ServerStep]:
     """The server messages of a recording, each with what it followed. Streams."""
     after, ordinal, audio_ms, last_t = START, 0, 0.0, 0
     segment_ms = 0.0
-    for e in annotate(messages, details=False):
-        m = e.msg
+    for index, m, typ, ms in _walk(messages):
         if m.from_client:
-            if e.type == APPEND:
-                segment_ms += e.audio_ms
+            if typ == APPEND:
+                segment_ms += ms
                 after, audio_ms = AUDIO, segment_ms
             else:
                 after, audio_ms = EVENT, 0.0
@@ -156,11 +190,11 @@ def server_steps(messages: Iterable[Message]) -> Iterator[ServerStep]:
             last_t = m.t_ns
             continue
         if after == EVENT:
-            yield ServerStep(e.index, m.t_ns, m, e.type, EVENT, ordinal - 1, 0.0, m.t_ns - last_t)
+            yield ServerStep(index, m.t_ns, m, EVENT, ordinal - 1, 0.0, m.t_ns - last_t)
         elif after == AUDIO:
-            yield ServerStep(e.index, m.t_ns, m, e.type, AUDIO, ordinal, audio_ms, m.t_ns - last_t)
+            yield ServerStep(index, m.t_ns, m, AUDIO, ordinal, audio_ms, m.t_ns - last_t)
         else:
-            yield ServerStep(e.index, m.t_ns, m, e.type, after, 0, 0.0, m.t_ns - last_t)
+            yield ServerStep(index, m.t_ns, m, after, 0, 0.0, m.t_ns - last_t)
         after, last_t = SERVER, m.t_ns
 
 
@@ -168,16 +202,15 @@ def client_events(messages: Iterable[Message]) -> Iterator[ClientEvent]:
     """The client events of a recording (appends folded into durations), then an end marker."""
     ordinal = 0
     segment_ms = 0.0
-    for e in annotate(messages, details=False):
-        m = e.msg
+    for index, m, typ, ms in _walk(messages):
         if not m.from_client:
             continue
-        if e.type == APPEND:
-            segment_ms += e.audio_ms
+        if typ == APPEND:
+            segment_ms += ms
             continue
         obj = parse_event(m.head) if m.is_text else None
         yield ClientEvent(
-            ordinal, e.index, m.t_ns, _label(e.type, m), significant_fields(e.type, obj), segment_ms, m.redacted
+            ordinal, index, m.t_ns, _label(typ, m), significant_fields(typ, obj), segment_ms, m.redacted
         )
         ordinal += 1
         segment_ms = 0.0
@@ -400,7 +433,7 @@ class ReplayScheduler:
         self._head = None
         self._head_loaded = False
         self.sent += 1
-        if step.type in _SESSION_EVENTS:
+        if step.msg.is_text and b'"session.' in step.msg.head[:256] and step.type in _SESSION_EVENTS:
             obj = parse_event(step.msg.head)
             if obj and isinstance(obj.get("session"), dict):
                 fmt, _ = audio_format_from_session(obj["session"])

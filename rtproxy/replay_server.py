@@ -41,6 +41,9 @@ log = logging.getLogger(__name__)
 
 #: Close code sent to a client that diverged from the recording under ``--strict``.
 STRICT_CLOSE_CODE = 4900
+#: Server messages whose bytes are kept for other sessions of the same recording
+#: (the most recently decoded; a minute or so of a voice session).
+_CACHE_MESSAGES = 4096
 #: Use a timerfd for send times (Linux); False: the event loop's timers (a baseline).
 _PRECISE = True
 _HOP_HEADERS = frozenset({"content-length", "transfer-encoding", "connection", "upgrade", "date", "server"})
@@ -186,6 +189,7 @@ class ReplayServer:
         self.diverged = False
         self.finished = asyncio.Event()
         self.clock: _Clock | None = None
+        self.contents: dict[int, bytes] = {}
 
     # -- handshake ------------------------------------------------------------
     def process_request(self, conn: ServerConnection, request: Request) -> Response | None:
@@ -310,7 +314,13 @@ class ReplayServer:
                     return  # the client left, or was closed under --strict
                 continue
             due, step = nxt
-            data = step.msg.content
+            # Sessions of one recording send the same bytes: decode each message once.
+            cache = self.contents
+            data = cache.get(step.index)
+            if data is None:
+                data = cache[step.index] = step.msg.content
+                if len(cache) > _CACHE_MESSAGES:
+                    del cache[next(iter(cache))]
             if time.monotonic_ns() < due:
                 await timer.sleep_until(due)
             if strict_close:

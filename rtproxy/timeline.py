@@ -47,14 +47,8 @@ def _short(s: str, n: int = 60) -> str:
     return s if len(s) <= n else s[: n - 1] + "…"
 
 
-def annotate(
-    messages: Iterable[Message], totals: AudioTotals | None = None, *, details: bool = True
-) -> Iterator[Entry]:
-    """Yield an :class:`Entry` per message; fills ``totals`` as it goes.
-
-    ``details=False`` leaves ``Entry.detail`` empty for non-audio events and
-    parses only session events (for the audio formats): what a replay needs, cheaply.
-    """
+def annotate(messages: Iterable[Message], totals: AudioTotals | None = None) -> Iterator[Entry]:
+    """Yield an :class:`Entry` per message; fills ``totals`` as it goes."""
     in_fmt = AudioFormat()
     out_fmt = AudioFormat()
     for i, m in enumerate(messages):
@@ -79,7 +73,7 @@ def annotate(
             detail = "not a JSON event" if m.size else "empty message"
         else:
             obj = None
-            if typ in _SESSION_EVENTS or (details and (typ == "error" or m.size < 4096)):
+            if typ in _SESSION_EVENTS or typ == "error" or m.size < 4096:
                 obj = parse_event(head)
                 if obj is None:
                     # event_type() reads the type from the first bytes; the rest is broken.
@@ -91,7 +85,7 @@ def annotate(
                         in_fmt = i_fmt
                     if o_fmt:
                         out_fmt = o_fmt
-                detail = _detail(typ, obj) if details else ""
+                detail = _detail(typ, obj)
         yield Entry(i, m, typ, audio_ms, detail)
 
 
