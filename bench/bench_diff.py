@@ -11,8 +11,8 @@ deltas interleaved with transcript deltas, the ``.done`` events,
 model first calls a tool, the client sends the output and a second response.
 
 Run B is the same conversation with what always differs between two runs:
-other ids, other chunking (appends and audio deltas), other quota and token
-counts, input transcription after the response on odd turns, ±40 ms of
+other ids, other quota and token counts, input transcription after the
+response on odd turns, function-argument deltas cut elsewhere, ±40 ms of
 jitter; and with these planted differences:
 
 * turn ~40: one word of the assistant's transcript;
@@ -22,6 +22,12 @@ jitter; and with these planted differences:
   ``conversation_already_has_active_response`` error it gets;
 * turn ~300: the first audio 1 s later;
 * the close code and reason (1000 -> 1011).
+
+B comes twice: ``b`` with A's audio chunk sizes (as a client replay of A
+gives), ``b_rechunked`` with other sizes for appends and audio deltas. Audio
+is stored packed; rtproxy diff fingerprints the packed chunks and unpacks a
+join only when its fingerprint differs, so re-chunked audio costs a full
+unpack of every audio join (the second figure).
 
 The diff is the real command, ``rtproxy diff A B --format json``; the
 baseline reads both files with ``open_recording``, touching every message's
@@ -68,14 +74,14 @@ def audio(turn: int, ms: int, salt: int) -> bytes:
 
 
 class Run:
-    def __init__(self, seed: int, planted: bool) -> None:
+    def __init__(self, seed: int, planted: bool, rechunk: bool = False) -> None:
         self.rng = random.Random(seed)
         self.planted = planted
         self.msgs: list[tuple[int, bool, bytes]] = []
         self.turn_no = 1  # as rtproxy diff counts: 1 + responses done so far
         self.plant_turns: dict[str, int] = {}
-        self.append_ms = 25 if planted else 20
-        self.delta_ms = 20 if planted else 25
+        self.append_ms = 25 if rechunk else 20
+        self.delta_ms = 20 if rechunk else 25
 
     def id(self, prefix: str) -> str:
         return f"{prefix}_{self.rng.getrandbits(100):025x}"
@@ -275,66 +281,82 @@ def check(report: dict[str, Any], plants: dict[str, int]) -> list[str]:
     return problems
 
 
+def report_case(name: str, b: Run, diff_t: list[float], diff_m: list[float], base_t: list[float],
+                base_m: list[float], report: dict[str, Any]) -> list[str]:
+    med = statistics.median
+    print(f"  diff      {name}: rtproxy diff A B --format json (exit 1): median {med(diff_t):.2f} s, "
+          f"peak RSS {med(diff_m):.0f} MiB  (runs: {', '.join(f'{x:.2f}' for x in diff_t)})")
+    print(f"            vs baseline: time x{med(diff_t) / med(base_t):.2f}, memory x{med(diff_m) / med(base_m):.2f}; "
+          f"targets < 5 s: {'met' if med(diff_t) < 5 else 'MISSED'}, < 1 GiB: {'met' if med(diff_m) < 1024 else 'MISSED'}")
+    c = report["counts"]
+    print(f"            events after normalising: client {c['client']['a']:,} / {c['client']['b']:,}, "
+          f"server {c['server']['a']:,} / {c['server']['b']:,}; responses {report['turns']['a']} / {report['turns']['b']}")
+    print(f"            found {report['differences']} differences: {len(report['connection']['changes'])} connection, "
+          f"{len(report['events'])} events, {len(report['timing'])} timing")
+    by_turn: dict[int, list[str]] = {}
+    for e in report["events"]:
+        s = e["a"] or e["b"]
+        by_turn.setdefault(s["turn"], []).append(f"{e['kind']} {e['type']}")
+    for plant, turn in sorted(b.plant_turns.items(), key=lambda x: x[1]):
+        what = by_turn.get(turn, []) + [f"timing {t['metric']} {t['delta_ms']:+.0f} ms" for t in report["timing"] if t["turn"]["a"] == turn]
+        print(f"              planted {plant:10} turn {turn:3}: {'; '.join(what) or 'NOT FOUND'}")
+    print(f"              planted close      : {[(x['field'], x['a'], x['b']) for x in report['connection']['changes']]}")
+    problems = check(report, b.plant_turns)
+    print("            " + ("FAIL: " + "; ".join(problems) if problems else "all planted differences found, no others reported"))
+    return problems
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--turns", type=int, default=500, help="turns of 7.2 s (500 = one hour)")
-    ap.add_argument("--keep", type=Path, help="write the two recordings here and keep them")
+    ap.add_argument("--keep", type=Path, help="write the recordings here and keep them")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench_diff_"))
     out_dir = args.keep or tmp
     out_dir.mkdir(parents=True, exist_ok=True)
+    rtproxy = str(Path(sys.executable).parent / "rtproxy")
     try:
         load = os.getloadavg()[0]
         print(f"bench_diff: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {os.cpu_count()} cores, "
               f"load {load:.2f}, Python {sys.version.split()[0]}")
         t0 = time.perf_counter()
-        a, b = Run(1, planted=False), Run(2, planted=True)
-        a.session(args.turns)
-        b.session(args.turns)
-        pa, pb = out_dir / "a.rtrec", out_dir / "b.rtrec"
-        for p in (pa, pb):
-            p.unlink(missing_ok=True)
-        na, nb = a.write(pa), b.write(pb)
-        print(f"  sessions  {args.turns} turns, {args.turns * TURN_MS / 3.6e6:.2f} h: A {na:,} messages "
-              f"({pa.stat().st_size / 2**20:.0f} MiB), B {nb:,} messages ({pb.stat().st_size / 2**20:.0f} MiB); "
-              f"written in {time.perf_counter() - t0:.1f} s")
-        base_t, base_m, diff_t, diff_m = [], [], [], []
-        report: dict[str, Any] = {}
+        runs = {"a": Run(1, planted=False), "b": Run(2, planted=True, rechunk=False),
+                "b_rechunked": Run(2, planted=True, rechunk=True)}
+        paths = {}
+        counts = {}
+        for key, run in runs.items():
+            run.session(args.turns)
+            paths[key] = out_dir / f"{key}.rtrec"
+            paths[key].unlink(missing_ok=True)
+            counts[key] = run.write(paths[key])
+            run.msgs.clear()
+        print(f"  sessions  {args.turns} turns, {args.turns * TURN_MS / 3.6e6:.2f} h each, written in {time.perf_counter() - t0:.1f} s: "
+              + ", ".join(f"{k} {counts[k]:,} messages ({paths[k].stat().st_size / 2**20:.0f} MiB)" for k in runs))
+        print("            b: same chunking as a (a client replay of a); b_rechunked: other chunk sizes for appends and audio deltas")
+        base_t: list[float] = []
+        base_m: list[float] = []
+        diff_t: dict[str, list[float]] = {"b": [], "b_rechunked": []}
+        diff_m: dict[str, list[float]] = {"b": [], "b_rechunked": []}
+        reports: dict[str, Any] = {}
         for _ in range(args.runs):
-            t, m, n = measure([sys.executable, "-c", _BASELINE, str(pa), str(pb)])
-            assert int(n) == na + nb
+            t, m, n = measure([sys.executable, "-c", _BASELINE, str(paths["a"]), str(paths["b"])])
+            assert int(n) == counts["a"] + counts["b"]
             base_t.append(t)
             base_m.append(m)
-            t, m, out = measure([str(Path(sys.executable).parent / "rtproxy"), "diff", str(pa), str(pb), "--format", "json"], ok=(1,))
-            diff_t.append(t)
-            diff_m.append(m)
-            report = json.loads(out)
+            for key in diff_t:
+                t, m, out = measure([rtproxy, "diff", str(paths["a"]), str(paths[key]), "--format", "json"], ok=(1,))
+                diff_t[key].append(t)
+                diff_m[key].append(m)
+                reports[key] = json.loads(out)
         med = statistics.median
-        print(f"  baseline  read both files (open_recording, every message): median {med(base_t):.2f} s, "
+        print(f"  baseline  read a and b (open_recording, every message): median {med(base_t):.2f} s, "
               f"peak RSS {med(base_m):.0f} MiB  (runs: {', '.join(f'{x:.2f}' for x in base_t)})")
-        print(f"  diff      rtproxy diff A B --format json (exit 1):         median {med(diff_t):.2f} s, "
-              f"peak RSS {med(diff_m):.0f} MiB  (runs: {', '.join(f'{x:.2f}' for x in diff_t)})")
-        print(f"  ratio     diff / baseline: time x{med(diff_t) / med(base_t):.2f}, memory x{med(diff_m) / med(base_m):.2f}; "
-              f"targets < 5 s: {'met' if med(diff_t) < 5 else 'MISSED'}, < 1 GiB: {'met' if med(diff_m) < 1024 else 'MISSED'}")
-        c = report["counts"]
-        print(f"  events    after normalising: client {c['client']['a']:,} / {c['client']['b']:,}, "
-              f"server {c['server']['a']:,} / {c['server']['b']:,}; responses {report['turns']['a']} / {report['turns']['b']}")
-        print(f"  found     {report['differences']} differences: {len(report['connection']['changes'])} connection, "
-              f"{len(report['events'])} events, {len(report['timing'])} timing")
-        by_turn: dict[int, list[str]] = {}
-        for e in report["events"]:
-            s = e["a"] or e["b"]
-            by_turn.setdefault(s["turn"], []).append(f"{e['kind']} {e['type']}")
-        for name, turn in sorted(b.plant_turns.items(), key=lambda x: x[1]):
-            what = by_turn.get(turn, []) + [f"timing {t['metric']} {t['delta_ms']:+.0f} ms" for t in report["timing"] if t["turn"]["a"] == turn]
-            print(f"    planted {name:10} turn {turn:3}: {'; '.join(what) or 'NOT FOUND'}")
-        print(f"    planted close code      : {[(x['field'], x['a'], x['b']) for x in report['connection']['changes']]}")
-        problems = check(report, b.plant_turns)
+        problems = []
+        for key in diff_t:
+            problems += report_case(f"a vs {key}", runs[key], diff_t[key], diff_m[key], base_t, base_m, reports[key])
         if problems:
-            print("  RESULT    FAIL: " + "; ".join(problems))
             sys.exit(1)
-        print("  RESULT    all planted differences found, no others reported")
     finally:
         if not args.keep:
             shutil.rmtree(tmp, ignore_errors=True)

@@ -230,6 +230,14 @@ class Message:
         return sum(len(a) - extra for a in p[1::2])
 
     @property
+    def packed_audio(self) -> list[bytes] | None:
+        """The audio values as stored (tag byte + packed, :mod:`rtproxy.audiocodec`)
+        while not unpacked yet, else None: lets a reader fingerprint audio cheaply."""
+        if not self._packed:
+            return None
+        return self._payload[1::2]  # type: ignore[index]
+
+    @property
     def audio(self) -> list[bytes]:
         """Decoded base64 audio values found in this message (often empty)."""
         p = self.payload

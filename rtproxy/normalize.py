@@ -26,6 +26,7 @@ import binascii
 import hashlib
 import json
 import re
+from array import array
 from dataclasses import dataclass
 from typing import Any, Iterable
 
@@ -48,6 +49,7 @@ __all__ = [
     "Turn",
     "Normalized",
     "normalize",
+    "audio_hashes",
     "REF_RE",
 ]
 
@@ -244,6 +246,8 @@ class Event:
     refs: tuple[str, ...] = ()
     """The symbolic ids in the body, in document order."""
     messages: int = 1
+    audio_src: Any = None
+    """For joined audio whose hash is provisional: (field, message numbers)."""
     _join: Any = None
     _raw: Any = None
 
@@ -286,10 +290,21 @@ class Normalized:
     flavour: str | None
     """``"beta"`` or ``"ga"`` when event names tell, else None."""
     messages: int = 0
+    path: str | None = None
+    """The file, when read from one: :func:`audio_hashes` reads it again."""
 
 
 class _Join:
-    __slots__ = ("texts", "nbytes", "hasher", "fmt", "field")
+    """A streaming join in progress: text pieces, or audio length and hash.
+
+    Audio read from a file stays packed (:mod:`rtproxy.audiocodec`): unpacking
+    every chunk of an hour would cost more than everything else together. Its
+    hash is then provisional, ``~`` + a fingerprint of the packed chunks and
+    their boundaries (equal fingerprints mean equal audio); the message numbers
+    are kept so :func:`audio_hashes` can give the real hash when it matters.
+    """
+
+    __slots__ = ("texts", "nbytes", "hasher", "fmt", "field", "fp", "msgs")
 
     def __init__(self, field_: str, fmt: AudioFormat | None) -> None:
         self.field = field_
@@ -297,12 +312,34 @@ class _Join:
         self.nbytes = 0
         self.hasher = hashlib.sha256() if fmt else None
         self.fmt = fmt
+        self.fp: Any = None
+        self.msgs: array[int] = array("L")
+
+    def add_audio(self, chunks: list[bytes], packed: bool, n: int) -> None:
+        self.msgs.append(n)
+        if packed:
+            if self.fp is None:
+                self.fp = hashlib.sha256()
+            fp = self.fp
+            for c in chunks:
+                self.nbytes += len(c) - 1  # one tag byte
+                fp.update(len(c).to_bytes(4, "little"))
+                fp.update(c)
+        else:
+            for c in chunks:
+                self.nbytes += len(c)
+                self.hasher.update(c)  # type: ignore[union-attr]
 
     def value(self) -> Any:
         if self.texts is not None:
             return "".join(self.texts)
         assert self.fmt is not None and self.hasher is not None
-        return {"ms": round(self.fmt.duration_ms(self.nbytes), 1), "sha256": self.hasher.hexdigest()[:16]}
+        if self.fp is None:
+            digest = self.hasher.hexdigest()[:16]
+        else:
+            self.fp.update(b"raw" + self.hasher.digest())
+            digest = "~" + self.fp.hexdigest()[:15]
+        return {"ms": round(self.fmt.duration_ms(self.nbytes), 1), "sha256": digest}
 
 
 _DROP = object()
@@ -474,8 +511,13 @@ def normalize(
             body = {"type": "(binary)", "binary": {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()[:16]}}
             events[direction].append(Event(direction, "(binary)", body, n, m.t_ns, done_count + 1, (seq, 0)))
             continue
-        payload = m.payload
-        chunks: list[bytes] = payload[1::2] if type(payload) is list else []
+        packed = m.packed_audio
+        if packed is not None:
+            chunks: list[bytes] = packed
+        else:
+            payload = m.payload
+            chunks = payload[1::2] if type(payload) is list else []
+        is_packed = packed is not None
         head = m.head
         fkey = None
         if chunks:
@@ -485,10 +527,7 @@ def normalize(
             ev = fast_joins.get(fkey) if fkey is not None else None
             if ev is not None:
                 ev.messages += 1
-                join = ev._join
-                for data in chunks:
-                    join.nbytes += len(data)
-                    join.hasher.update(data)
+                ev._join.add_audio(chunks, is_packed, n)
                 continue
         obj = _parse(head)
         if obj is None:
@@ -549,12 +588,10 @@ def normalize(
             if join.texts is not None:
                 if type(value) is str:
                     join.texts.append(value)
-            else:
-                if not chunks and type(value) is str and value:
-                    chunks = _b64(value)
-                for data in chunks:
-                    join.nbytes += len(data)
-                    join.hasher.update(data)
+            elif chunks:
+                join.add_audio(chunks, is_packed, n)
+            elif type(value) is str and value:
+                join.add_audio(_b64(value), False, n)
             continue
 
         turn_no = done_count + 1
@@ -597,7 +634,7 @@ def normalize(
             continue
 
         if chunks:
-            _fill_audio(obj, chunks, in_fmt if from_client else out_fmt)
+            _fill_audio(obj, m.audio if is_packed else chunks, in_fmt if from_client else out_fmt)
         if from_client and isinstance(obj.get("event_id"), str) and obj["event_id"]:
             nz.ref(obj["event_id"], "event")  # so error.event_id can point at it
         body = nz.body(obj)
@@ -614,8 +651,11 @@ def normalize(
 
     for ev in joins.values():
         raw = ev._raw
-        raw[ev._join.field] = ev._join.value()
+        join = ev._join
+        raw[join.field] = join.value()
         ev.body = nz.body(raw)
+        if join.fp is not None:
+            ev.audio_src = (join.field, join.msgs)
         ev._raw = ev._join = None
     out: dict[str, list[Event]] = {}
     for direction, evs in events.items():
@@ -628,6 +668,47 @@ def normalize(
     meta = _meta(header or {}, handshake)
     flavour = "beta" if beta else ("ga" if ga else None)
     return Normalized(out["client"], out["server"], turns, meta, flavour, n)
+
+
+def audio_hashes(messages: Iterable[Message], events: Iterable[Event]) -> int:
+    """Replace the provisional (``~``) audio hashes of ``events`` by the real ones.
+
+    ``messages`` must be the messages of the recording the events came from
+    (read it again with ``open_recording``); only the messages of these joins
+    are unpacked. Returns the number of events updated.
+    """
+    owner: dict[int, Any] = {}
+    todo: list[tuple[Event, Any]] = []
+    for ev in events:
+        if ev.audio_src is None:
+            continue
+        field_, msgs = ev.audio_src
+        h = hashlib.sha256()
+        todo.append((ev, h))
+        for k in msgs:
+            owner[k] = (h, field_)
+    if not todo:
+        return 0
+    last = max(owner)
+    for n, m in enumerate(messages, 1):
+        hit = owner.get(n)
+        if hit is not None:
+            h, field_ = hit
+            chunks = m.audio
+            if not chunks:
+                obj = _parse(m.head) or {}
+                v = obj.get(field_)
+                chunks = _b64(v) if isinstance(v, str) and v else []
+            for c in chunks:
+                h.update(c)
+        if n >= last:
+            break
+    for ev, h in todo:
+        value = ev.body.get(ev.audio_src[0])
+        if isinstance(value, dict) and isinstance(value.get("sha256"), str):
+            value["sha256"] = h.hexdigest()[:16]
+        ev.audio_src = None
+    return len(todo)
 
 
 def _place_transcription(ev: Event, obj: dict[str, Any], anchors: dict[str, int], subs: dict[int, int]) -> None:

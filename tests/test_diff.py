@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import pty
@@ -16,8 +17,8 @@ from click.testing import CliRunner
 
 from rtproxy.cli import cli
 from rtproxy.diff import align, normalize_file, word_diff
-from rtproxy.format import RecordingWriter
-from rtproxy.normalize import DEFAULT_IGNORES, PathError, PathRules
+from rtproxy.format import RecordingWriter, open_recording
+from rtproxy.normalize import DEFAULT_IGNORES, PathError, PathRules, audio_hashes
 from tests.conftest import ROOT, RTPROXY
 
 BETA = {
@@ -183,6 +184,11 @@ def test_deltas_are_joined_per_item_and_part(tmp_path: Path) -> None:
     assert append.body["audio"]["ms"] == 320.0 and append.messages == 7
     (audio,) = [e for e in n.server if e.type == "response.output_audio.delta"]
     assert audio.body["delta"]["ms"] == 480.0 and audio.messages == 6
+    # audio stays packed while normalising: a provisional hash, the real one on demand
+    assert audio.body["delta"]["sha256"].startswith("~")
+    with open_recording(tmp_path / "a.rtrec") as r:
+        assert audio_hashes(r.messages(), [audio]) == 1
+    assert audio.body["delta"]["sha256"] == hashlib.sha256(BOT_AUDIO).hexdigest()[:16]
     (tr,) = [e for e in n.server if e.type == "response.output_audio_transcript.delta"]
     assert tr.body["delta"].split() == "Hello! How can I help you today?".split()
 
@@ -383,6 +389,9 @@ def test_long_reruns_where_every_audio_differs_pair_turn_by_turn(tmp_path: Path)
     assert {e["type"] for e in rep["events"]} == {"response.output_audio.delta"}
     assert [e["a"]["turn"] for e in rep["events"]] == [e["b"]["turn"] for e in rep["events"]] == list(range(1, turns + 1))
     assert {c["path"] for e in rep["events"] for c in e["changes"]} == {"delta.sha256"}
+    hashes = [c[side] for e in rep["events"] for c in e["changes"] for side in "ab"]
+    assert not [h for h in hashes if h.startswith("~")]  # real hashes in the report
+    assert hashes[0] == hashlib.sha256(BOT_AUDIO).hexdigest()[:16]
     assert run(tmp_path / "a.rtrec", tmp_path / "b.rtrec", "--no-timing", "--ignore", "**.sha256")[0] == 0
 
 
