@@ -278,18 +278,26 @@ def _short(v: Any, n: int = 80) -> str:
 
 
 def _compare(expected: tuple[tuple[str, Any], ...], got: tuple[tuple[str, Any], ...]) -> tuple[str, str, str] | None:
-    """(field, expected, got) for the first field that differs, or None."""
+    """(field, expected, got) for the first field that differs (naming how many more do), or None."""
     if expected == got:
         return None
     e, g = dict(expected), dict(got)
+    diffs: list[tuple[str, str, str]] = []
     for path in list(e) + [p for p in g if p not in e]:
         if path not in g:
-            return path, _short(e[path]), "nothing (field missing)"
-        if path not in e:
-            return path, "nothing (field absent in the recording)", _short(g[path])
-        if e[path] != g[path]:
-            return path, _short(e[path]), _short(g[path])
-    return None
+            diffs.append((path, _short(e[path]), "nothing (field missing)"))
+        elif path not in e:
+            diffs.append((path, "nothing (field absent in the recording)", _short(g[path])))
+        elif e[path] != g[path]:
+            diffs.append((path, _short(e[path]), _short(g[path])))
+    if not diffs:
+        return None
+    path, exp, got_s = diffs[0]
+    if len(diffs) > 1:
+        more = ", ".join(p for p, _, _ in diffs[1:4]) + (", ..." if len(diffs) > 4 else "")
+        verb = "fields differ" if len(diffs) > 2 else "field differs"
+        got_s += f" (and {len(diffs) - 1} more {verb}: {more})"
+    return path, exp, got_s
 
 
 def _b64_len(s: str) -> int:

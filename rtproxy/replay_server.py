@@ -86,8 +86,9 @@ class SessionReport:
             return f"{head} refused the upgrade with HTTP {self.refused_status}, as recorded"
         p50, p99, mx = lateness_stats(self.lateness_ns)
         done = "" if self.complete else " (client left before the end)"
+        n = len(self.divergences)
         return (
-            f"{head} sent {self.sent} server messages{done}; {len(self.divergences)} divergences; "
+            f"{head} sent {self.sent} server messages{done}; {n} divergence{'' if n == 1 else 's'}; "
             f"lateness p50 {p50:.3f} ms, p99 {p99:.3f} ms, max {mx:.3f} ms; {self.close}"
         )
 

@@ -262,3 +262,12 @@ def test_adjacent_events_sent_in_the_other_order_still_match() -> None:
     (d,) = s2.client_message(110 * MS, True, live({"type": "input_audio_buffer.clear"}))
     assert "expected session.update" in d.message()
     assert [t for _, t in drain(s2, 1000 * MS)] == ["session.updated", "response.created"]
+
+
+def test_several_differing_fields_are_counted() -> None:
+    s = scheduler(dialogue())
+    (d,) = s.client_message(
+        100 * MS, True, live({"type": "session.update", "session": {"type": "realtime", "instructions": "x", "voice": "ash"}})
+    )
+    assert d.field == "session.update session.instructions"
+    assert "(and 1 more field differs: session.voice)" in d.message()

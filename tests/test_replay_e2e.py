@@ -188,7 +188,7 @@ def test_divergence_lenient_goes_on_and_exits_1(recording: Path) -> None:
     assert "field session.update session.instructions" in line
     assert '"You are a booking assistant."' in line and '"You are a pirate."' in line
     assert "client message #0 at" in line and "recorded message #1 at" in line
-    assert "1 divergences" in out
+    assert "; 1 divergence;" in out
 
 
 def test_divergence_strict_closes_with_4900_and_the_reason(recording: Path) -> None:
