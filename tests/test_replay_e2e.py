@@ -266,6 +266,7 @@ def test_client_replay_against_a_different_server_records_the_new_run(recording:
     assert proc.returncode == 0, proc.stderr
     (new,) = out_dir.glob("*.rtrec")
     assert f"recorded to {new}" in proc.stdout
+    assert "timed out" not in proc.stdout  # each message waited for its server event, which came
     # the second server got the recorded client messages, byte-exact, with our key
     with open_recording(recording) as r:
         recorded_client = [m.content for m in r.messages() if m.from_client]
