@@ -10,19 +10,16 @@ from __future__ import annotations
 
 import logging
 import os
-import re
-import secrets as _stdlib_secrets
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
 from mitmproxy import ctx, exceptions, http
 
 from . import __version__
-from .format import RecordingWriter
-from .protocol import model_from_url
+from .format import RecordingWriter, recording_filename
+from .protocol import model_from_url, ws_url
 from .redaction import redact_headers, redact_payload, redact_subprotocols, redact_url
 
 __all__ = ["RealtimeRecorder", "SessionSummary"]
@@ -67,14 +64,6 @@ class _Session:
     redactions: list[str] = field(default_factory=list)
 
 
-def _ws_url(url: str) -> str:
-    if url.startswith("https://"):
-        return "wss://" + url[len("https://") :]
-    if url.startswith("http://"):
-        return "ws://" + url[len("http://") :]
-    return url
-
-
 def _is_upgrade(flow: http.HTTPFlow) -> bool:
     req = flow.request
     return (
@@ -86,9 +75,6 @@ def _is_upgrade(flow: http.HTTPFlow) -> bool:
 def _masked_subprotocol(value: str | None) -> str | None:
     # A server that selects the openai-insecure-api-key.* element would echo the key.
     return None if value is None else redact_subprotocols(value)[0]
-
-
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 class RealtimeRecorder:
@@ -135,11 +121,8 @@ class RealtimeRecorder:
     # -- file set-up -----------------------------------------------------
     def _open(self, flow: http.HTTPFlow, status: int) -> _Session:
         started = flow.request.timestamp_start or time.time()
-        url, q_redacted = redact_url(_ws_url(flow.request.url))
-        model = model_from_url(flow.request.url) or "session"
-        stamp = datetime.fromtimestamp(started, timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-        short = _stdlib_secrets.token_hex(3)
-        name = f"{stamp}-{_UNSAFE.sub('_', model)[:60]}-{short}.rtrec"
+        url, q_redacted = redact_url(ws_url(flow.request.url))
+        name, short = recording_filename(started, model_from_url(flow.request.url))
         writer = RecordingWriter(self.out_dir / name)
         req_headers, h_redacted = redact_headers(flow.request.headers.items(multi=True))
         resp = flow.response

@@ -38,8 +38,10 @@ import base64
 import binascii
 import os
 import re
+import secrets
 import struct
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, BinaryIO, Iterator
 
@@ -61,6 +63,7 @@ __all__ = [
     "RecordingWriter",
     "RecordingReader",
     "open_recording",
+    "recording_filename",
     "split_base64_audio",
     "join_payload",
 ]
@@ -538,6 +541,18 @@ def _valid_message(dt: Any, flags: Any, payload: Any) -> bool:
         # What audiocodec.unpack needs: a known tag, and whole samples after it.
         return all(a and a[0] <= 3 and (a[0] == 0 or len(a) % 2 == 1) for a in payload[1::2])
     return True
+
+
+_UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def recording_filename(started: float, model: str | None) -> tuple[str, str]:
+    """The file name every writer of rtproxy uses, and its short random id:
+    ``<UTC time>-<model>-<short id>.rtrec``, e.g. ``20261122T035613Z-gpt-realtime-28199e.rtrec``."""
+    short = secrets.token_hex(3)
+    stamp = datetime.fromtimestamp(started or 0, timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    safe = _UNSAFE_NAME.sub("_", model or "session")[:60]
+    return f"{stamp}-{safe}-{short}.rtrec", short
 
 
 def open_recording(path: str | os.PathLike[str]) -> RecordingReader:

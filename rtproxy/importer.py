@@ -9,19 +9,16 @@ milliseconds) is written to the header's ``source_lacks`` and printed.
 from __future__ import annotations
 
 import json
-import re
-import secrets as _secrets
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable
 
 import click
 
 from . import __version__
-from .format import MAGIC, RecordingWriter
+from .format import MAGIC, RecordingWriter, recording_filename
 from .har import HarError, har_sessions
-from .protocol import model_from_url
+from .protocol import model_from_url, ws_url
 from .redaction import redact_headers, redact_payload, redact_url
 
 __all__ = ["ImportedSession", "import_file", "import_har", "import_flows", "import_cmd", "ImportError_"]
@@ -48,17 +45,6 @@ class ImportedSession:
     redactions: list[str] = field(default_factory=list)
 
 
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
-
-
-def _ws_url(url: str) -> str:
-    if url.startswith("https://"):
-        return "wss://" + url[len("https://") :]
-    if url.startswith("http://"):
-        return "ws://" + url[len("http://") :]
-    return url
-
-
 def _write(
     out_dir: Path,
     *,
@@ -79,7 +65,7 @@ def _write(
     lacks: list[str],
     path: str | None = None,
 ) -> ImportedSession:
-    url = _ws_url(url)
+    url = ws_url(url)
     clean_url, q_red = redact_url(url)
     req_h, h_red = redact_headers(request_headers)
     resp_h, rh_red = redact_headers(response_headers)
@@ -89,9 +75,7 @@ def _write(
     if changed:
         redactions.append("response-body")
     model = model_from_url(url)
-    stamp = datetime.fromtimestamp(t_request or 0, timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    short = _secrets.token_hex(3)
-    name = f"{stamp}-{_UNSAFE.sub('_', model or 'session')[:60]}-{short}.rtrec"
+    name, short = recording_filename(t_request or 0, model)
     out_dir.mkdir(parents=True, exist_ok=True)
     w = RecordingWriter(out_dir / name)
     resp_map = {k.lower(): v for k, v in resp_h}

@@ -19,6 +19,7 @@ __all__ = [
     "event_type",
     "parse_event",
     "model_from_url",
+    "ws_url",
     "AudioFormat",
     "audio_format_from_session",
 ]
@@ -113,6 +114,15 @@ def parse_event(data: bytes | str) -> dict[str, Any] | None:
     except (ValueError, UnicodeDecodeError):
         return None
     return obj if isinstance(obj, dict) else None
+
+
+def ws_url(url: str) -> str:
+    """The WebSocket form of an upgrade request's URL (``https://`` -> ``wss://``)."""
+    if url.startswith("https://"):
+        return "wss://" + url[len("https://") :]
+    if url.startswith("http://"):
+        return "ws://" + url[len("http://") :]
+    return url
 
 
 def model_from_url(url: str) -> str | None:

@@ -10,11 +10,9 @@ the same records and redactions the recorder writes, ready for ``rtproxy diff``.
 from __future__ import annotations
 
 import asyncio
-import secrets
 import time
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -23,7 +21,7 @@ import websockets
 from websockets.asyncio.client import connect
 
 from . import __version__
-from .format import RecordingWriter, open_recording
+from .format import RecordingWriter, open_recording, recording_filename
 from .protocol import canonical_event_type, event_type, model_from_url
 from .redaction import MARKER, redact_headers, redact_payload, redact_url
 
@@ -194,10 +192,8 @@ async def _client_replay(
         raise ClientReplayError(f"--out-dir {out_dir}: cannot create it: {exc.strerror}") from None
     started = time.time()
     model = model_from_url(url)
-    short = secrets.token_hex(3)
-    stamp = datetime.fromtimestamp(started, timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    safe_model = "".join(c if c.isalnum() or c in "._-" else "_" for c in (model or "session"))[:60]
-    path = out / f"{stamp}-{safe_model}-{short}.rtrec"
+    name, short = recording_filename(started, model)
+    path = out / name
     red_url, q_red = redact_url(url)
     result = ClientReplayResult(str(path), red_url)
 
