@@ -20,6 +20,7 @@ __all__ = [
     "redact_url",
     "redact_subprotocols",
     "redact_payload",
+    "might_hold_secrets",
 ]
 
 #: What a removed value is replaced with.
@@ -179,6 +180,16 @@ def _json_forms(s: str) -> set[bytes]:
     return forms
 
 
+def might_hold_secrets(data: bytes) -> bool:
+    """False when ``data`` certainly holds no secret :func:`redact_payload` removes.
+
+    A message's text without its base64 audio values may be passed instead of
+    the whole message: none of the triggers can hide inside base64 audio
+    (``_`` and ``-`` are not base64; key names are in the text around it).
+    """
+    return any(t in data for t in _PAYLOAD_TRIGGERS)
+
+
 def redact_payload(content: bytes) -> tuple[bytes, bool]:
     """A message with secrets replaced by :data:`MARKER`; and whether anything was.
 
@@ -186,7 +197,7 @@ def redact_payload(content: bytes) -> tuple[bytes, bool]:
     was on the wire. Messages with no trigger substring are returned at once,
     so audio appends cost one scan.
     """
-    if not any(t in content for t in _PAYLOAD_TRIGGERS):
+    if not might_hold_secrets(content):
         return content, False
     try:
         obj = json.loads(content)

@@ -301,3 +301,28 @@ def test_mitmdump_script_exposes_the_recorder() -> None:
     with taddons.context() as tctx:
         module = tctx.script(str(root / "addons" / "realtime_recorder.py"))
         assert [type(a).__name__ for a in module.addons] == ["RealtimeRecorder"]
+
+
+def test_secret_beside_audio_in_one_message_is_redacted_and_audio_kept(recorder) -> None:
+    """The recorder looks for secrets around the audio; one next to it is still found."""
+    addon, tctx, out = recorder
+    f = _flow()
+    addon.response(f)
+    addon.websocket_start(f)
+    audio = bytes(range(256)) * 40
+    msg = json.dumps(
+        {
+            "type": "response.create",
+            "response": {
+                "tools": [{"type": "mcp", "server_url": "https://mcp.example", "headers": {"X-Key": "mcp-hdr-0123456789"}}],
+                "input": [{"type": "message", "role": "user", "content": [{"type": "input_audio", "audio": base64.b64encode(audio).decode()}]}],
+            },
+        }
+    ).encode()
+    _send(addon, f, True, msg)
+    addon.websocket_end(f)
+    with open_recording(_only_file(out)) as r:
+        (m,) = list(r.messages())
+    assert m.redacted and b"mcp-hdr-0123456789" not in m.content and MARKER.encode() in m.content
+    assert m.audio == [audio]
+    assert json.loads(m.content)["response"]["input"][0]["content"][0]["audio"] == base64.b64encode(audio).decode()
