@@ -77,7 +77,7 @@ def page_load(html: Path, runs: int) -> tuple[float, float, int] | None:
             for _ in range(runs):
                 page = b.new_page(viewport={"width": 1400, "height": 900})
                 errors: list[str] = []
-                page.on("pageerror", lambda e: errors.append(str(e)))
+                page.on("pageerror", lambda e, errors=errors: errors.append(str(e)))
                 t0 = time.perf_counter()
                 page.goto(html.as_uri(), timeout=300_000)
                 page.wait_for_selector("body[data-ready='1']", timeout=300_000)

@@ -199,7 +199,7 @@ def startup_time(path: Path) -> float:
                     return time.perf_counter() - t0
             except OSError:
                 if proc.poll() is not None:
-                    raise RuntimeError("rtproxy replay exited before listening")
+                    raise RuntimeError("rtproxy replay exited before listening") from None
                 time.sleep(0.002)
     finally:
         proc.terminate()

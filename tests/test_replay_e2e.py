@@ -232,7 +232,7 @@ def test_refused_upgrade_recording_is_replayed_as_that_refusal(tmp_path: Path) -
     with ServerThread(Scenario(refuse_status=403)) as srv:
         rec = Recorder(srv.url, tmp_path / "r")
         try:
-            with pytest.raises(Exception):
+            with pytest.raises(websockets.exceptions.InvalidStatus):
                 asyncio.run(conversation(rec.ws_base))
             (path,) = rec.wait_files(1)
         finally:
