@@ -20,6 +20,7 @@ from .timeline import Entry
 __all__ = [
     "ResponseSummary",
     "ErrorSummary",
+    "TruncateSummary",
     "SessionSummary",
     "Summarizer",
     "EventFilter",
@@ -113,6 +114,37 @@ class ErrorSummary:
 
 
 @dataclass
+class TruncateSummary:
+    """A client ``conversation.item.truncate`` (a barge-in) against the audio it had received."""
+
+    index: int
+    t: float
+    item_id: str | None
+    audio_end_ms: float | None
+    received_ms: float
+    """Assistant audio the client had received for that item when it truncated."""
+
+    @property
+    def problem(self) -> str | None:
+        """What is wrong with this truncate, if anything (the server would refuse or mis-cut)."""
+        if self.audio_end_ms is None:
+            return "no audio_end_ms"
+        if self.audio_end_ms > self.received_ms + 0.5:
+            return f"audio_end_ms is {self.audio_end_ms - self.received_ms:.0f} ms past the audio received"
+        if self.received_ms == 0:
+            return "no audio had been received for this item"
+        return None
+
+    def line(self) -> str:
+        end = "?" if self.audio_end_ms is None else f"{self.audio_end_ms:.0f}"
+        bad = f"  !! {self.problem}" if self.problem else ""
+        return (
+            f"{self.t * 1000:10.1f} ms  truncate #{self.index} item {self.item_id or '?'} "
+            f"at {end} ms of {self.received_ms:.0f} ms received{bad}"
+        )
+
+
+@dataclass
 class SessionSummary:
     """Everything ``show --summary`` and the HTML page's header say."""
 
@@ -131,6 +163,7 @@ class SessionSummary:
     truncated: bool = False
     responses: list[ResponseSummary] = field(default_factory=list)
     errors: list[ErrorSummary] = field(default_factory=list)
+    truncates: list[TruncateSummary] = field(default_factory=list)
 
     def status_counts(self) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -168,6 +201,7 @@ class Summarizer:
         self._last_client: tuple[int, str | None, float] | None = None
         self._last_create: int | None = None
         self._last_t = 0.0
+        self._audio_ms_by_item: dict[str, float] = {}
 
     def _response(self, rid: str | None, e: Entry, t: float) -> ResponseSummary:
         if rid and rid in self._by_id:
@@ -210,6 +244,17 @@ class Summarizer:
             self._last_client = rec
             if typ == "response.create":
                 self._last_create = e.index
+            elif typ == "conversation.item.truncate":
+                iid = obj.get("item_id")
+                iid = iid if isinstance(iid, str) else None
+                end = obj.get("audio_end_ms")
+                s.truncates.append(
+                    TruncateSummary(
+                        e.index, t, iid,
+                        float(end) if isinstance(end, (int, float)) else None,
+                        self._audio_ms_by_item.get(iid or "", 0.0),
+                    )
+                )
             elif typ == "conversation.item.create":
                 item = obj.get("item")
                 if isinstance(item, dict) and item.get("role") == "user":
@@ -245,6 +290,9 @@ class Summarizer:
             r = self._response(rid if isinstance(rid, str) else None, e, t)
             if typ == _AUDIO_DELTA:
                 r.audio_ms += e.audio_ms
+                iid = obj.get("item_id")
+                if isinstance(iid, str):
+                    self._audio_ms_by_item[iid] = self._audio_ms_by_item.get(iid, 0.0) + e.audio_ms
                 if r.t_first_audio is None:
                     r.t_first_audio = t
             elif typ == _TRANSCRIPT_DELTA and isinstance(obj.get("delta"), str):
@@ -346,6 +394,7 @@ def summary_lines(s: SessionSummary) -> list[str]:
         head.append("  note         recording was cut short (recorder stopped mid-session)")
     rows: list[tuple[float, int, str]] = [(r.t_start, r.index, r.line()) for r in s.responses]
     rows += [(x.t, x.index, x.line()) for x in s.errors]
+    rows += [(x.t, x.index, x.line()) for x in s.truncates]
     rows.sort()
     return head + [r[2] for r in rows]
 
