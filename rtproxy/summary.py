@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from .format import Message, Recording
-from .protocol import GA_TO_BETA, canonical_event_type, parse_event
+from .protocol import GA_TO_BETA, AudioFormat, audio_format_from_session, canonical_event_type, parse_event
 from .timeline import Entry
 
 __all__ = [
@@ -164,6 +164,19 @@ class SessionSummary:
     responses: list[ResponseSummary] = field(default_factory=list)
     errors: list[ErrorSummary] = field(default_factory=list)
     truncates: list[TruncateSummary] = field(default_factory=list)
+    formats_asked: dict[str, AudioFormat] = field(default_factory=dict)
+    """Audio formats the client last asked for in ``session.update`` ("input", "output")."""
+    formats_echoed: dict[str, AudioFormat] = field(default_factory=dict)
+    """Audio formats the server last reported in ``session.created`` / ``session.updated``."""
+
+    def format_mismatches(self) -> list[str]:
+        """Each direction whose format the server reports differently from what was asked."""
+        out = []
+        for side in ("input", "output"):
+            a, e = self.formats_asked.get(side), self.formats_echoed.get(side)
+            if a is not None and e is not None and a != e:
+                out.append(f"{side} audio: asked {_fmt(a)}, the server reports {_fmt(e)}")
+        return out
 
     def status_counts(self) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -171,6 +184,10 @@ class SessionSummary:
             k = r.status or "open"
             out[k] = out.get(k, 0) + 1
         return out
+
+
+def _fmt(f: AudioFormat) -> str:
+    return f"{f.codec} {f.rate} Hz"
 
 
 def event_head(m: Message) -> dict[str, Any] | None:
@@ -244,6 +261,8 @@ class Summarizer:
             self._last_client = rec
             if typ == "response.create":
                 self._last_create = e.index
+            elif typ == "session.update":
+                self._note_formats(obj, s.formats_asked)
             elif typ == "conversation.item.truncate":
                 iid = obj.get("item_id")
                 iid = iid if isinstance(iid, str) else None
@@ -260,7 +279,9 @@ class Summarizer:
                 if isinstance(item, dict) and item.get("role") == "user":
                     s.turns += 1
             return obj
-        if typ == "input_audio_buffer.committed":
+        if typ in ("session.created", "session.updated"):
+            self._note_formats(obj, s.formats_echoed)
+        elif typ == "input_audio_buffer.committed":
             s.turns += 1
         elif typ == "error":
             self._error(e, t, obj)
@@ -306,6 +327,16 @@ class Summarizer:
             elif typ == "response.function_call_arguments.done":
                 r.function_calls.append((str(obj.get("name") or "?"), str(obj.get("arguments") or "")))
         return obj
+
+    @staticmethod
+    def _note_formats(obj: dict[str, Any], into: dict[str, AudioFormat]) -> None:
+        session = obj.get("session")
+        if isinstance(session, dict):
+            inp, out = audio_format_from_session(session)
+            if inp is not None:
+                into["input"] = inp
+            if out is not None:
+                into["output"] = out
 
     @staticmethod
     def _fill_from_output(r: ResponseSummary, output: Any) -> None:
@@ -390,6 +421,8 @@ def summary_lines(s: SessionSummary) -> list[str]:
     ]
     if s.close_code is not None or s.closed_by:
         head.append(f"  close        {s.close_code} {s.close_reason or ''!r} by {s.closed_by}")
+    for mismatch in s.format_mismatches():
+        head.append(f"  !! format    {mismatch}")
     if s.truncated:
         head.append("  note         recording was cut short (recorder stopped mid-session)")
     rows: list[tuple[float, int, str]] = [(r.t_start, r.index, r.line()) for r in s.responses]

@@ -1,4 +1,4 @@
-"""`show --summary` puts each barge-in (conversation.item.truncate) against the audio received."""
+"""`show --summary` flags what people miss: barge-ins against the audio received, audio formats."""
 
 from __future__ import annotations
 
@@ -53,3 +53,31 @@ def test_truncate_past_the_audio_received_and_before_any_audio_are_flagged(tmp_p
     tr = [x for x in js if x["kind"] == "truncate"]
     assert [(x["item_id"], x["audio_end_ms"], x["received_ms"]) for x in tr] == [("item_A", 900, 300), ("item_B", 0, 0)]
     assert tr[0]["problem"].startswith("audio_end_ms is 600 ms past")
+
+
+def test_audio_format_other_than_the_one_asked_for_is_flagged(tmp_path: Path) -> None:
+    p = tmp_path / "fmt.rtrec"
+    with RecordingWriter(p) as w:
+        w.write_header(url="ws://h/v1/realtime?model=m", model="m", started=1.0)
+        w.write_handshake(status=101, request_headers=[], response_headers=[])
+        ask = {"type": "session.update", "session": {"type": "realtime", "audio": {
+            "input": {"format": {"type": "audio/pcmu"}}, "output": {"format": {"type": "audio/pcmu"}}}}}
+        got = {"type": "session.updated", "session": {"audio": {
+            "input": {"format": {"type": "audio/pcmu"}}, "output": {"format": {"type": "audio/pcm", "rate": 24000}}}}}
+        w.write_message(1 * MS, True, True, json.dumps(ask).encode())
+        w.write_message(2 * MS, False, True, json.dumps(got).encode())
+    out = CliRunner().invoke(cli, ["show", str(p), "--summary"]).output
+    flagged = [x for x in out.splitlines() if "!! format" in x]
+    assert flagged == ["  !! format    output audio: asked g711_ulaw 8000 Hz, the server reports pcm16 24000 Hz"]
+
+
+def test_beta_format_names_asked_and_echoed_alike_are_not_flagged(tmp_path: Path) -> None:
+    p = tmp_path / "beta.rtrec"
+    with RecordingWriter(p) as w:
+        w.write_header(url="ws://h/v1/realtime?model=m", model="m", started=1.0)
+        w.write_handshake(status=101, request_headers=[], response_headers=[])
+        s = {"input_audio_format": "g711_alaw", "output_audio_format": "pcm16"}
+        w.write_message(1 * MS, True, True, json.dumps({"type": "session.update", "session": s}).encode())
+        w.write_message(2 * MS, False, True, json.dumps({"type": "session.updated", "session": s}).encode())
+    out = CliRunner().invoke(cli, ["show", str(p), "--summary"]).output
+    assert "!! format" not in out and "responses    0" in out
