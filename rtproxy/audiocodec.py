@@ -16,9 +16,12 @@ well. A packed chunk starts with one tag byte naming the predictor;
 
 from __future__ import annotations
 
+import threading
+from typing import Any, Callable, Iterable
+
 import numpy as np
 
-__all__ = ["pack", "unpack", "RAW", "MIN_PACK_BYTES"]
+__all__ = ["pack", "unpack", "unpack_many", "unpack_stream", "RAW", "MIN_PACK_BYTES"]
 
 RAW = 0
 """Tag: the bytes follow unchanged (odd length, too short, or not worth it)."""
@@ -86,3 +89,144 @@ def unpack(packed: bytes) -> bytes:
     for _ in range(tag - ORDER0):
         r = np.cumsum(r, dtype=_I16)  # wraps in int16: exact inverse of diff
     return r.astype(_I16, copy=False).tobytes()
+
+
+_PLANES = np.array([0, 1, 2], dtype=np.uint8)  # tag byte, low plane, high plane
+
+#: Largest batch (samples) whose work arrays are kept for the next call.
+_KEEP_SAMPLES = 1 << 20
+
+
+class _Scratch(threading.local):
+    """Work arrays kept between :func:`unpack_many` calls (one set per thread).
+
+    Fresh arrays for every batch cost more in page faults than the arithmetic
+    itself: the C library hands freed memory back and faults it in again.
+    """
+
+    def __init__(self) -> None:
+        self.arrays: dict[str, np.ndarray] = {}
+
+    def get(self, name: str, dtype: np.dtype | type, n: int) -> np.ndarray:
+        a = self.arrays.get(name)
+        if a is None or a.size < n:
+            a = np.empty(max(n, 1 << 15), dtype=dtype)
+            if n <= _KEEP_SAMPLES:
+                self.arrays[name] = a
+        return a[:n]
+
+
+_SCRATCH = _Scratch()
+
+
+def _unpack_run(run: list[bytes]) -> np.ndarray:
+    """Decode consecutive packed (non-RAW) chunks with a non-empty body at once.
+
+    Returns the PCM16 samples in a work array that the next call reuses.
+    """
+    n = len(run)
+    lens = np.fromiter(map(len, run), dtype=np.int64, count=n)
+    if ((lens - 1) & 1).any():
+        raise ValueError("packed PCM16 audio of odd length")
+    half = (lens - 1) >> 1
+    total = int(half.sum())
+    scratch = _SCRATCH
+    buf = np.frombuffer(b"".join(run), dtype=np.uint8)
+    z = scratch.get("z", _U16, total)
+    zb = z.view(np.uint8).reshape(total, 2)
+    cuts = np.flatnonzero(lens[1:] != lens[:-1]) + 1
+    if len(cuts) <= n // 8:
+        # Mostly equal chunk sizes (the usual stream): each stretch of equal
+        # chunks is a 2-D array whose planes are plain column slices.
+        bounds = [0, *cuts.tolist(), n]
+        o = s = 0
+        for i, j in zip(bounds, bounds[1:]):
+            size, k = int(lens[i]), j - i
+            h = (size - 1) >> 1
+            seg = buf[o : o + k * size].reshape(k, size)
+            dst = zb[s : s + k * h].reshape(k, h, 2)
+            dst[:, :, 0] = seg[:, 1 : 1 + h]
+            dst[:, :, 1] = seg[:, 1 + h :]
+            o += k * size
+            s += k * h
+    else:
+        # Which byte of the concatenation is a tag, a low byte or a high byte.
+        plane = np.repeat(np.tile(_PLANES, n), np.stack((np.ones_like(half), half, half), axis=1).ravel())
+        zb[:, 0] = buf[plane == 1]
+        zb[:, 1] = buf[plane == 2]
+    # zigzag back, in place
+    t = scratch.get("t", _U16, total)
+    np.bitwise_and(z, 1, out=t)
+    np.negative(t, out=t)
+    np.right_shift(z, 1, out=z)
+    np.bitwise_xor(z, t, out=z)
+    x = z.view(_I16)
+    orders = buf[np.cumsum(lens) - lens] - ORDER0
+    top = int(orders.max())
+    if top == 0:
+        return x
+    # Undo the predictor: running sums that restart with every chunk. One
+    # cumsum over the run does it while the first sample of each chunk has the
+    # previous chunk's sum taken off (put back afterwards). Sums run in int32
+    # (int16 sums are several times slower); both wrap, so the low 16 bits are
+    # unpack's exactly.
+    starts = np.cumsum(half) - half
+    later = starts[1:]
+    levels: list[np.ndarray] = [x]
+    for level in range(1, top + 1):
+        prev = levels[-1]
+        y = scratch.get(f"y{level}", np.int32, total)
+        if n > 1:
+            kept = prev[later].copy()
+            prev[later] = kept - np.add.reduceat(prev, starts, dtype=np.int32)[:-1]
+            np.cumsum(prev, dtype=np.int32, out=y)
+            prev[later] = kept
+        else:
+            np.cumsum(prev, dtype=np.int32, out=y)
+        levels.append(y)
+    if not (orders == top).all():
+        order_of = np.repeat(orders, half)
+        mask = scratch.get("m", np.bool_, total)
+        for k in range(top - 1, -1, -1):
+            np.equal(order_of, k, out=mask)
+            np.copyto(y, levels[k], where=mask)
+    out = scratch.get("o", _I16, total)
+    np.copyto(out, y, casting="unsafe")
+    return out
+
+
+def unpack_stream(chunks: Iterable[bytes], write: Callable[[memoryview], Any]) -> None:
+    """Decode ``chunks`` (packed audio, in order) into ``write``, many at once.
+
+    Calls ``write`` with pieces whose concatenation is
+    ``b"".join(unpack(c) for c in chunks)``; a piece is only valid during the
+    call (pass ``hashlib`` ``update`` or a file's ``write``). Many short chunks
+    (a stream of 20-100 ms deltas) decode an order of magnitude faster this way
+    than with one :func:`unpack` call each; the caller bounds the batch (up to
+    about a MiB stays in the CPU cache). Raises ValueError like :func:`unpack`.
+    """
+    run: list[bytes] = []
+    for c in chunks:
+        if not c:
+            raise ValueError("empty packed audio")
+        tag = c[0]
+        if tag == RAW or tag > ORDER2:
+            if tag != RAW:
+                raise ValueError(f"unknown audio packing tag {tag}")
+            if run:
+                write(memoryview(_unpack_run(run)).cast("B"))
+                run = []
+            if len(c) > 1:
+                write(memoryview(c)[1:])
+        elif len(c) > 1:
+            run.append(c)
+    if run:
+        write(memoryview(_unpack_run(run)).cast("B"))
+
+
+def unpack_many(chunks: Iterable[bytes]) -> bytes:
+    """``b"".join(unpack(c) for c in chunks)``, decoded many chunks at once
+    (see :func:`unpack_stream`, which avoids building the joined bytes)."""
+    out: list[bytes] = []
+    unpack_stream(chunks, lambda piece: out.append(bytes(piece)))
+    return b"".join(out)

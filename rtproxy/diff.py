@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 from difflib import SequenceMatcher
 from typing import Any, Iterable, Iterator, Sequence
 
-from .format import open_recording
-from .normalize import GA_ONLY, TEXT_JOIN, Event, Normalized, PathRules, Ref, Turn, audio_hashes, normalize
+from .format import CorruptRecording, open_recording
+from .normalize import GA_ONLY, TEXT_JOIN, Event, Normalized, PathRules, Ref, Turn, normalize
 
 __all__ = [
     "DEFAULT_TOLERANCE_MS",
@@ -547,7 +547,6 @@ def diff_normalized(
         _compare(ea_.body, eb_.body, "", None, ea_.type, links, changes)
         if changes:
             events.append(EventChange("changed", ea_.direction, ea_.type, ea_, eb_, changes))
-    events = _settle_audio(na, nb, events, links)
     for direction, c in counts.items():
         for kind in ("changed", "missing", "inserted"):
             c[kind] = sum(1 for e in events if e.direction == direction and e.kind == kind)
@@ -558,45 +557,6 @@ def diff_normalized(
         a_path, b_path, na.meta, nb.meta, meta, events, timing, counts,
         {"a": len(na.turns), "b": len(nb.turns)}, notes, rules.ignore, rules.keep, tolerance_ms,
     )
-
-
-def _provisional(ev: Event | None) -> bool:
-    if ev is None or ev.audio_src is None:
-        return False
-    value = ev.body.get(ev.audio_src[0])
-    return isinstance(value, dict) and str(value.get("sha256", "")).startswith("~")
-
-
-def _settle_audio(na: Normalized, nb: Normalized, events: list[EventChange], links: _Links) -> list[EventChange]:
-    """Give the reported audio events their real hashes, and drop audio "changes"
-    that were only packed chunks cut differently (see :func:`rtproxy.normalize.audio_hashes`)."""
-    want: dict[str, list[Event]] = {"a": [], "b": []}
-    touched: list[EventChange] = []
-    for e in events:
-        if e.kind == "changed" and not any(c.path.endswith(".sha256") for c in e.changes):
-            continue
-        hit = False
-        for side, ev in (("a", e.a), ("b", e.b)):
-            if _provisional(ev):
-                want[side].append(ev)  # type: ignore[arg-type]
-                hit = True
-        if hit:
-            touched.append(e)
-    if not touched:
-        return events
-    for side, norm in (("a", na), ("b", nb)):
-        if want[side] and norm.path:
-            with open_recording(norm.path) as reader:
-                audio_hashes(reader.messages(), want[side])
-    dropped: set[int] = set()
-    for e in touched:
-        if e.kind == "changed" and e.a is not None and e.b is not None:
-            changes: list[FieldChange] = []
-            _compare(e.a.body, e.b.body, "", None, e.a.type, links, changes)
-            e.changes = changes
-            if not changes:
-                dropped.add(id(e))
-    return [e for e in events if id(e) not in dropped]
 
 
 def _positions(pairs: list[tuple[Event, Event, bool]]) -> Any:
@@ -639,7 +599,12 @@ def normalize_file(path: str | os.PathLike[str], rules: PathRules | None = None)
     """Read and normalise one recording; raises :class:`rtproxy.format.RecordingError`."""
     with open_recording(path) as reader:
         rec = reader.recording
-        n = normalize(reader.messages(), rules, header=rec.header, handshake=rec.handshake)
+        try:
+            n = normalize(reader.messages(), rules, header=rec.header, handshake=rec.handshake)
+        except CorruptRecording as exc:
+            if exc.path != "<stream>":
+                raise
+            raise CorruptRecording(path, exc.problem) from exc  # name the file
     n.path = str(path)
     if n.flavour is None and _beta_handshake(rec.handshake or {}):
         n.flavour = "beta"

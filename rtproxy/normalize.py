@@ -26,11 +26,11 @@ import binascii
 import hashlib
 import json
 import re
-from array import array
 from dataclasses import dataclass
 from typing import Any, Iterable
 
-from .format import Message
+from .audiocodec import unpack_stream
+from .format import CorruptRecording, Message
 from .protocol import (
     BETA_TO_GA,
     GA_TO_BETA,
@@ -49,7 +49,6 @@ __all__ = [
     "Turn",
     "Normalized",
     "normalize",
-    "audio_hashes",
     "REF_RE",
 ]
 
@@ -246,8 +245,6 @@ class Event:
     refs: tuple[str, ...] = ()
     """The symbolic ids in the body, in document order."""
     messages: int = 1
-    audio_src: Any = None
-    """For joined audio whose hash is provisional: (field, message numbers)."""
     _join: Any = None
     _raw: Any = None
 
@@ -291,55 +288,105 @@ class Normalized:
     """``"beta"`` or ``"ga"`` when event names tell, else None."""
     messages: int = 0
     path: str | None = None
-    """The file, when read from one: :func:`audio_hashes` reads it again."""
+    """The file, when read from one."""
+
+
+#: Packed audio gathered, over all joins, before it is unpacked and hashed:
+#: large enough that :func:`rtproxy.audiocodec.unpack_stream` runs at full speed,
+#: small enough to stay in the CPU cache and keep memory flat.
+_AUDIO_BATCH = 1 << 19
+
+
+def _hash_audio(jobs: list[tuple[Any, list[bytes], bool]]) -> None:
+    for hasher, chunks, packed in jobs:
+        if not packed:
+            for c in chunks:
+                hasher.update(c)
+            continue
+        try:
+            unpack_stream(chunks, hasher.update)
+        except ValueError as exc:
+            raise CorruptRecording(None, f"damaged packed audio ({exc})") from exc
+
+
+class _AudioHasher:
+    """Unpacks and hashes the joined audio, many chunks at a time.
+
+    Joins hold their packed chunks until :data:`_AUDIO_BATCH` bytes are
+    waiting over all joins; then each join's chunks are unpacked in one
+    :func:`rtproxy.audiocodec.unpack_stream` call into its hash. Call
+    :meth:`flush` before reading a hash.
+    """
+
+    __slots__ = ("joins", "nbytes")
+
+    def __init__(self) -> None:
+        self.joins: list[_Join] = []
+        self.nbytes = 0
+
+    def flush(self) -> None:
+        """Unpack and hash the packed chunks gathered so far."""
+        if not self.joins:
+            return
+        jobs = []
+        for j in self.joins:
+            jobs.append((j.hasher, j.pending, True))
+            j.pending = []
+        self.joins.clear()
+        self.nbytes = 0
+        _hash_audio(jobs)
+
+    def add_unpacked(self, join: _Join, chunks: list[bytes]) -> None:
+        """Audio that was not packed (older files, text left as base64): after what came before."""
+        self.flush()
+        _hash_audio([(join.hasher, chunks, False)])
 
 
 class _Join:
     """A streaming join in progress: text pieces, or audio length and hash.
 
-    Audio read from a file stays packed (:mod:`rtproxy.audiocodec`): unpacking
-    every chunk of an hour would cost more than everything else together. Its
-    hash is then provisional, ``~`` + a fingerprint of the packed chunks and
-    their boundaries (equal fingerprints mean equal audio); the message numbers
-    are kept so :func:`audio_hashes` can give the real hash when it matters.
+    Audio read from a file comes packed (:mod:`rtproxy.audiocodec`). Unpacking
+    it chunk by chunk would cost more than everything else together, so the
+    packed chunks are gathered and unpacked many at once by an
+    :class:`_AudioHasher`; the hash is that of the joined audio however it
+    was chunked.
     """
 
-    __slots__ = ("texts", "nbytes", "hasher", "fmt", "field", "fp", "msgs")
+    __slots__ = ("texts", "nbytes", "hasher", "fmt", "field", "pending", "audio")
 
-    def __init__(self, field_: str, fmt: AudioFormat | None) -> None:
+    def __init__(self, field_: str, fmt: AudioFormat | None, audio: _AudioHasher | None = None) -> None:
         self.field = field_
         self.texts: list[str] | None = None if fmt else []
         self.nbytes = 0
         self.hasher = hashlib.sha256() if fmt else None
         self.fmt = fmt
-        self.fp: Any = None
-        self.msgs: array[int] = array("L")
+        self.pending: list[bytes] = []
+        self.audio = audio
 
-    def add_audio(self, chunks: list[bytes], packed: bool, n: int) -> None:
-        self.msgs.append(n)
-        if packed:
-            if self.fp is None:
-                self.fp = hashlib.sha256()
-            fp = self.fp
-            for c in chunks:
-                self.nbytes += len(c) - 1  # one tag byte
-                fp.update(len(c).to_bytes(4, "little"))
-                fp.update(c)
-        else:
-            for c in chunks:
-                self.nbytes += len(c)
-                self.hasher.update(c)  # type: ignore[union-attr]
+    def add_audio(self, chunks: list[bytes], packed: bool) -> None:
+        audio = self.audio
+        assert audio is not None
+        size = 0
+        for c in chunks:
+            size += len(c)
+        if not packed:
+            self.nbytes += size
+            audio.add_unpacked(self, chunks)
+            return
+        if not self.pending:
+            audio.joins.append(self)
+        self.pending += chunks
+        self.nbytes += size - len(chunks)  # one tag byte each
+        audio.nbytes += size
+        if audio.nbytes >= _AUDIO_BATCH:
+            audio.flush()
 
     def value(self) -> Any:
+        """The joined text, or duration + hash (after :meth:`_AudioHasher.flush`)."""
         if self.texts is not None:
             return "".join(self.texts)
         assert self.fmt is not None and self.hasher is not None
-        if self.fp is None:
-            digest = self.hasher.hexdigest()[:16]
-        else:
-            self.fp.update(b"raw" + self.hasher.digest())
-            digest = "~" + self.fp.hexdigest()[:15]
-        return {"ms": round(self.fmt.duration_ms(self.nbytes), 1), "sha256": digest}
+        return {"ms": round(self.fmt.duration_ms(self.nbytes), 1), "sha256": self.hasher.hexdigest()[:16]}
 
 
 _DROP = object()
@@ -357,15 +404,25 @@ _scan = json.JSONDecoder().scan_once
 _KEY_FIELDS = re.compile(rb'"(?:type|response_id|item_id|content_index)"\s*:\s*(?:"[^"\\]*"|\d+)')
 
 
-def _fast_key(head: bytes, from_client: bool, append_run: int) -> tuple[Any, ...] | None:
+#: Heads whose key fields :func:`_fast_key` remembers (appends repeat one head).
+_HEAD_CACHE = 256
+
+
+def _fast_key(head: bytes, from_client: bool, append_run: int, cache: dict[bytes, Any]) -> tuple[Any, ...] | None:
     """What tells chunks of one join apart, read from the raw text of a flat delta event.
 
     Only a lookup key: a join is first found by parsing, and this key is then
     mapped to it, so later chunks of the same join find it without parsing.
+    ``cache`` (one per recording) maps recent heads to their key fields.
     """
-    if len(head) > 1024 or b"\\" in head:
+    fields = cache.get(head)
+    if fields is None:
+        fields = _DROP if len(head) > 1024 or b"\\" in head else tuple(_KEY_FIELDS.findall(head))
+        if len(cache) < _HEAD_CACHE:
+            cache[head] = fields
+    if fields is _DROP:
         return None
-    return (from_client, append_run if from_client else 0, *_KEY_FIELDS.findall(head))
+    return (from_client, append_run if from_client else 0, *fields)
 
 
 def _parse(head: bytes) -> dict[str, Any] | None:
@@ -488,6 +545,8 @@ def normalize(
     events: dict[str, list[Event]] = {"client": [], "server": []}
     joins: dict[Any, Event] = {}
     fast_joins: dict[Any, Event] = {}
+    audio = _AudioHasher()
+    head_keys: dict[bytes, Any] = {}
     anchors: dict[str, int] = {}
     anchor_sub: dict[int, int] = {}
     turns: list[Turn] = []
@@ -523,11 +582,11 @@ def normalize(
         if chunks:
             # Audio deltas and appends are most of a session: once a join is
             # known, later chunks of it are recognised without parsing JSON.
-            fkey = _fast_key(head, from_client, append_run)
+            fkey = _fast_key(head, from_client, append_run, head_keys)
             ev = fast_joins.get(fkey) if fkey is not None else None
             if ev is not None:
                 ev.messages += 1
-                ev._join.add_audio(chunks, is_packed, n)
+                ev._join.add_audio(chunks, is_packed)
                 continue
         obj = _parse(head)
         if obj is None:
@@ -570,7 +629,7 @@ def normalize(
                 if typ in TEXT_JOIN:
                     join = _Join(fld, None)
                 else:
-                    join = _Join(fld, in_fmt if from_client else out_fmt)
+                    join = _Join(fld, in_fmt if from_client else out_fmt, audio)
                 # Walk now so ids get their ordinals in order of appearance.
                 ev = Event(direction, typ, nz.body(obj), n, t, done_count + 1, (seq, 0))
                 ev._join = join
@@ -589,9 +648,9 @@ def normalize(
                 if type(value) is str:
                     join.texts.append(value)
             elif chunks:
-                join.add_audio(chunks, is_packed, n)
+                join.add_audio(chunks, is_packed)
             elif type(value) is str and value:
-                join.add_audio(_b64(value), False, n)
+                join.add_audio(_b64(value), False)
             continue
 
         turn_no = done_count + 1
@@ -649,13 +708,12 @@ def normalize(
                     if isinstance(iid, str) and iid not in anchors:
                         anchors[iid] = seq
 
+    audio.flush()
     for ev in joins.values():
         raw = ev._raw
         join = ev._join
         raw[join.field] = join.value()
         ev.body = nz.body(raw)
-        if join.fp is not None:
-            ev.audio_src = (join.field, join.msgs)
         ev._raw = ev._join = None
     out: dict[str, list[Event]] = {}
     for direction, evs in events.items():
@@ -668,47 +726,6 @@ def normalize(
     meta = _meta(header or {}, handshake)
     flavour = "beta" if beta else ("ga" if ga else None)
     return Normalized(out["client"], out["server"], turns, meta, flavour, n)
-
-
-def audio_hashes(messages: Iterable[Message], events: Iterable[Event]) -> int:
-    """Replace the provisional (``~``) audio hashes of ``events`` by the real ones.
-
-    ``messages`` must be the messages of the recording the events came from
-    (read it again with ``open_recording``); only the messages of these joins
-    are unpacked. Returns the number of events updated.
-    """
-    owner: dict[int, Any] = {}
-    todo: list[tuple[Event, Any]] = []
-    for ev in events:
-        if ev.audio_src is None:
-            continue
-        field_, msgs = ev.audio_src
-        h = hashlib.sha256()
-        todo.append((ev, h))
-        for k in msgs:
-            owner[k] = (h, field_)
-    if not todo:
-        return 0
-    last = max(owner)
-    for n, m in enumerate(messages, 1):
-        hit = owner.get(n)
-        if hit is not None:
-            h, field_ = hit
-            chunks = m.audio
-            if not chunks:
-                obj = _parse(m.head) or {}
-                v = obj.get(field_)
-                chunks = _b64(v) if isinstance(v, str) and v else []
-            for c in chunks:
-                h.update(c)
-        if n >= last:
-            break
-    for ev, h in todo:
-        value = ev.body.get(ev.audio_src[0])
-        if isinstance(value, dict) and isinstance(value.get("sha256"), str):
-            value["sha256"] = h.hexdigest()[:16]
-        ev.audio_src = None
-    return len(todo)
 
 
 def _place_transcription(ev: Event, obj: dict[str, Any], anchors: dict[str, int], subs: dict[int, int]) -> None:

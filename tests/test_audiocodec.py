@@ -1,0 +1,87 @@
+"""rtproxy.audiocodec: unpack_many / unpack_stream give exactly what unpack gives, chunk by chunk."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+
+import numpy as np
+import pytest
+
+from rtproxy.audiocodec import ORDER0, ORDER1, ORDER2, RAW, pack, unpack, unpack_many, unpack_stream
+
+SPEECH = (os.path.join(os.path.dirname(__file__), "data", "speech_24k.pcm"))
+
+
+def _speech() -> bytes:
+    with open(SPEECH, "rb") as f:
+        return f.read()
+
+
+def _random_chunk(rng: random.Random) -> bytes:
+    kind = rng.randrange(5)
+    if kind == 0:  # short or odd: stored raw
+        return rng.randbytes(rng.choice([0, 1, 7, 63, 65, 129]))
+    if kind == 1:  # noise, maybe odd length
+        return rng.randbytes(2 * rng.randrange(32, 700) + rng.randrange(2))
+    n = rng.randrange(32, 3000)
+    steps = np.array([rng.randrange(-600, 600) for _ in range(n)], dtype=np.int64)
+    if kind == 2:  # a smooth signal: order 1 or 2
+        return np.cumsum(steps).astype(np.int16).tobytes()
+    if kind == 3:  # smoother still, wrapping around int16
+        return np.cumsum(np.cumsum(steps // 20)).astype(np.int16).tobytes()
+    return np.array([rng.randrange(-40, 40) for _ in range(n)], dtype=np.int16).tobytes()  # order 0
+
+
+def test_unpack_many_is_unpack_of_each_chunk_joined_on_random_data() -> None:
+    rng = random.Random(4)
+    tags_seen: set[int] = set()
+    for _ in range(300):
+        audio = [_random_chunk(rng) for _ in range(rng.randrange(1, 30))]
+        packed = [pack(a) for a in audio]
+        tags_seen |= {p[0] for p in packed}
+        assert [unpack(p) for p in packed] == audio
+        assert unpack_many(packed) == b"".join(audio)
+    assert tags_seen == {RAW, ORDER0, ORDER1, ORDER2}
+
+
+def test_chunk_boundaries_restart_the_predictor() -> None:
+    """One stream cut at every size, equal and unequal, in runs with and without RAW chunks."""
+    pcm = _speech()[: 48000 * 2]
+    for size in (64, 960, 961 * 2, 4800):
+        equal = [pack(pcm[i : i + size]) for i in range(0, len(pcm), size)]
+        assert unpack_many(equal) == pcm
+    rng = random.Random(7)
+    cuts = sorted(rng.sample(range(1, len(pcm)), 300))
+    pieces = [pcm[a:b] for a, b in zip([0, *cuts], [*cuts, len(pcm)])]
+    packed = [pack(p) for p in pieces]
+    assert {p[0] for p in packed} >= {RAW, ORDER1, ORDER2}  # odd and short pieces stay raw
+    assert unpack_many(packed) == pcm
+    h = hashlib.sha256()
+    unpack_stream(packed, h.update)
+    assert h.hexdigest() == hashlib.sha256(pcm).hexdigest()
+
+
+def test_every_tag_alone_and_empty_input() -> None:
+    assert unpack_many([]) == b""
+    assert unpack_many([bytes((RAW,))]) == b""
+    assert unpack_many([bytes((ORDER2,))]) == b""  # a packed chunk with no samples
+    assert unpack_many([bytes((RAW,)) + b"\x01\x02\x03"]) == b"\x01\x02\x03"
+    x = np.arange(-500, 500, 3, dtype=np.int16)
+    for tag in (ORDER0, ORDER1, ORDER2):
+        r = x
+        for _ in range(tag - ORDER0):
+            r = np.diff(r, prepend=np.int16(0))
+        z = ((r << 1) ^ (r >> 15)).view(np.uint16).view(np.uint8).reshape(-1, 2)
+        chunk = bytes((tag,)) + z[:, 0].tobytes() + z[:, 1].tobytes()
+        assert unpack(chunk) == unpack_many([chunk]) == unpack_many([chunk, chunk])[: x.nbytes] == x.tobytes()
+
+
+def test_bad_chunks_raise_value_error_like_unpack() -> None:
+    good = pack(_speech()[:960])
+    for bad in (b"", bytes((9,)) + b"\x00\x00", bytes((ORDER1,)) + b"\x00\x00\x00"):
+        with pytest.raises(ValueError):
+            unpack(bad)
+        with pytest.raises(ValueError):
+            unpack_many([good, bad, good])
