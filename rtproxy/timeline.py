@@ -108,7 +108,8 @@ def _detail(typ: str, obj: dict) -> str:
             bits = [str(s.get(k)) for k in ("model", "type") if s.get(k)]
             i_fmt, o_fmt = audio_format_from_session(s)
             if i_fmt or o_fmt:
-                bits.append(f"audio in {i_fmt.codec if i_fmt else '?'} out {o_fmt.codec if o_fmt else '?'}")
+                fmts = [f"{d} {f.codec}" for d, f in (("in", i_fmt), ("out", o_fmt)) if f]
+                bits.append("audio " + " ".join(fmts))
             return " ".join(bits)
     if typ == "conversation.item.truncate":
         return f"audio_end_ms={obj.get('audio_end_ms')}"
