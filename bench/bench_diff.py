@@ -24,10 +24,10 @@ jitter; and with these planted differences:
 * the close code and reason (1000 -> 1011).
 
 B comes twice: ``b`` with A's audio chunk sizes (as a client replay of A
-gives), ``b_rechunked`` with other sizes for appends and audio deltas. Audio
-is stored packed; rtproxy diff fingerprints the packed chunks and unpacks a
-join only when its fingerprint differs, so re-chunked audio costs a full
-unpack of every audio join (the second figure).
+gives), ``b_rechunked`` with other sizes for appends and audio deltas (as a
+second run against a live API gives). Audio is stored packed; rtproxy diff
+unpacks every audio join in batches (``audiocodec.unpack_stream``) and hashes
+the joined audio, so both cases cost the same.
 
 The diff is the real command, ``rtproxy diff A B --format json``; the
 baseline reads both files with ``open_recording``, touching every message's
