@@ -148,7 +148,7 @@ def render_text(r: DiffResult, style: Style | None = None) -> str:
     lines.append(f"  B  {r.b_path}")
     lines.append("")
     lines.append(st("Summary", bold=True))
-    ma, mb = r.meta_a, r.meta_b
+    ma = r.meta_a
     conn = (
         "same" if not r.meta else ", ".join(f"{m.field} differs" for m in r.meta)
     ) + f" (HTTP {ma.get('status')}, subprotocol {ma.get('subprotocol') or '-'}, model {ma.get('model') or '-'}, close {ma.get('close_code')})"
