@@ -282,22 +282,15 @@ def _show_text(file: str, flt: Any = None) -> None:
             )
 
 
+# Commands that live in their own modules; they import fail() and Exit from here,
+# hence the imports below the definitions.
+from .diff_cmd import diff  # noqa: E402
+from .export import export, redact  # noqa: E402
+from .importer import import_cmd  # noqa: E402
 from .replay_cli import replay  # noqa: E402
 
-cli.add_command(replay)
-
-from .export import export, redact  # noqa: E402
-
-cli.add_command(export)
-cli.add_command(redact)
-
-from .importer import import_cmd  # noqa: E402
-
-cli.add_command(import_cmd)
-
-from .diff_cmd import diff  # noqa: E402
-
-cli.add_command(diff)
+for _command in (replay, diff, export, redact, import_cmd):
+    cli.add_command(_command)
 
 
 def main() -> None:
