@@ -222,8 +222,8 @@ def _show_summary(file: str, as_json: bool) -> None:
             sys.stdout.write(json.dumps({"kind": "response", **d, "duration_s": r.duration_s}, ensure_ascii=False) + "\n")
         for x in s.errors:
             sys.stdout.write(json.dumps({"kind": "error", **asdict(x)}, ensure_ascii=False) + "\n")
-        for x in s.truncates:
-            d = {"kind": "truncate", **asdict(x), "problem": x.problem}
+        for tr in s.truncates:
+            d = {"kind": "truncate", **asdict(tr), "problem": tr.problem}
             sys.stdout.write(json.dumps(d, ensure_ascii=False) + "\n")
         return
     sys.stdout.write(f"{file}\n")

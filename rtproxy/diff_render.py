@@ -258,8 +258,8 @@ def render_markdown(r: DiffResult) -> str:
             where = _where(e)
             lines.append(f"- **{_KIND_WORD[e.kind]}** `{e.type}` ({e.direction}, turn {e.turn}; {where})")
             if e.kind == "changed":
-                for c in e.changes:
-                    lines.extend(_md_field(c, "  "))
+                for fc in e.changes:
+                    lines.extend(_md_field(fc, "  "))
             else:
                 body = (e.a or e.b).body  # type: ignore[union-attr]
                 lines.append(f"  - {_md_code({k: v for k, v in body.items() if k != 'type'}, 300)}")

@@ -121,7 +121,7 @@ def export(file: str, fmt: str, out: str | None, split: bool, no_audio: bool) ->
     try:
         if fmt == "jsonl":
             if out == "-":
-                write_jsonl(file, click.get_text_stream("stdout"))
+                write_jsonl(file, sys.stdout)
                 return
             with open(out + ".part", "w", encoding="utf-8") as fh:
                 write_jsonl(file, fh)

@@ -43,7 +43,7 @@ import struct
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, BinaryIO, Iterator
+from typing import Any, BinaryIO, Iterator, cast
 
 import msgpack
 import zstandard
@@ -187,7 +187,7 @@ class Message:
     @property
     def payload(self) -> bytes | list[bytes]:
         if self._packed:
-            p = list(self._payload)
+            p = list(cast("list[bytes]", self._payload))
             try:
                 p[1::2] = [unpack_audio(a) for a in p[1::2]]
             except ValueError as exc:
@@ -249,7 +249,7 @@ class Message:
         while not unpacked yet, else None: lets a reader fingerprint audio cheaply."""
         if not self._packed:
             return None
-        return self._payload[1::2]  # type: ignore[index]
+        return cast("list[bytes]", self._payload)[1::2]
 
     @property
     def audio(self) -> list[bytes]:

@@ -27,7 +27,7 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any, Iterable, cast
 
 from .audiocodec import unpack_stream
 from .format import CorruptRecording, Message
@@ -400,7 +400,7 @@ def _b64(value: str) -> list[bytes]:
         return [value.encode("utf-8", "surrogateescape")]
 
 
-_scan = json.JSONDecoder().scan_once
+_scan = json.JSONDecoder().scan_once  # type: ignore[attr-defined]  # CPython's JSON scanner
 _KEY_FIELDS = re.compile(rb'"(?:type|response_id|item_id|content_index)"\s*:\s*(?:"[^"\\]*"|\d+)')
 
 
@@ -422,7 +422,7 @@ def _fast_key(head: bytes, from_client: bool, append_run: int, cache: dict[bytes
             cache[head] = fields
     if fields is _DROP:
         return None
-    return (from_client, append_run if from_client else 0, *fields)
+    return (from_client, append_run if from_client else 0, *cast("tuple[bytes, ...]", fields))
 
 
 def _parse(head: bytes) -> dict[str, Any] | None:

@@ -210,19 +210,19 @@ async def _client_replay(
             ping_interval=None,
         )
     except websockets.InvalidStatus as exc:
-        resp = exc.response
+        refusal = exc.response
         writer = _open_writer(path, header, red_url, model, q_red, file)
         req_headers, _ = redact_headers(headers)
-        body, _ = redact_payload(resp.body or b"")
+        body, _ = redact_payload(bytes(refusal.body or b""))
         writer.write_handshake(
             method="GET", url=red_url, path=_path_of(red_url),
-            http_version="HTTP/1.1", request_headers=req_headers, status=resp.status_code,
-            reason=resp.reason_phrase, response_headers=redact_headers(resp.headers.raw_items())[0],
+            http_version="HTTP/1.1", request_headers=req_headers, status=refusal.status_code,
+            reason=refusal.reason_phrase, response_headers=redact_headers(refusal.headers.raw_items())[0],
             response_body=body, subprotocol=None, extensions=None, t_request=t_request, t_response=time.time(),
         )
         writer.close(duration_s=0.0, refused=True, replay_of=file)
         reader.close()
-        result.status = resp.status_code
+        result.status = refusal.status_code
         return result
     except (OSError, TimeoutError, websockets.InvalidHandshake, websockets.InvalidURI) as exc:
         reader.close()

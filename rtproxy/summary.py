@@ -252,7 +252,7 @@ class Summarizer:
         obj = event_head(m)
         if obj is None:
             return None
-        typ = canonical_event_type(e.type)
+        typ = canonical_event_type(e.type) or ""
         if m.from_client:
             rec = (e.index, e.type, t)
             eid = obj.get("event_id")
