@@ -78,6 +78,8 @@ class ServerStep:
     audio_ms: float = 0.0
     gap_ns: int = 0
     """Recorded time since the message it followed."""
+    after_index: int = -1
+    """Index in the recording of the client message it followed (EVENT, AUDIO), else -1."""
 
     @property
     def type(self) -> str | None:
@@ -113,13 +115,21 @@ class Divergence:
     recorded_index: int | None = None
     recorded_offset_ms: float | None = None
     field: str | None = None
+    waited_s: float | None = None
+    """Set when nothing arrived: how long the replay waited (``--wait-timeout``)."""
 
     def message(self) -> str:
         """One line: where, what the recording expected, what arrived."""
-        where = f"client message #{self.live_index} at {self.offset_ms:.1f} ms"
         rec = ""
         if self.recorded_index is not None:
             rec = f" (recorded message #{self.recorded_index} at {self.recorded_offset_ms:.1f} ms)"
+        if self.waited_s is not None:
+            # What is missing first: a --strict close reason keeps only 123 bytes.
+            return (
+                f"divergence: nothing arrived within {self.waited_s:g} s: recording expected "
+                f"{self.expected}{rec}, due as client message #{self.live_index} by {self.offset_ms:.1f} ms"
+            )
+        where = f"client message #{self.live_index} at {self.offset_ms:.1f} ms"
         if self.field:
             return (
                 f"divergence: {where}, field {self.field}: recording expected {self.expected}{rec}, "
@@ -178,6 +188,7 @@ def server_steps(messages: Iterable[Message]) -> Iterator[ServerStep]:
     """The server messages of a recording, each with what it followed. Streams."""
     after, ordinal, audio_ms, last_t = START, 0, 0.0, 0
     segment_ms = 0.0
+    last_client = -1
     for index, m, typ, ms in _walk(messages):
         if m.from_client:
             if typ == APPEND:
@@ -187,12 +198,12 @@ def server_steps(messages: Iterable[Message]) -> Iterator[ServerStep]:
                 after, audio_ms = EVENT, 0.0
                 ordinal += 1
                 segment_ms = 0.0
-            last_t = m.t_ns
+            last_t, last_client = m.t_ns, index
             continue
         if after == EVENT:
-            yield ServerStep(index, m.t_ns, m, EVENT, ordinal - 1, 0.0, m.t_ns - last_t)
+            yield ServerStep(index, m.t_ns, m, EVENT, ordinal - 1, 0.0, m.t_ns - last_t, last_client)
         elif after == AUDIO:
-            yield ServerStep(index, m.t_ns, m, AUDIO, ordinal, audio_ms, m.t_ns - last_t)
+            yield ServerStep(index, m.t_ns, m, AUDIO, ordinal, audio_ms, m.t_ns - last_t, last_client)
         else:
             yield ServerStep(index, m.t_ns, m, after, 0, 0.0, m.t_ns - last_t)
         after, last_t = SERVER, m.t_ns
@@ -319,6 +330,12 @@ class ReplayScheduler:
     client's corresponding event, then keeps the recorded gap; steps that
     followed a server message keep their spacing. ``pace="clock"``: each step
     at its recorded offset. Gaps are divided by ``speed``; speed 0: no gaps.
+
+    ``wait_timeout_ns`` (client pace; 0: wait forever): while a step waits for
+    the client, :meth:`next_deadline` says when to give up on it; the shell
+    arms a timer and, if nothing released the step by then, calls
+    :meth:`timeout`, which reports the missing message and releases the step
+    as if it had arrived.
     """
 
     def __init__(
@@ -328,11 +345,14 @@ class ReplayScheduler:
         *,
         pace: str = "client",
         speed: float = 1.0,
+        wait_timeout_ns: int = 0,
     ) -> None:
         if pace not in ("client", "clock"):
             raise ValueError(f"pace {pace!r}: expected client or clock")
         self.pace = pace
         self.speed = speed
+        self.wait_timeout_ns = max(0, int(wait_timeout_ns))
+        self._prev_t = 0  # recorded time of the last step handed out
         self._steps = iter(steps)
         self._events = iter(events)
         self._event_buf: deque[ClientEvent] = deque()
@@ -438,6 +458,7 @@ class ReplayScheduler:
         assert nxt is not None, "pop() without a due step"
         due, step = nxt
         self._prev_due = due
+        self._prev_t = step.t_ns
         self._head = None
         self._head_loaded = False
         self.sent += 1
@@ -448,6 +469,53 @@ class ReplayScheduler:
                 if fmt:
                     self.in_format = fmt
         return step
+
+    def next_deadline(self) -> int | None:
+        """When to call :meth:`timeout` if the client sends nothing, or None.
+
+        None unless the next step waits for the client (client pace) and a
+        wait timeout is set. The deadline is ``wait_timeout_ns`` after the
+        client message was due: the last sent step's due time plus the
+        recorded gap from it to that client message.
+        """
+        if self.wait_timeout_ns <= 0 or self.pace != "client":
+            return None
+        step = self._peek_step()
+        if step is None or step.after not in (EVENT, AUDIO) or self._release(step) is not None:
+            return None
+        return self._expected_at(step) + self.wait_timeout_ns
+
+    def timeout(self, now_ns: int) -> list[Divergence]:
+        """The shell's timer fired at ``now_ns``: if the deadline passed, report the
+        missing client message and release the waiting step as if it had arrived
+        (so the held server messages go on). Returns the divergence (or nothing)."""
+        deadline = self.next_deadline()
+        if deadline is None or now_ns < deadline:
+            return []
+        step = self._peek_step()
+        assert step is not None and self.start_ns is not None
+        ev = self._peek_event(step.ordinal)
+        if step.after == EVENT:
+            expected = ev.type if ev is not None and ev.type else "a client event"
+        else:
+            name = ev.type if ev is not None and ev.type else "the end of the session"
+            expected = f"{APPEND} ({step.audio_ms:.0f} ms of input audio before {name})"
+        rec_index = step.after_index if step.after_index >= 0 else None
+        rec_ms = (step.t_ns - step.gap_ns) / 1e6 if rec_index is not None else None
+        d = Divergence(
+            self.live_count, (deadline - self.start_ns) / 1e6, expected, "nothing",
+            rec_index, rec_ms, waited_s=self.wait_timeout_ns / 1e9,
+        )
+        if step.after == EVENT:
+            self._advance_to(step.ordinal + 1, now_ns)
+        else:
+            if step.ordinal > self.cursor:
+                self._advance_to(step.ordinal, now_ns)
+            if step.ordinal == self.cursor:
+                self._segment_ms = max(self._segment_ms, step.audio_ms)
+                self._crossings.append((step.audio_ms, now_ns))
+        self.divergences.append(d)
+        return [d]
 
     @property
     def finished(self) -> bool:
@@ -553,6 +621,12 @@ class ReplayScheduler:
             del cr[: i - 1]
             self._crossing_pos = 1
         return cr[self._crossing_pos][1]
+
+    def _expected_at(self, step: ServerStep) -> int:
+        """When the client message ``step`` waits for was due on the live clock."""
+        assert self.start_ns is not None
+        base = self._prev_due if self._prev_due is not None else self.start_ns
+        return base + self.scaled(max(0, step.t_ns - step.gap_ns - self._prev_t))
 
     def _due(self, step: ServerStep) -> int | None:
         start = self.start_ns

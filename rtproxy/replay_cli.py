@@ -35,6 +35,15 @@ def fail(message: str) -> None:
 )
 @click.option("--strict", is_flag=True, help="Close a diverging client with code 4900 and the reason.")
 @click.option("--once", is_flag=True, help="Exit after the first session.")
+@click.option(
+    "--wait-timeout",
+    default=10.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="Server replay, client pace: seconds to wait for a client message the recording expects, "
+    "from when it was due; then report it as a divergence and go on as if it had arrived "
+    "(--strict: close with 4900). 0: wait forever.",
+)
 @click.option("--to", "to_url", default=None, help="Client replay: send the recorded client side to this endpoint.")
 @click.option("--out-dir", default="recordings", show_default=True, help="Client replay: folder for the new .rtrec.")
 @click.option("--header", "headers", multiple=True, help='Client replay: extra handshake header "Name: value".')
@@ -47,6 +56,7 @@ def replay(
     pace: str | None,
     strict: bool,
     once: bool,
+    wait_timeout: float,
     to_url: str | None,
     out_dir: str,
     headers: tuple[str, ...],
@@ -57,7 +67,9 @@ def replay(
     \b
     Server replay: point the client at the printed websocket_base_url; every
     connection gets the recorded server messages, byte-exact. Each session ends
-    with a report line; exit status 1 when a session diverged.
+    with a report line; exit status 1 when a session diverged. With client
+    pace, a client message the recording expects that does not arrive within
+    --wait-timeout seconds is a divergence too.
     \b
     Client replay: connects to URL (credentials: OPENAI_API_KEY or --header),
     sends the recorded client messages and records the new session to OUT_DIR.
@@ -71,11 +83,11 @@ def replay(
         return
     if pace == "server":
         fail("--pace server is for client replay (--to URL); a replay server paces by client or clock")
-    _server_replay(file, listen_host, listen_port, factor, pace or "client", strict, once)
+    _server_replay(file, listen_host, listen_port, factor, pace or "client", strict, once, wait_timeout)
 
 
 def _server_replay(
-    file: str, host: str, port: int, speed: float, pace: str, strict: bool, once: bool
+    file: str, host: str, port: int, speed: float, pace: str, strict: bool, once: bool, wait_timeout: float = 10.0
 ) -> None:
     from .replay_server import ReplayConfig, SessionReport, load_summary, run_replay_server
 
@@ -83,7 +95,7 @@ def _server_replay(
         header, handshake = load_summary(file)
     except RecordingError as exc:
         fail(str(exc))
-    cfg = ReplayConfig(file, host, port, speed, pace, strict, once)
+    cfg = ReplayConfig(file, host, port, speed, pace, strict, once, wait_timeout)
 
     def ready(bound: int) -> None:
         h = host if ":" not in host else f"[{host}]"

@@ -60,6 +60,8 @@ class ReplayConfig:
     pace: str = "client"
     strict: bool = False
     once: bool = False
+    wait_timeout: float = 10.0
+    """Seconds to wait for a client message the recording expects (client pace); 0: forever."""
 
 
 @dataclass
@@ -228,7 +230,8 @@ class ReplayServer:
         r_server = open_recording(cfg.file)
         r_client = open_recording(cfg.file)
         sched = ReplayScheduler(
-            server_steps(r_server.messages()), client_events(r_client.messages()), pace=cfg.pace, speed=cfg.speed
+            server_steps(r_server.messages()), client_events(r_client.messages()), pace=cfg.pace, speed=cfg.speed,
+            wait_timeout_ns=int(cfg.wait_timeout * 1e9),
         )
         sched.start(time.monotonic_ns())
         progress = asyncio.Event()
@@ -260,7 +263,7 @@ class ReplayServer:
             self.clock = _Clock()
         receiver = asyncio.create_task(receive())
         sender = asyncio.create_task(
-            self._send_all(ws, sched, report, progress, strict_close, receiver, r_server, self.clock)
+            self._send_all(ws, sched, report, progress, strict_close, receiver, r_server, self.clock, self.cfg)
         )
         try:
             await asyncio.wait({sender})
@@ -298,6 +301,7 @@ class ReplayServer:
         receiver: asyncio.Task[None],
         reader: RecordingReader,
         timer: _Clock,
+        cfg: ReplayConfig,
     ) -> None:
         last_t = 0
         while True:
@@ -308,11 +312,26 @@ class ReplayServer:
                 if sched.finished:
                     break
                 progress.clear()
+                deadline = sched.next_deadline()
+                wait = None if deadline is None else max(0.0, (deadline - time.monotonic_ns()) / 1e9)
                 waiter = asyncio.ensure_future(progress.wait())
-                done, _ = await asyncio.wait({waiter, receiver}, return_when=asyncio.FIRST_COMPLETED)
-                if waiter not in done:
-                    waiter.cancel()
+                done, _ = await asyncio.wait(
+                    {waiter, receiver}, timeout=wait, return_when=asyncio.FIRST_COMPLETED
+                )
+                if waiter in done:
+                    continue
+                waiter.cancel()
+                if receiver in done or strict_close:
                     return  # the client left, or was closed under --strict
+                # Nothing arrived in time: the scheduler reports it and lets the replay go on.
+                found = sched.timeout(time.monotonic_ns())
+                for d in found:
+                    report.divergences.append(d)
+                    self.on_divergence(report.number, d)
+                if found and cfg.strict:
+                    strict_close.append(found[0])
+                    await self._close_strict(ws, found[0], report)
+                    return
                 continue
             due, step = nxt
             # Sessions of one recording send the same bytes: decode each message once.

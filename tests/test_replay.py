@@ -271,3 +271,59 @@ def test_several_differing_fields_are_counted() -> None:
     )
     assert d.field == "session.update session.instructions"
     assert "(and 1 more field differs: session.voice)" in d.message()
+
+
+def test_wait_timeout_reports_the_missing_client_message_and_releases_the_response() -> None:
+    s = scheduler(dialogue(), wait_timeout_ns=1000 * MS)
+    drain(s, 50 * MS)
+    s.client_message(100 * MS, True, live({"type": "session.update", "session": SESSION}))
+    drain(s, 200 * MS)
+    s.client_message(200 * MS, True, live_append(100))
+    s.client_message(300 * MS, True, live_append(100))
+    drain(s, 400 * MS)
+    s.client_message(400 * MS, True, live({"type": "input_audio_buffer.commit"}))
+    assert drain(s, 450 * MS) == [(403, "input_audio_buffer.committed")]
+    # response.create was due 97 ms after committed (recorded 403 -> 500 ms): deadline 1 s later
+    assert s.next_send() is None
+    assert s.next_deadline() == 1500 * MS
+    assert s.timeout(1499 * MS) == []  # too early: nothing happens
+    assert s.next_send() is None
+    [d] = s.timeout(1500 * MS)
+    line = d.message()
+    assert "recording expected response.create (recorded message #8 at 500.0 ms)" in line
+    assert line.startswith("divergence: nothing arrived within 1 s: ")
+    assert line.endswith("due as client message #4 by 1500.0 ms")
+    assert s.divergences == [d]
+    # lenient: the held response goes on as if response.create had arrived at 1500 ms
+    assert drain(s, 9000 * MS) == [
+        (1520, "response.created"),
+        (1560, "response.output_audio_transcript.delta"),
+        (1600, "response.done"),
+    ]
+    assert s.finished and s.next_deadline() is None
+
+
+def test_wait_timeout_on_missing_input_audio_and_no_deadline_when_off_or_satisfied() -> None:
+    s = scheduler(dialogue(), wait_timeout_ns=500 * MS, speed=2.0)
+    drain(s, 10 * MS)
+    s.client_message(50 * MS, True, live({"type": "session.update", "session": SESSION}))
+    assert drain(s, 60 * MS) == [(51, "session.updated")]
+    s.client_message(60 * MS, True, live_append(50))  # 50 ms of the 200 the recording had
+    # the last append was recorded at 300 ms, 198 ms after session.updated: 99 ms at speed 2
+    assert s.next_deadline() == (51 + 99 + 500) * MS
+    [d] = s.timeout(650 * MS)
+    assert "input_audio_buffer.append (200 ms of input audio before input_audio_buffer.commit)" in d.message()
+    assert "recorded message #4 at 300.0 ms" in d.message()
+    assert drain(s, 700 * MS) == [(655, "input_audio_buffer.speech_started")]
+    # the client goes on normally: no more divergences
+    s.client_message(700 * MS, True, live({"type": "input_audio_buffer.commit"}))
+    assert drain(s, 800 * MS) == [(701, "input_audio_buffer.committed")]
+    assert len(s.divergences) == 1
+
+    forever = scheduler(dialogue())  # wait_timeout_ns 0: wait forever
+    drain(forever, 50 * MS)
+    assert forever.next_send() is None and forever.next_deadline() is None
+    assert forever.timeout(10**15) == [] and forever.divergences == []
+
+    clock = scheduler(dialogue(), pace="clock", wait_timeout_ns=MS)
+    assert clock.next_deadline() is None  # clock pace never waits for the client

@@ -420,3 +420,50 @@ def test_a_different_function_output_is_reported_with_the_field(tmp_path: Path) 
     (line,) = [l for l in out.splitlines() if "divergence:" in l]
     assert "field conversation.item.create item.output" in line
     assert '21}' in line and '35}' in line
+
+
+async def forgetful_client(url: str, n_expected: int) -> tuple[list[bytes], float, websockets.ConnectionClosed | None]:
+    """A plain websockets client that never sends its response.create. Returns the server
+    messages it got, seconds from sending its commit to receiving response.created, and
+    how the server closed (None if it read every expected message)."""
+    pcm = speech_pcm()[: 48 * 600]
+    got: list[bytes] = []
+    t_commit = t_created = 0.0
+    async with websockets.connect(url + "/realtime?model=gpt-realtime") as ws:
+        got.append(await ws.recv(decode=False))  # session.created
+        await ws.send(json.dumps({"type": "session.update", "session": SESSION}))
+        for i in range(0, len(pcm), 4800):
+            await ws.send(json.dumps({"type": "input_audio_buffer.append", "audio": base64.b64encode(pcm[i : i + 4800]).decode()}))
+        await ws.send(json.dumps({"type": "input_audio_buffer.commit"}))
+        t_commit = time.monotonic()
+        try:
+            while len(got) < n_expected:
+                raw = await ws.recv(decode=False)
+                got.append(raw)
+                if json.loads(raw)["type"] == "response.created":
+                    t_created = time.monotonic()
+        except websockets.ConnectionClosed as closed:
+            return got, t_created - t_commit, closed
+    return got, t_created - t_commit, None
+
+
+def test_wait_timeout_reports_a_missing_response_create_and_goes_on_or_closes_strict(recording: Path) -> None:
+    expected = server_messages(recording)
+    rp = Replay(recording, "--once", "--wait-timeout", "0.5")
+    got, waited, closed = asyncio.run(forgetful_client(rp.ws_base, len(expected)))
+    code, out, _ = rp.finish()
+    assert closed is None and got == expected  # lenient: the response came anyway, byte-exact
+    assert 0.45 <= waited < 5, waited  # held for the timeout, then released
+    assert code == 1, out
+    line = next(l for l in out.splitlines() if "divergence:" in l)
+    assert "recording expected response.create (recorded message #" in line
+    assert "nothing arrived within 0.5 s" in line
+    assert "; 1 divergence;" in out
+
+    rp = Replay(recording, "--once", "--wait-timeout", "0.5", "--strict")
+    got, _, closed = asyncio.run(forgetful_client(rp.ws_base, len(expected)))
+    code, out, _ = rp.finish()
+    assert closed is not None and closed.rcvd is not None and closed.rcvd.code == 4900
+    assert "response.create" in closed.rcvd.reason and "nothing arrived within 0.5 s" in closed.rcvd.reason
+    assert not any(b'"response.created"' in m for m in got)
+    assert code == 1 and "closed with 4900" in out
