@@ -18,12 +18,13 @@ import signal
 import time
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import websockets
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
+from websockets.typing import Subprotocol
 
 from .format import RecordingReader, open_recording
 from .replay import Divergence, ReplayScheduler, client_events, lateness_stats, server_steps
@@ -218,9 +219,11 @@ class ReplayServer:
             asyncio.get_running_loop().call_later(0.2, self.finished.set)
         return Response(status, reason, headers, body)
 
-    def select_subprotocol(self, conn: ServerConnection, offered: list[str]) -> str | None:
+    def select_subprotocol(
+        self, conn: ServerConnection, offered: Sequence[Subprotocol]
+    ) -> Subprotocol | None:
         recorded = self.handshake.get("subprotocol")
-        return recorded if recorded and recorded in offered else None
+        return Subprotocol(recorded) if recorded and recorded in offered else None
 
     # -- one session ----------------------------------------------------------
     async def handler(self, ws: ServerConnection) -> None:
