@@ -467,3 +467,41 @@ def test_wait_timeout_reports_a_missing_response_create_and_goes_on_or_closes_st
     assert "response.create" in closed.rcvd.reason and "nothing arrived within 0.5 s" in closed.rcvd.reason
     assert not any(b'"response.created"' in m for m in got)
     assert code == 1 and "closed with 4900" in out
+
+
+def test_text_and_binary_frames_keep_their_opcode_and_the_close_its_code(tmp_path: Path) -> None:
+    """Server messages go out as the frame type they were recorded as; the recorded close ends it."""
+    from rtproxy.format import RecordingWriter
+
+    path = tmp_path / "frames.rtrec"
+    sent = [
+        (False, "text", b'{"type":"session.created","session":{"id":"sess_1"}}'),
+        (False, "binary", b"\x00\x01\xffraw"),
+        (False, "text", "caf\u00e9 \u2014 not JSON".encode()),
+        (False, "text", b""),
+        (False, "binary", b""),
+    ]
+    with RecordingWriter(path) as w:
+        w.write_header(url="ws://h/v1/realtime?model=m", model="m", started=1.0)
+        w.write_handshake(status=101, request_headers=[], response_headers=[], subprotocol=None)
+        for i, (fc, kind, data) in enumerate(sent):
+            w.write_message((i + 1) * 1_000_000, fc, kind == "text", data)
+        w.write_close(t_ns=10_000_000, code=4001, reason="recorded reason", closed_by="server")
+
+    async def client(url: str) -> tuple[list[str | bytes], int | None, str | None]:
+        got: list[str | bytes] = []
+        async with websockets.connect(url) as ws:
+            try:
+                while True:
+                    got.append(await ws.recv())
+            except websockets.ConnectionClosed as exc:
+                rcvd = exc.rcvd
+                return got, rcvd.code if rcvd else None, rcvd.reason if rcvd else None
+        return got, None, None
+
+    rp = Replay(path, "--once", "--pace", "clock", "--speed", "max")
+    got, code, reason = asyncio.run(client(rp.ws_base + "/realtime?model=m"))
+    rp.finish()
+    assert [type(g) for g in got] == [str, bytes, str, str, bytes]
+    assert [g.encode() if isinstance(g, str) else g for g in got] == [d for _, _, d in sent]
+    assert (code, reason) == (4001, "recorded reason")
