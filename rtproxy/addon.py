@@ -20,13 +20,7 @@ from mitmproxy import ctx, exceptions, http
 from . import __version__
 from .format import RecordingWriter, recording_filename, split_base64_audio
 from .protocol import model_from_url, ws_url
-from .redaction import (
-    might_hold_secrets,
-    redact_headers,
-    redact_payload,
-    redact_subprotocols,
-    redact_url,
-)
+from .redaction import Redactor, redact_url
 
 __all__ = ["RealtimeRecorder", "SessionSummary"]
 
@@ -68,6 +62,7 @@ class _Session:
     t0_ns: int
     started: float
     redactions: list[str] = field(default_factory=list)
+    redactor: Redactor = field(default_factory=Redactor)
 
 
 def _is_upgrade(flow: http.HTTPFlow) -> bool:
@@ -78,9 +73,9 @@ def _is_upgrade(flow: http.HTTPFlow) -> bool:
     )
 
 
-def _masked_subprotocol(value: str | None) -> str | None:
+def _masked_subprotocol(red: Redactor, value: str | None) -> str | None:
     # A server that selects the openai-insecure-api-key.* element would echo the key.
-    return None if value is None else redact_subprotocols(value)[0]
+    return None if value is None else red.subprotocols(value)[0]
 
 
 class RealtimeRecorder:
@@ -127,13 +122,16 @@ class RealtimeRecorder:
     # -- file set-up -----------------------------------------------------
     def _open(self, flow: http.HTTPFlow, status: int) -> _Session:
         started = flow.request.timestamp_start or time.time()
-        url, q_redacted = redact_url(ws_url(flow.request.url))
+        # Learn the session's credentials first: whatever echoes them later is removed too.
+        red = Redactor()
+        red.learn_request(flow.request.url, flow.request.headers.items(multi=True))
+        url, q_redacted = red.url(ws_url(flow.request.url))
         name, short = recording_filename(started, model_from_url(flow.request.url))
         writer = RecordingWriter(self.out_dir / name)
-        req_headers, h_redacted = redact_headers(flow.request.headers.items(multi=True))
+        req_headers, h_redacted = red.headers(flow.request.headers.items(multi=True))
         resp = flow.response
         assert resp is not None
-        resp_headers, rh_redacted = redact_headers(resp.headers.items(multi=True))
+        resp_headers, rh_redacted = red.headers(resp.headers.items(multi=True))
         redactions = [f"query:{k}" for k in q_redacted]
         redactions += [f"request-header:{k}" for k in h_redacted]
         redactions += [f"response-header:{k}" for k in rh_redacted]
@@ -150,27 +148,27 @@ class RealtimeRecorder:
         body = b""
         if status != 101:
             body = resp.raw_content or b""
-            body, changed = redact_payload(body)
+            body, changed = red.payload(body)
             if changed:
                 redactions.append("response-body")
         client_addr = flow.client_conn.peername
         writer.write_handshake(
             method=flow.request.method,
             url=url,
-            path=redact_url(flow.request.path)[0],
+            path=red.url(flow.request.path)[0],
             http_version=flow.request.http_version,
             request_headers=req_headers,
             status=resp.status_code,
             reason=resp.reason,
             response_headers=resp_headers,
             response_body=body,
-            subprotocol=_masked_subprotocol(resp.headers.get("sec-websocket-protocol")),
+            subprotocol=_masked_subprotocol(red, resp.headers.get("sec-websocket-protocol")),
             extensions=resp.headers.get("sec-websocket-extensions"),
             t_request=flow.request.timestamp_start,
             t_response=resp.timestamp_end or resp.timestamp_start,
             client=f"{client_addr[0]}:{client_addr[1]}" if client_addr else None,
         )
-        return _Session(writer, time.monotonic_ns(), time.time(), redactions)
+        return _Session(writer, time.monotonic_ns(), time.time(), redactions, red)
 
     def _finish(self, flow_id: str, sess: _Session, status: int | None, **end: object) -> None:
         w = sess.writer
@@ -247,16 +245,17 @@ class RealtimeRecorder:
         if flow.id in self._failed:
             msg.drop()
         elif sess is not None:
-            content = msg.content
-            parts = split_base64_audio(content) if msg.is_text else None
-            changed = False
-            # Look for secrets in the text around the audio: a 15 MiB append is
-            # not scanned five times over.
-            if might_hold_secrets(b"".join(parts[0::2]) if parts else content):
-                content, changed = redact_payload(content)
-                if changed:
-                    parts = None  # split again by the writer
             try:
+                content = msg.content
+                parts = split_base64_audio(content) if msg.is_text else None
+                changed = False
+                # Look for secrets in the text around the audio: a 15 MiB append is
+                # not scanned five times over.
+                red = sess.redactor
+                if red.might_hold_secrets(b"".join(parts[0::2]) if parts else content):
+                    content, changed = red.payload(content)
+                    if changed:
+                        parts = None  # split again by the writer
                 sess.writer.write_message(
                     time.monotonic_ns() - sess.t0_ns,
                     msg.from_client,
@@ -265,24 +264,31 @@ class RealtimeRecorder:
                     redacted=changed,
                     parts=parts,
                 )
-            except OSError as exc:
-                # mitmproxy cannot kill a flow once its WebSocket has started; dropping
-                # its messages from now on is how nothing passes unrecorded.
-                log.error(
-                    "rtproxy: writing %s failed: %s; this session's messages are no longer forwarded",
-                    sess.writer.path,
-                    exc,
-                )
-                del self.sessions[flow.id]
-                self._failed.add(flow.id)
+            except Exception as exc:  # noqa: BLE001 - any failure must stop the session, loudly
+                self._record_failed(flow.id, sess, exc)
                 msg.drop()
-                try:
-                    sess.writer.close(error=f"write failed: {exc}")
-                except OSError:
-                    pass  # the descriptor is closed all the same
         if not self.keep_messages and len(ws.messages) > 1:
             # mitmproxy keeps every message of a live flow; the file has them now.
             del ws.messages[:-1]
+
+    def _record_failed(self, flow_id: str, sess: _Session, exc: BaseException) -> None:
+        """A message could not be recorded: stop forwarding this session and say why.
+
+        mitmproxy cannot kill a flow once its WebSocket has started; dropping its
+        messages from now on is how nothing passes unrecorded.
+        """
+        what = f"{exc.strerror or exc}" if isinstance(exc, OSError) else f"{type(exc).__name__}: {exc}"
+        log.error(
+            "rtproxy: recording %s failed: %s; this session's messages are no longer forwarded",
+            sess.writer.path,
+            what,
+        )
+        self.sessions.pop(flow_id, None)
+        self._failed.add(flow_id)
+        try:
+            sess.writer.close(error=f"recording failed: {what}")
+        except Exception:  # noqa: BLE001 - the descriptor is closed all the same
+            pass
 
     def websocket_end(self, flow: http.HTTPFlow) -> None:
         self._failed.discard(flow.id)

@@ -19,7 +19,7 @@ from . import __version__
 from .format import MAGIC, RecordingWriter, recording_filename
 from .har import HarError, har_sessions
 from .protocol import model_from_url, ws_url
-from .redaction import redact_headers, redact_payload, redact_url
+from .redaction import Redactor
 
 __all__ = ["ImportedSession", "import_file", "import_har", "import_flows", "import_cmd", "ImportError_"]
 
@@ -66,12 +66,15 @@ def _write(
     path: str | None = None,
 ) -> ImportedSession:
     url = ws_url(url)
-    clean_url, q_red = redact_url(url)
-    req_h, h_red = redact_headers(request_headers)
-    resp_h, rh_red = redact_headers(response_headers)
+    request_headers = list(request_headers)
+    red = Redactor()
+    red.learn_request(url, request_headers)
+    clean_url, q_red = red.url(url)
+    req_h, h_red = red.headers(request_headers)
+    resp_h, rh_red = red.headers(response_headers)
     redactions = [f"query:{k}" for k in q_red] + [f"request-header:{k}" for k in h_red]
     redactions += [f"response-header:{k}" for k in rh_red]
-    body, changed = redact_payload(response_body or b"")
+    body, changed = red.payload(response_body or b"")
     if changed:
         redactions.append("response-body")
     model = model_from_url(url)
@@ -84,17 +87,17 @@ def _write(
         recorder=recorder, upstream=None, redactions=redactions, imported_from=source, source_lacks=lacks,
     )
     w.write_handshake(
-        method=method, url=clean_url, path=redact_url(path or "")[0] or None, http_version=http_version,
+        method=method, url=clean_url, path=red.url(path or "")[0] or None, http_version=http_version,
         request_headers=req_h, status=status, reason=reason, response_headers=resp_h,
         response_body=body if status != 101 else b"",
-        subprotocol=resp_map.get("sec-websocket-protocol"), extensions=resp_map.get("sec-websocket-extensions"),
+        subprotocol=red.subprotocols(resp_map["sec-websocket-protocol"])[0] if "sec-websocket-protocol" in resp_map else None, extensions=resp_map.get("sec-websocket-extensions"),
         t_request=t_request, t_response=t_response,
     )
     n = 0
     last = 0
     payload_redacted = 0
     for t_ns, from_client, is_text, content in messages:
-        content2, changed = redact_payload(content)
+        content2, changed = red.payload(content)
         payload_redacted += changed
         w.write_message(t_ns, from_client, is_text, content2, redacted=changed)
         last = max(last, t_ns)

@@ -111,7 +111,9 @@ def parse_event(data: bytes | str) -> dict[str, Any] | None:
     """The event as a dict, or None if it is not a JSON object."""
     try:
         obj = json.loads(data)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        # RecursionError: nesting deeper than Python's stack allows (a hostile or buggy
+        # client); the event is shown as not JSON rather than crashing the reader.
         return None
     return obj if isinstance(obj, dict) else None
 

@@ -1,21 +1,35 @@
 """Removing secrets before anything reaches a recording file.
 
-Pure functions. Each returns the cleaned value and whether it changed, so
-records can say what was redacted. What counts as a secret is listed in
-``docs/FORMAT.md`` ("Secrets").
+Pure code. Each function returns the cleaned value and whether (or what) it
+changed, so records can say what was redacted. What counts as a secret is
+listed in ``docs/FORMAT.md`` ("Secrets").
+
+Removal is semantic, not textual: a message is walked token by token (no
+recursion, so any depth of nesting is fine, and invalid JSON still is walked),
+every string is matched *after* JSON decoding (so ``"\\u0073k-..."`` is seen as
+``sk-...``), object keys as well as values, every duplicate member. Only the
+tokens that hold a secret are rewritten; every other byte stays as it was on
+the wire.
+
+A :class:`Redactor` also remembers the credentials it saw in a session's
+request (the bearer token, the ``api-key`` header, a key in the query or in the
+subprotocol) and removes them wherever they come back: in a response header,
+a refusal body, an ``error.message`` that echoes the key.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from typing import Any, Iterable
-from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
+from typing import Iterable
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
 
 __all__ = [
     "MARKER",
     "SECRET_HEADERS",
     "MASKED_HEADERS",
+    "SECRET_QUERY",
+    "Redactor",
     "redact_headers",
     "redact_url",
     "redact_subprotocols",
@@ -26,7 +40,7 @@ __all__ = [
 #: What a removed value is replaced with.
 MARKER = "[REDACTED by rtproxy]"
 
-#: Handshake headers whose whole value is a credential.
+#: Handshake headers whose whole value is a credential (request or response).
 SECRET_HEADERS = frozenset(
     {
         "authorization",
@@ -34,197 +48,397 @@ SECRET_HEADERS = frozenset(
         "cookie",
         "set-cookie",
         "proxy-authorization",
+        "proxy-authenticate",
+        "www-authenticate",
         "x-api-key",
         "openai-api-key",
+        "ocp-apim-subscription-key",
+        "x-goog-api-key",
     }
 )
 #: Account identifiers: not credentials, still worth masking.
 MASKED_HEADERS = frozenset({"openai-organization", "openai-project"})
+#: Headers whose value keeps its scheme word (``Bearer [REDACTED by rtproxy]``).
+_SCHEME_HEADERS = frozenset({"authorization", "proxy-authorization", "www-authenticate", "proxy-authenticate"})
 
-#: Query parameters that carry credentials (compared lower-case).
+#: Query parameters that carry credentials (compared lower-case, ``-`` and ``_`` alike).
 SECRET_QUERY = frozenset(
     {
         "api-key",
-        "api_key",
         "apikey",
         "authorization",
         "key",
         "token",
-        "access_token",
-        "client_secret",
+        "access-token",
+        "refresh-token",
+        "id-token",
+        "auth-token",
+        "subscription-key",
+        "client-secret",
         "secret",
         "sig",
         "signature",
         "password",
+        "code",
+    }
+)
+
+#: JSON members whose string value (or everything under them) is a credential.
+SECRET_MEMBERS = frozenset(
+    {
+        "authorization",
+        "api-key",
+        "apikey",
+        "x-api-key",
+        "openai-api-key",
+        "ocp-apim-subscription-key",
+        "subscription-key",
+        "client-secret",
+        "access-token",
+        "refresh-token",
+        "id-token",
+        "auth-token",
+        "password",
+        "cookie",
+        "set-cookie",
+        "proxy-authorization",
+        "www-authenticate",
+        "headers",  # MCP server headers: every value may be a credential
     }
 )
 
 _INSECURE_KEY_PREFIX = "openai-insecure-api-key."
-_EK_RE = re.compile(r"ek_[A-Za-z0-9_\-]{6,}")
-_SK_RE = re.compile(r"sk-[A-Za-z0-9_\-]{16,}")
-# Bytes whose presence makes a payload worth parsing for secrets.
-_PAYLOAD_TRIGGERS = (b"ek_", b"sk-", b"uthorization", b"headers", b"client_secret")
+# Key-shaped strings. A letter or digit before the prefix means a word such as
+# "ask_question" or "risk-free", not a key.
+_KEY_RE = re.compile(r"(?<![A-Za-z0-9])(?:sk-[A-Za-z0-9_\-]{16,}|sk_[A-Za-z0-9_\-]{16,}|ek_[A-Za-z0-9_\-]{6,})")
+_BEARER_RE = re.compile(r"(?i)(\bbearer)(\s+)([A-Za-z0-9._~+/=\-]{6,})")
+_URL_RE = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://[^\s\"'<>\\]+\?[^\s\"'<>\\]+")
+# Bytes whose presence makes a payload worth walking. ``\u`` because an escape
+# can spell any of the others; ``://`` for URLs that carry a token.
+_TRIGGER_RE = re.compile(
+    rb"(?i)sk[-_]|ek_|bearer|uthoriz|header|secret|token|api[-_]?key|password|cookie|subscription|\\u|://"
+)
+_TRIGGER_STR_RE = re.compile(_TRIGGER_RE.pattern.decode("ascii"))
+# A known secret shorter than this is not searched for everywhere (it would
+# clobber ordinary text); it is still removed where it stands.
+_MIN_KNOWN = 8
+
+
+def _norm(name: str) -> str:
+    return name.lower().replace("_", "-")
+
+
+class Redactor:
+    """Removes secrets, including the credentials this session is known to use."""
+
+    __slots__ = ("known", "_known_bytes")
+
+    def __init__(self, known: Iterable[str] = ()) -> None:
+        self.known: set[str] = set()
+        self._known_bytes: tuple[bytes, ...] = ()
+        for k in known:
+            self.learn(k)
+
+    # -- learning ---------------------------------------------------------
+    def learn(self, value: str | None) -> None:
+        """Remember a credential so that any echo of it is removed too."""
+        if not value or not isinstance(value, str):
+            return
+        value = value.strip()
+        m = re.match(r"(?i)(bearer|basic|token)\s+(.+)", value)
+        if m:
+            value = m.group(2).strip()
+        if len(value) < _MIN_KNOWN or value == MARKER or value in self.known:
+            return
+        self.known.add(value)
+        forms = {value.encode("utf-8", "surrogatepass")}
+        forms.add(quote(value, safe="").encode("ascii"))
+        self._known_bytes = tuple(sorted(set(self._known_bytes) | forms, key=len, reverse=True))
+
+    def learn_request(
+        self, url: str | None, headers: Iterable[tuple[str, str]], subprotocols: str | None = None
+    ) -> None:
+        """Learn the credentials of a handshake request (headers, query, subprotocol)."""
+        for name, value in headers:
+            low = _norm(name)
+            if low in SECRET_HEADERS and low not in ("cookie", "set-cookie", "www-authenticate"):
+                self.learn(value)
+            elif low == "sec-websocket-protocol":
+                subprotocols = value if subprotocols is None else f"{subprotocols},{value}"
+            elif low == "cookie":
+                for part in value.split(";"):
+                    self.learn(part.partition("=")[2])
+        if url:
+            try:
+                query = urlsplit(url).query
+            except ValueError:
+                query = ""
+            for k, v in parse_qsl(query, keep_blank_values=True):
+                if _norm(k) in SECRET_QUERY:
+                    self.learn(v)
+        if subprotocols:
+            for p in subprotocols.split(","):
+                p = p.strip()
+                if p.lower().startswith(_INSECURE_KEY_PREFIX):
+                    self.learn(p[len(_INSECURE_KEY_PREFIX) :])
+
+    # -- strings ----------------------------------------------------------
+    def scrub(self, s: str) -> str:
+        """``s`` with key-shaped strings, bearer tokens, known secrets and URL credentials masked."""
+        if "://" in s and "?" in s:
+            s = _URL_RE.sub(lambda m: self.url(m.group(0))[0], s)
+        for k in sorted(self.known, key=len, reverse=True):
+            if k in s:
+                s = s.replace(k, MARKER)
+            q = quote(k, safe="")
+            if q != k and q in s:
+                s = s.replace(q, MARKER)
+        s = _KEY_RE.sub(MARKER, s)
+        if "earer" in s or "EARER" in s:
+            s = _BEARER_RE.sub(lambda m: m.group(1) + m.group(2) + MARKER, s)
+        return s
+
+    # -- handshake --------------------------------------------------------
+    def headers(self, headers: Iterable[tuple[str, str]]) -> tuple[list[list[str]], list[str]]:
+        """Headers as ``[[name, value], ...]`` with credentials replaced; and the names redacted."""
+        out: list[list[str]] = []
+        redacted: list[str] = []
+        for name, value in headers:
+            low = _norm(name)
+            new = value
+            if low in SECRET_HEADERS or low in MASKED_HEADERS:
+                scheme, sp, _rest = value.strip().partition(" ")
+                if low in _SCHEME_HEADERS and sp and scheme.isalpha():
+                    new = f"{scheme} {MARKER}"
+                else:
+                    new = MARKER
+            elif low == "sec-websocket-protocol":
+                new, _ = self.subprotocols(value)
+            else:
+                new = self.scrub(value)
+            if new != value:
+                redacted.append(name)
+            out.append([name, new])
+        return out, redacted
+
+    def subprotocols(self, value: str) -> tuple[str, bool]:
+        """``Sec-WebSocket-Protocol`` with the ``openai-insecure-api-key.*`` element masked."""
+        parts = [p.strip() for p in value.split(",")]
+        changed = False
+        for i, p in enumerate(parts):
+            if p.lower().startswith(_INSECURE_KEY_PREFIX):
+                parts[i] = _INSECURE_KEY_PREFIX + "REDACTED"
+                changed = True
+            elif self.scrub(p) != p:
+                parts[i] = "REDACTED"
+                changed = True
+        return (", ".join(parts) if changed else value), changed
+
+    def url(self, url: str) -> tuple[str, list[str]]:
+        """The URL with credential query parameters masked; and the parameter names masked."""
+        try:
+            parts = urlsplit(url)
+        except ValueError:
+            return (self.scrub(url) if "://" not in url else MARKER), ["url"]
+        if not parts.query:
+            return url, []
+        pairs = parse_qsl(parts.query, keep_blank_values=True)
+        redacted = []
+        out = []
+        for k, v in pairs:
+            if _norm(k) in SECRET_QUERY or _norm(unquote(k)) in SECRET_QUERY:
+                out.append((k, MARKER))
+                redacted.append(k)
+            else:
+                v2 = self._scrub_plain(v)
+                k2 = self._scrub_plain(k)
+                if v2 != v or k2 != k:
+                    redacted.append(k)
+                out.append((k2, v2))
+        if not redacted:
+            return url, []
+        query = urlencode(out, quote_via=quote, safe="/:-._~")
+        return urlunsplit((parts.scheme, parts.netloc, parts.path, query, parts.fragment)), redacted
+
+    def _scrub_plain(self, s: str) -> str:
+        # As scrub(), without the URL pass (a query value is already one URL's part).
+        for k in self.known:
+            if k in s:
+                s = s.replace(k, MARKER)
+        s = _KEY_RE.sub(MARKER, s)
+        return _BEARER_RE.sub(lambda m: m.group(1) + m.group(2) + MARKER, s)
+
+    # -- messages ---------------------------------------------------------
+    def might_hold_secrets(self, data: bytes) -> bool:
+        """False when ``data`` certainly holds no secret :meth:`payload` removes.
+
+        A message's text without its base64 audio values may be passed instead of
+        the whole message: none of the triggers can hide inside base64 audio
+        (``_``, ``-``, ``\\`` and ``:`` are not base64; key names are in the text
+        around it).
+        """
+        if _TRIGGER_RE.search(data):
+            return True
+        return any(k in data for k in self._known_bytes)
+
+    def payload(self, content: bytes) -> tuple[bytes, bool]:
+        """A message with secrets replaced by :data:`MARKER`; and whether anything was.
+
+        Never raises on any input and never recurses: a message is walked as a
+        flat sequence of tokens.
+        """
+        if not self.might_hold_secrets(content):
+            return content, False
+        text = content.decode("utf-8", "surrogateescape")
+        out = _walk(text, self)
+        if out is text or out == text:
+            return content, False
+        return out.encode("utf-8", "surrogateescape"), True
+
+
+# A JSON string token; the closing quote is optional so an unterminated string
+# (a cut-off message) is still one token. Unrolled so a 15 MiB string is one
+# C-level scan, not a match per character.
+_STRING_RE = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"?', re.S)
+_STRUCT_RE = re.compile(r"[{}\[\]:,]")
+_ESCAPE_RE = re.compile(r"\\(?:u([0-9a-fA-F]{4})|(.))", re.S)
+_SIMPLE_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "b": "\b", "f": "\f"}
+
+
+def _decode(token: str) -> str:
+    """The value of a JSON string token (tolerant of bad escapes and a missing quote)."""
+    # The pattern consumes escaped quotes, so a final quote is the closing one.
+    inner = token[1:-1] if len(token) >= 2 and token.endswith('"') else token[1:]
+    if "\\" not in inner:
+        return inner
+    try:
+        value = json.loads('"' + inner + '"')
+        if isinstance(value, str):
+            return value
+    except ValueError:
+        pass
+
+    def one(m: re.Match[str]) -> str:
+        if m.group(1):
+            return chr(int(m.group(1), 16))
+        c = m.group(2)
+        return _SIMPLE_ESCAPES.get(c, c)
+
+    return _ESCAPE_RE.sub(one, inner)
+
+
+def _encode(value: str) -> str:
+    return json.dumps(value, ensure_ascii=True)
+
+
+class _Frame:
+    __slots__ = ("is_obj", "member", "secret", "expect_key", "key", "client_secret")
+
+    def __init__(self, is_obj: bool, member: str, secret: bool, client_secret: bool) -> None:
+        self.is_obj = is_obj
+        self.member = member  # the (normalised) key this container is the value of
+        self.secret = secret  # every string below is a credential
+        self.client_secret = client_secret  # the object under "client_secret"
+        self.expect_key = is_obj
+        self.key = ""
+
+
+def _walk(text: str, r: Redactor) -> str:
+    structured = text.lstrip()[:1] in ("{", "[")
+    stack: list[_Frame] = []
+    out: list[str] = []
+    pos = 0
+    changed = False
+
+    def value_context() -> tuple[str, bool, bool]:
+        """(member name, secret subtree?, under client_secret object?) for a value about to start."""
+        if not stack:
+            return "", False, False
+        top = stack[-1]
+        if top.is_obj:
+            return top.key, top.secret, top.client_secret
+        return top.member, top.secret, False
+
+    def gap(segment: str) -> None:
+        nonlocal changed
+        if not segment:
+            return
+        if structured:
+            for m in _STRUCT_RE.finditer(segment):
+                c = m.group(0)
+                if c == "{" or c == "[":
+                    member, secret, _cs = value_context()
+                    secret = secret or member in SECRET_MEMBERS
+                    stack.append(_Frame(c == "{", member, secret, member == "client-secret"))
+                elif c == "}" or c == "]":
+                    if stack:
+                        stack.pop()
+                elif c == ":":
+                    if stack and stack[-1].is_obj:
+                        stack[-1].expect_key = False
+                elif c == ",":
+                    if stack and stack[-1].is_obj:
+                        stack[-1].expect_key = True
+        if _TRIGGER_STR_RE.search(segment) or any(k in segment for k in r.known):
+            cleaned = r.scrub(segment)
+            if cleaned != segment:
+                out.append(cleaned)
+                changed = True
+                return
+        out.append(segment)
+
+    for m in _STRING_RE.finditer(text):
+        start, end = m.span()
+        gap(text[pos:start])
+        pos = end
+        token = m.group(0)
+        value = _decode(token)
+        new = value
+        if structured and stack and stack[-1].is_obj and stack[-1].expect_key:
+            top = stack[-1]
+            top.key = _norm(value)
+            new = r.scrub(value)
+        else:
+            member, secret, client_secret = value_context()
+            if secret or member in SECRET_MEMBERS or (client_secret and member == "value"):
+                if value and value != MARKER:
+                    new = MARKER
+            else:
+                new = r.scrub(value)
+        if new != value:
+            out.append(_encode(new))
+            changed = True
+        else:
+            out.append(token)
+    gap(text[pos:])
+    return "".join(out) if changed else text
+
+
+# ---------------------------------------------------------------- functions
+# The stateless forms, for callers with no session (a file being redacted, a test).
+_PLAIN = Redactor()
 
 
 def redact_headers(headers: Iterable[tuple[str, str]]) -> tuple[list[list[str]], list[str]]:
     """Headers as ``[[name, value], ...]`` with credentials replaced; and the names redacted."""
-    out: list[list[str]] = []
-    redacted: list[str] = []
-    for name, value in headers:
-        low = name.lower()
-        if low in SECRET_HEADERS or low in MASKED_HEADERS:
-            if low == "authorization" and " " in value:
-                scheme = value.split(" ", 1)[0]
-                value = f"{scheme} {MARKER}"
-            else:
-                value = MARKER
-            redacted.append(name)
-        elif low == "sec-websocket-protocol":
-            value, changed = redact_subprotocols(value)
-            if changed:
-                redacted.append(name)
-        else:
-            value2 = _scrub_string(value)
-            if value2 != value:
-                redacted.append(name)
-                value = value2
-        out.append([name, value])
-    return out, redacted
+    return _PLAIN.headers(headers)
 
 
 def redact_subprotocols(value: str) -> tuple[str, bool]:
     """``Sec-WebSocket-Protocol`` with the ``openai-insecure-api-key.*`` element masked."""
-    parts = [p.strip() for p in value.split(",")]
-    changed = False
-    for i, p in enumerate(parts):
-        if p.lower().startswith(_INSECURE_KEY_PREFIX):
-            parts[i] = _INSECURE_KEY_PREFIX + "REDACTED"
-            changed = True
-        elif _EK_RE.search(p) or _SK_RE.search(p):
-            parts[i] = "REDACTED"
-            changed = True
-    return (", ".join(parts) if changed else value), changed
+    return _PLAIN.subprotocols(value)
 
 
 def redact_url(url: str) -> tuple[str, list[str]]:
     """The URL with credential query parameters masked; and the parameter names masked."""
-    parts = urlsplit(url)
-    if not parts.query:
-        return url, []
-    pairs = parse_qsl(parts.query, keep_blank_values=True)
-    redacted = []
-    out = []
-    for k, v in pairs:
-        if k.lower() in SECRET_QUERY or _EK_RE.search(v) or _SK_RE.search(v):
-            out.append((k, MARKER))
-            redacted.append(k)
-        else:
-            out.append((k, v))
-    if not redacted:
-        return url, []
-    query = urlencode(out, quote_via=quote, safe="/:-._~")
-    return urlunsplit((parts.scheme, parts.netloc, parts.path, query, parts.fragment)), redacted
-
-
-def _scrub_string(s: str) -> str:
-    if "ek_" in s:
-        s = _EK_RE.sub(MARKER, s)
-    if "sk-" in s:
-        s = _SK_RE.sub(MARKER, s)
-    return s
-
-
-def _collect(obj: Any, whole: list[tuple[str, str]], parts: list[str], parent_key: str = "") -> None:
-    """Gather the secrets in a parsed event.
-
-    ``whole``: ``(member name, value)`` pairs whose string value is a secret as
-    a whole; they are replaced only where that member stands, so a short header
-    value such as ``"1"`` does not clobber every other ``"1"`` in the message.
-    ``parts``: key-shaped substrings (``ek_...``, ``sk-...``) found in any string.
-    """
-    if isinstance(obj, dict):
-        for k, v in obj.items():
-            lk = k.lower() if isinstance(k, str) else ""
-            if lk == "authorization" and isinstance(v, str):
-                whole.append((k, v))
-            elif lk == "headers" and isinstance(v, dict):
-                # MCP server headers: every value may be a credential
-                for hk, hv in v.items():
-                    if isinstance(hv, str) and isinstance(hk, str):
-                        whole.append((hk, hv))
-                    else:
-                        _collect(hv, whole, parts, lk)
-            elif lk == "value" and parent_key == "client_secret" and isinstance(v, str):
-                whole.append((k, v))
-            elif lk == "client_secret" and isinstance(v, str):
-                whole.append((k, v))
-            else:
-                _collect(v, whole, parts, lk)
-    elif isinstance(obj, list):
-        for v in obj:
-            _collect(v, whole, parts, parent_key)
-    elif isinstance(obj, str):
-        for m in _EK_RE.finditer(obj):
-            parts.append(m.group(0))
-        for m in _SK_RE.finditer(obj):
-            parts.append(m.group(0))
-
-
-def _json_forms(s: str) -> set[bytes]:
-    """The ways a string can appear inside JSON text (escaped or not)."""
-    inner = json.dumps(s)[1:-1]
-    inner_ascii = json.dumps(s, ensure_ascii=True)[1:-1]
-    forms = {inner.encode("utf-8"), inner_ascii.encode("utf-8")}
-    forms.add(json.dumps(s, ensure_ascii=False)[1:-1].encode("utf-8"))
-    forms.add(inner.replace("/", "\\/").encode("utf-8"))
-    return forms
+    return _PLAIN.url(url)
 
 
 def might_hold_secrets(data: bytes) -> bool:
-    """False when ``data`` certainly holds no secret :func:`redact_payload` removes.
-
-    A message's text without its base64 audio values may be passed instead of
-    the whole message: none of the triggers can hide inside base64 audio
-    (``_`` and ``-`` are not base64; key names are in the text around it).
-    """
-    return any(t in data for t in _PAYLOAD_TRIGGERS)
+    """False when ``data`` certainly holds no secret :func:`redact_payload` removes."""
+    return _PLAIN.might_hold_secrets(data)
 
 
 def redact_payload(content: bytes) -> tuple[bytes, bool]:
-    """A message with secrets replaced by :data:`MARKER`; and whether anything was.
-
-    Only the secret values change; every other byte of the message stays as it
-    was on the wire. Messages with no trigger substring are returned at once,
-    so audio appends cost one scan.
-    """
-    if not might_hold_secrets(content):
-        return content, False
-    try:
-        obj = json.loads(content)
-    except (ValueError, UnicodeDecodeError):
-        # Not JSON: scrub key-shaped strings from the raw bytes.
-        text = content.decode("utf-8", "surrogateescape")
-        scrubbed = _scrub_string(text)
-        if scrubbed == text:
-            return content, False
-        return scrubbed.encode("utf-8", "surrogateescape"), True
-    whole: list[tuple[str, str]] = []
-    parts: list[str] = []
-    _collect(obj, whole, parts)
-    whole = [(k, v) for k, v in whole if v and v != MARKER]
-    parts = [s for s in parts if s]
-    if not whole and not parts:
-        return content, False
-    out = content
-    marker = MARKER.encode()
-    # Longest first, so a secret that contains another is replaced whole.
-    for k, v in sorted(set(whole), key=lambda kv: len(kv[1]), reverse=True):
-        for kform in _json_forms(k):
-            for vform in _json_forms(v):
-                member = re.compile(b'("' + re.escape(kform) + rb'"\s*:\s*")' + re.escape(vform) + b'"')
-                out = member.sub(lambda m: m.group(1) + marker + b'"', out)
-    for s in sorted(set(parts), key=len, reverse=True):
-        for form in sorted(_json_forms(s), key=len, reverse=True):
-            if form:
-                out = out.replace(form, marker)
-    return out, out != content
+    """A message with secrets replaced by :data:`MARKER`; and whether anything was."""
+    return _PLAIN.payload(content)

@@ -72,6 +72,7 @@ class Scenario:
     error_on_second_response: bool = False  # conversation_already_has_active_response
     echo: bool = False  # echo every message back verbatim (benchmarks)
     client_secret: str | None = None  # session.created carries client_secret {value, expires_at}
+    echo_credentials: bool = False  # echo the client's key in a header, errors and refusals (as Azure does)
 
 
 @dataclass
@@ -113,21 +114,25 @@ class RealtimeLikeServer:
 
     def process_request(self, conn: ServerConnection, request: Request) -> Response | None:
         sc = self.scenario
-        auth = request.headers.get("Authorization", "")
+        auth = (request.headers.get_all("Authorization") or [""])[0]
         if sc.refuse_status or auth == "Bearer sk-refuse-me":
             status = sc.refuse_status or 401
+            message = "Incorrect API key provided."
+            if sc.echo_credentials:
+                message = f"Incorrect API key provided: {auth}. Key {request.headers.get('api-key', '')} is unknown."
             body = json.dumps(
-                {
-                    "error": {
-                        "type": "invalid_request_error",
-                        "code": "invalid_api_key",
-                        "message": "Incorrect API key provided.",
-                    }
-                }
+                {"error": {"type": "invalid_request_error", "code": "invalid_api_key", "message": message}}
             ).encode()
             headers = Headers([("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+            if sc.echo_credentials:
+                headers["WWW-Authenticate"] = f'Bearer realm="api", error="invalid_token", token="{auth[7:]}"'
             return Response(status, HTTPStatus(status).phrase, headers, body)
         return None
+
+    def process_response(self, conn: ServerConnection, request: Request, response: Response) -> Response:
+        if self.scenario.echo_credentials and "api-key" in request.headers:
+            response.headers["X-Echo-Api-Key"] = request.headers["api-key"]
+        return response
 
     def select_subprotocol(self, conn: ServerConnection, offered: list[str]) -> str | None:
         return "realtime" if "realtime" in offered else None
@@ -228,7 +233,10 @@ class RealtimeLikeServer:
                 elif typ == "response.cancel":
                     await send(ev("error", error={"type": "invalid_request_error", "code": "response_cancel_not_active", "message": "Cancellation failed: no active response found.", "event_id": cid}))
                 else:
-                    await send(ev("error", error={"type": "invalid_request_error", "code": "invalid_value", "message": f"Invalid value: '{typ}'.", "param": "type", "event_id": cid}))
+                    message = f"Invalid value: '{typ}'."
+                    if sc.echo_credentials:
+                        message += f" Request made with key {log.headers.get('api-key', '')}."
+                    await send(ev("error", error={"type": "invalid_request_error", "code": "invalid_value", "message": message, "param": "type", "event_id": cid}))
         except websockets.ConnectionClosed:
             pass
 
@@ -341,6 +349,7 @@ class ServerThread:
             "127.0.0.1",
             self.port,
             process_request=self.app.process_request,
+            process_response=self.app.process_response,
             select_subprotocol=self.app.select_subprotocol,
             max_size=None,
             compression=None,

@@ -169,3 +169,88 @@ def test_messages_without_secrets_are_returned_unchanged() -> None:
     for raw in (audio, b"", b"\x00\xff", b'{"type":"response.create","response":{"headers_note":"x"}}',
                 b'{"type":"session.update","session":{"tools":[{"type":"function","name":"headers"}]}}'):
         assert redact_payload(raw) == (raw, False)
+
+
+# ------------------------------------------------- semantic, not textual
+from rtproxy.redaction import Redactor  # noqa: E402
+
+
+def test_escaped_keys_are_found_after_json_decoding() -> None:
+    for text in ['"\\u0073k-proj-PLANTEDsecret0123456789"', '"\\u0065k_68a1b2c3d4e5f6PLANTED"',
+                 '"sk-proj-PLANTED\\u0041secret0123456789"']:
+        out, changed = redact_payload(('{"type":"x","text":' + text + "}").encode())
+        assert changed and b"PLANTED" not in out
+        assert json.loads(out)["text"] == MARKER
+
+
+def test_object_keys_and_every_duplicate_member_are_redacted() -> None:
+    msg = f'{{"type":"x","meta":{{"{KEY}":1}},"authorization":"{TOKEN}a","authorization":"{TOKEN}b"}}'.encode()
+    out, changed = redact_payload(msg)
+    assert changed and b"PLANTED" not in out
+    assert out.count(MARKER.encode()) == 3
+
+
+def test_mcp_headers_as_a_list_or_nested_and_url_tokens() -> None:
+    msg = json.dumps({"type": "session.update", "session": {"tools": [
+        {"type": "mcp", "server_url": f"https://mcp.example.com/sse?token={TOKEN}&x=1", "headers": [["X-Token", TOKEN + "1"]]},
+        {"type": "mcp", "headers": {"a": {"b": TOKEN + "2"}}}]}}).encode()
+    out, changed = redact_payload(msg)
+    assert changed and b"PLANTED" not in out
+    tools = json.loads(out)["session"]["tools"]
+    assert tools[0]["server_url"].startswith("https://mcp.example.com/sse?token=") and "x=1" in tools[0]["server_url"]
+
+
+def test_bearer_tokens_and_sk_underscore_keys_in_text() -> None:
+    out, changed = redact_payload(b'{"type":"x","text":"Bearer abcdefPLANTED1234 and sk_live_PLANTED0123456789ab"}')
+    assert changed and b"PLANTED" not in out and b"Bearer " in out
+
+
+def test_words_that_look_like_key_prefixes_are_kept() -> None:
+    msg = b'{"type":"x","name":"ask_question_about_the_weather","text":"a risk-free-investment-strategy"}'
+    assert redact_payload(msg) == (msg, False)
+
+
+def test_deep_nesting_is_walked_without_recursion() -> None:
+    msg = ('{"type":"x","headers":' + "[" * 20000 + f'"{KEY}"' + "]" * 20000 + "}").encode()
+    out, changed = redact_payload(msg)
+    assert changed and b"PLANTED" not in out and len(out) > 40000
+
+
+def test_known_credentials_are_removed_wherever_they_are_echoed() -> None:
+    r = Redactor()
+    azure = "0123456789abcdefPLANTEDazure"
+    r.learn_request("wss://x/openai/realtime?api-version=1", [("api-key", azure), ("Authorization", "Bearer PLANTEDbearer99")])
+    out, changed = r.payload(json.dumps({"type": "error", "error": {"message": f"key {azure} and PLANTEDbearer99 refused"}}).encode())
+    assert changed and b"PLANTED" not in out
+    hdrs, names = r.headers([("X-Echo", azure), ("WWW-Authenticate", 'Bearer error="invalid_token"')])
+    assert all("PLANTED" not in v for _, v in hdrs) and names == ["X-Echo", "WWW-Authenticate"]
+
+
+@pytest.mark.parametrize("param", ["subscription-key", "access-token", "refresh_token", "Subscription_Key"])
+def test_more_credential_query_parameters(param: str) -> None:
+    out, redacted = redact_url(f"wss://x/realtime?model=m&{param}={TOKEN}")
+    assert TOKEN not in out and redacted == [param]
+
+
+@pytest.mark.parametrize("name", ["Ocp-Apim-Subscription-Key", "WWW-Authenticate", "ocp-apim-subscription-key"])
+def test_more_secret_headers(name: str) -> None:
+    out, redacted = redact_headers([(name, TOKEN)])
+    assert TOKEN not in out[0][1] and redacted == [name]
+
+
+def test_untouched_bytes_stay_exact_around_a_redaction() -> None:
+    msg = '{"type":"x",  "text" : "caf\u00e9 \\ud800 ok", "authorization":"PLANTEDzz"  }'.encode()
+    out, changed = redact_payload(msg)
+    assert changed
+    assert out == msg.replace(b'"PLANTEDzz"', json.dumps(MARKER).encode())
+
+
+def test_any_bytes_never_raise() -> None:
+    import random
+
+    rng = random.Random(7)
+    alphabet = b'{}[]:,"\\ua0sk-_ek_Bearer headers authorization \xff\xfe\xed\xa0\x80'
+    for _ in range(3000):
+        data = bytes(rng.choice(alphabet) for _ in range(rng.randint(0, 80)))
+        out, changed = redact_payload(data)
+        assert isinstance(out, bytes) and changed == (out != data)

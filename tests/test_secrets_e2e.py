@@ -1,0 +1,251 @@
+"""Planted secrets, in every place and spelling they travel, never reach a file.
+
+Each secret is planted through the real recorder (``rtproxy record`` in front of
+the Realtime-like server, which echoes the key back the way Azure does) and
+through ``rtproxy import``; then the raw file, its decompressed bytes, every
+export and ``redact``'s copy are searched for it. Each also checks that the
+upstream got the real value: redaction happens on the way to disk only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+import websockets
+import zstandard
+
+from rtproxy.format import open_recording
+from tests.conftest import ROOT, RTPROXY, Recorder
+from tests.realtime_server import Scenario, ServerThread
+
+pytestmark = pytest.mark.e2e
+
+TAG = "PLNTx9"
+
+
+def secret(name: str) -> str:
+    return f"{TAG}{name}Q7w3"
+
+
+# Key-shaped secrets are found by their shape; the others by where they stand
+# or because the request used them.
+SK_ESCAPED = "sk-" + secret("escsk") + "aaaa"
+EK_ESCAPED = "ek_" + secret("escek")
+SK_MID = "sk-" + secret("midsk") + "Azzz"
+SK_AS_KEY = "sk-" + secret("objkey") + "bbbb"
+SK_UNDERSCORE = "sk_" + secret("underscore") + "cccc"
+BEARER_TEXT = secret("bearertext")
+AUTH_FIRST, AUTH_SECOND = secret("dupauth1"), secret("dupauth2")
+MCP_URL_TOKEN = secret("mcpurltoken")
+MCP_LIST_HDR, MCP_NESTED_HDR = secret("mcplisthdr"), secret("mcpnested")
+AZURE_KEY = secret("azurekey") + "0f0f0f0f"  # not key-shaped: echoed by the upstream
+APIM_KEY = secret("apimkey")
+HDR_AUTH_1, HDR_AUTH_2 = "sk-" + secret("hdrauth1") + "dddd", "sk-" + secret("hdrauth2") + "eeee"
+Q_SUB, Q_ACCESS, Q_REFRESH = secret("qsubkey"), secret("qaccess"), secret("qrefresh")
+DEEP = "sk-" + secret("deepnest") + "ffff"
+
+
+def escaped(s: str, i: int) -> str:
+    """``s`` as JSON text with the character at ``i`` written as a \\u escape."""
+    return s[:i] + f"\\u{ord(s[i]):04x}" + s[i + 1 :]
+
+
+CLIENT_MESSAGES = [
+    # keys written with JSON escapes
+    '{"type":"conversation.item.create","item":{"type":"message","role":"user","content":[{"type":"input_text","text":"'
+    + escaped(SK_ESCAPED, 0) + " and " + escaped(EK_ESCAPED, 0) + '"}]}}',
+    '{"type":"conversation.item.create","item":{"type":"message","role":"user","content":[{"type":"input_text","text":"'
+    + escaped(SK_MID, len(SK_MID) - 4) + '"}]}}',
+    # a key used as an object key; sk_ keys; a bearer token in text
+    json.dumps({"type": "conversation.item.create", "item": {"type": "message", "role": "user", "metadata": {SK_AS_KEY: 1},
+                "content": [{"type": "input_text", "text": f"use {SK_UNDERSCORE} with Authorization: Bearer {BEARER_TEXT}"}]}}),
+    # duplicate authorization members, MCP url token, MCP headers as a list and nested
+    '{"type":"session.update","session":{"type":"realtime","tools":[{"type":"mcp","server_label":"a",'
+    f'"server_url":"https://mcp.example.com/sse?token={MCP_URL_TOKEN}&x=1",'
+    f'"authorization":"{AUTH_FIRST}","authorization":"{AUTH_SECOND}",'
+    f'"headers":[["X-Token","{MCP_LIST_HDR}"]]}},'
+    '{"type":"mcp","server_label":"b","server_url":"https://mcp.example.com/b",'
+    f'"headers":{{"outer":{{"inner":"{MCP_NESTED_HDR}"}}}}}}]}}}}',
+    # an unknown event: the upstream echoes the Azure key in error.message
+    '{"type":"bogus.event"}',
+    # ~10,000 levels of nesting with a trigger inside (once recorded as nothing at all)
+    '{"type":"conversation.item.create","headers":' + "[" * 10000 + f'"{DEEP}"' + "]" * 10000 + "}",
+]
+
+ALL = [SK_ESCAPED, EK_ESCAPED, SK_MID, SK_AS_KEY, SK_UNDERSCORE, BEARER_TEXT, AUTH_FIRST, AUTH_SECOND,
+       MCP_URL_TOKEN, MCP_LIST_HDR, MCP_NESTED_HDR, AZURE_KEY, APIM_KEY, HDR_AUTH_1, HDR_AUTH_2,
+       Q_SUB, Q_ACCESS, Q_REFRESH, DEEP]
+
+
+def run(*args: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*RTPROXY, *map(str, args)], capture_output=True, text=True, cwd=ROOT, timeout=120)
+
+
+def leaked(data: bytes) -> list[str]:
+    """Planted secrets found in ``data``, in any spelling that would give them away."""
+    low = data.lower()
+    found = []
+    for s in ALL:
+        core = s.split(TAG, 1)[1].encode().lower()  # the part after the tag, as written
+        if core in low or base64.b64encode(s.encode()) in data:
+            found.append(s)
+    # an escaped spelling: decode \\u escapes and look again
+    text = re.sub(rb"\\u([0-9a-fA-F]{4})", lambda m: chr(int(m.group(1), 16)).encode(), data).lower()
+    found += [s for s in ALL if s not in found and s.split(TAG, 1)[1].encode().lower() in text]
+    return found
+
+
+async def client(url: str) -> list[str]:
+    headers = [
+        ("Authorization", f"Bearer {HDR_AUTH_1}"),
+        ("Authorization", f"Bearer {HDR_AUTH_2}"),
+        ("api-key", AZURE_KEY),
+        ("Ocp-Apim-Subscription-Key", APIM_KEY),
+    ]
+    got: list[str] = []
+    async with websockets.connect(url, additional_headers=headers, max_size=None) as ws:
+        got.append(str(await ws.recv()))  # session.created
+        for m in CLIENT_MESSAGES:
+            await ws.send(m)
+        while True:
+            got.append(str(await asyncio.wait_for(ws.recv(), 10)))
+            if '"error"' in got[-1] and "bogus" in got[-1]:
+                break
+    return got
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory: pytest.TempPathFactory):
+    tmp = tmp_path_factory.mktemp("planted")
+    with ServerThread(Scenario(echo_credentials=True)) as srv:
+        rec = Recorder(srv.url, tmp / "rec")
+        try:
+            query = f"model=gpt-realtime&subscription-key={Q_SUB}&access-token={Q_ACCESS}&refresh_token={Q_REFRESH}"
+            got = asyncio.run(client(f"ws://127.0.0.1:{rec.port}/v1/realtime?{query}"))
+            [path] = rec.wait_files(1)
+        finally:
+            rec.stop()
+        yield path, srv.logs[0], got, rec
+
+
+def test_the_upstream_gets_every_secret_and_every_message(planted) -> None:
+    path, log, got, _ = planted
+    assert log.headers["api-key"] == AZURE_KEY and log.headers["Ocp-Apim-Subscription-Key"] == APIM_KEY
+    assert Q_SUB in log.path and Q_REFRESH in log.path
+    assert log.received == CLIENT_MESSAGES  # the deep one included
+    assert AZURE_KEY in got[-1]  # the echo reached the client unchanged
+
+
+def test_the_file_holds_every_message_and_no_secret(planted) -> None:
+    path, log, _, _ = planted
+    raw = path.read_bytes()
+    data = zstandard.ZstdDecompressor().decompressobj().decompress(raw[10:])
+    assert leaked(raw) == [] and leaked(data) == []
+    with open_recording(path) as r:
+        msgs = list(r.messages())
+        hs = r.recording.handshake
+    client_msgs = [m for m in msgs if m.from_client]
+    assert len(client_msgs) == len(CLIENT_MESSAGES)  # nothing forwarded goes unrecorded
+    assert client_msgs[-1].redacted and len(client_msgs[-1].content) > 20000
+    headers = {k.lower(): v for k, v in hs["response_headers"]}
+    assert "x-echo-api-key" in headers  # the echoing header is kept, its value masked
+    # every other message is byte-exact
+    for m, sent in zip(client_msgs, CLIENT_MESSAGES):
+        if not m.redacted:
+            assert m.content == sent.encode()
+    assert sum(m.redacted for m in client_msgs) == 5  # all but the bogus event
+
+
+@pytest.mark.parametrize("cmd", [
+    ["show"], ["show", "--json"], ["show", "--summary"],
+    ["export", "--format", "jsonl", "-o", "-"],
+])
+def test_no_command_prints_a_secret(planted, cmd: list[str]) -> None:
+    path = planted[0]
+    p = run(*cmd[:1], path, *cmd[1:])
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert leaked(p.stdout.encode("utf-8", "surrogateescape")) == []
+
+
+@pytest.mark.parametrize("fmt", ["html", "har", "jsonl", "wav"])
+def test_no_export_holds_a_secret(planted, tmp_path: Path, fmt: str) -> None:
+    out = tmp_path / f"out.{fmt}"
+    p = run("export", planted[0], "--format", fmt, "-o", out)
+    assert p.returncode == 0, p.stderr[-2000:]
+    for f in tmp_path.iterdir():
+        assert leaked(f.read_bytes()) == [], f
+
+
+def test_redacted_copy_holds_no_secret(planted, tmp_path: Path) -> None:
+    out = tmp_path / "share.rtrec"
+    p = run("redact", planted[0], "-o", out, "--strip-audio")
+    assert p.returncode == 0, p.stderr
+    raw = out.read_bytes()
+    assert leaked(zstandard.ZstdDecompressor().decompressobj().decompress(raw[10:])) == []
+
+
+def test_refusal_echoing_the_token_is_masked(tmp_path: Path) -> None:
+    token = "sk-" + secret("refused") + "gggg"
+    with ServerThread(Scenario(echo_credentials=True, refuse_status=401)) as srv:
+        rec = Recorder(srv.url, tmp_path / "rec")
+        try:
+            async def go() -> int:
+                try:
+                    async with websockets.connect(
+                        f"ws://127.0.0.1:{rec.port}/v1/realtime?model=gpt-realtime",
+                        additional_headers=[("Authorization", f"Bearer {token}"), ("api-key", AZURE_KEY)],
+                    ):
+                        return 101
+                except websockets.InvalidStatus as exc:
+                    body = exc.response.body or b""
+                    assert token.encode() in body  # the client got the echo as sent
+                    return exc.response.status_code
+
+            assert asyncio.run(go()) == 401
+            [path] = rec.wait_files(1)
+        finally:
+            rec.stop()
+    raw = zstandard.ZstdDecompressor().decompressobj().decompress(path.read_bytes()[10:])
+    assert token.split(TAG)[1].encode() not in raw and AZURE_KEY.split(TAG)[1].encode() not in raw
+    with open_recording(path) as r:
+        hs = r.recording.handshake
+    assert hs["status"] == 401
+    assert b"invalid_api_key" in hs["response_body"]  # the rest of the body is kept
+    www = [v for k, v in hs["response_headers"] if k.lower() == "www-authenticate"]
+    assert www and www[0].startswith("Bearer ")
+
+
+def test_har_import_removes_every_variant(tmp_path: Path) -> None:
+    """The same messages and handshake, arriving as a browser's HAR."""
+    msgs = [{"type": "send", "time": 1.0 + i / 10, "opcode": 1, "data": m} for i, m in enumerate(CLIENT_MESSAGES)]
+    msgs.append({"type": "receive", "time": 2.0, "opcode": 1,
+                 "data": json.dumps({"type": "error", "error": {"message": f"bad key {AZURE_KEY}"}})})
+    har = {"log": {"version": "1.2", "creator": {"name": "test", "version": "1"}, "entries": [{
+        "startedDateTime": "2026-01-01T00:00:00.000Z", "time": 1,
+        "request": {"method": "GET", "httpVersion": "HTTP/1.1",
+                    "url": f"wss://res.openai.azure.com/openai/realtime?api-version=1&subscription-key={Q_SUB}&access-token={Q_ACCESS}",
+                    "headers": [{"name": "api-key", "value": AZURE_KEY}, {"name": "Authorization", "value": f"Bearer {HDR_AUTH_1}"},
+                                {"name": "authorization", "value": f"Bearer {HDR_AUTH_2}"},
+                                {"name": "Ocp-Apim-Subscription-Key", "value": APIM_KEY}],
+                    "queryString": [], "cookies": [], "headersSize": -1, "bodySize": 0},
+        "response": {"status": 101, "statusText": "Switching Protocols", "httpVersion": "HTTP/1.1",
+                     "headers": [{"name": "X-Echo-Api-Key", "value": AZURE_KEY}], "cookies": [],
+                     "content": {"size": 0, "mimeType": "x-unknown"}, "redirectURL": "", "headersSize": -1, "bodySize": 0},
+        "cache": {}, "timings": {"send": 0, "wait": 0, "receive": 0}, "_resourceType": "websocket",
+        "_webSocketMessages": msgs,
+    }]}}
+    src = tmp_path / "capture.har"
+    src.write_text(json.dumps(har))
+    p = run("import", src, "-o", tmp_path / "out")
+    assert p.returncode == 0, p.stderr
+    [out] = list((tmp_path / "out").glob("*.rtrec"))
+    data = zstandard.ZstdDecompressor().decompressobj().decompress(out.read_bytes()[10:])
+    assert leaked(data) == []
+    with open_recording(out) as r:
+        assert sum(1 for m in r.messages() if m.from_client) == len(CLIENT_MESSAGES)
