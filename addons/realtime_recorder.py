@@ -10,9 +10,9 @@ import sys
 from pathlib import Path
 
 try:
-    from rtproxy.addon import RealtimeRecorder
+    from rtproxy.record.addon import RealtimeRecorder
 except ImportError:  # running from a checkout without `pip install`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from rtproxy.addon import RealtimeRecorder
+    from rtproxy.record.addon import RealtimeRecorder
 
 addons = [RealtimeRecorder()]

@@ -56,7 +56,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from rtproxy.format import RecordingWriter  # noqa: E402
+from rtproxy.io.format import RecordingWriter  # noqa: E402
 
 SPEECH = (ROOT / "tests" / "data" / "speech_24k.pcm").read_bytes()
 TURN_MS = 7200
@@ -224,7 +224,7 @@ class Run:
 
 _BASELINE = """
 import sys
-from rtproxy.format import open_recording
+from rtproxy.io.format import open_recording
 n = 0
 for p in sys.argv[1:]:
     with open_recording(p) as r:

@@ -32,8 +32,8 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from bench_size import RATE, SessionBuilder, write_rtrec  # noqa: E402
 
-from rtproxy.cli import write_jsonl  # noqa: E402
-from rtproxy.export import export_html, export_wav  # noqa: E402
+from rtproxy.cli.main import write_jsonl  # noqa: E402
+from rtproxy.export.files import export_html, export_wav  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [

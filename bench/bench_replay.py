@@ -39,9 +39,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from rtproxy import replay_server  # noqa: E402
-from rtproxy.format import RecordingWriter, open_recording  # noqa: E402
-from rtproxy.replay import lateness_stats  # noqa: E402
-from rtproxy.replay_server import ReplayConfig, SessionReport, serve_replay  # noqa: E402
+from rtproxy.io.format import RecordingWriter, open_recording  # noqa: E402
+from rtproxy.replay.script import lateness_stats  # noqa: E402
+from rtproxy.replay.server import ReplayConfig, SessionReport, serve_replay  # noqa: E402
 
 MS = 1_000_000
 SPEECH = ROOT / "tests" / "data" / "speech_24k.pcm"
@@ -190,7 +190,7 @@ def startup_time(path: Path) -> float:
     """Seconds from spawning `rtproxy replay` to a TCP connection being accepted."""
     port = free_port()
     t0 = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "rtproxy.cli", "replay", str(path), "--listen-port", str(port)],
+    proc = subprocess.Popen([sys.executable, "-m", "rtproxy", "replay", str(path), "--listen-port", str(port)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
     try:
         while True:

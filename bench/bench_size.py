@@ -58,7 +58,7 @@ from _common import (  # noqa: E402
     RTPROXY, SPEECH, connect, free_port, machine_line, mitmdump, rtproxy_record, workdir,
 )
 
-from rtproxy.format import RecordingWriter  # noqa: E402
+from rtproxy.io.format import RecordingWriter  # noqa: E402
 
 RATE = 24000
 BPS = 2 * RATE  # bytes per second of PCM16 mono
@@ -419,7 +419,7 @@ def what_if(msgs: list[Msg], level: int, transform) -> int:  # type: ignore[no-u
     import msgpack
     import zstandard
 
-    from rtproxy.format import split_base64_audio
+    from rtproxy.io.format import split_base64_audio
 
     cobj = zstandard.ZstdCompressor(level=level).compressobj()
     pack = msgpack.Packer(use_bin_type=True).pack

@@ -69,7 +69,7 @@ def main() -> None:
     with ServerThread(scenario) as srv, tempfile.TemporaryDirectory() as tmp:
         port = free_port()
         proc = subprocess.Popen(
-            [sys.executable, "-m", "rtproxy.cli", "record", "--listen-port", str(port),
+            [sys.executable, "-m", "rtproxy", "record", "--listen-port", str(port),
              "--upstream", srv.url, "--out-dir", tmp],
             cwd=ROOT,
         )

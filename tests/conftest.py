@@ -18,7 +18,7 @@ sys.path.insert(0, str(ROOT))
 
 from tests.realtime_server import Scenario, ServerThread  # noqa: E402
 
-RTPROXY = [sys.executable, "-m", "rtproxy.cli"]
+RTPROXY = [sys.executable, "-m", "rtproxy"]
 
 
 def free_port() -> int:
@@ -89,7 +89,7 @@ class Recorder:
 
 
 def _complete(path: Path) -> bool:
-    from rtproxy.format import RecordingError, open_recording
+    from rtproxy.io.format import RecordingError, open_recording
 
     try:
         with open_recording(path) as r:

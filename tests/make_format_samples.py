@@ -19,7 +19,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from rtproxy.format import FORMAT_VERSION, RecordingWriter  # noqa: E402
+from rtproxy.io.format import FORMAT_VERSION, RecordingWriter  # noqa: E402
 
 DATA = Path(__file__).resolve().parent / "data"
 

@@ -16,9 +16,9 @@ from mitmproxy.test import taddons, tflow
 from mitmproxy.websocket import WebSocketMessage
 from wsproto.frame_protocol import Opcode
 
-from rtproxy.addon import RealtimeRecorder, SessionSummary
-from rtproxy.format import open_recording
-from rtproxy.redaction import MARKER
+from rtproxy.record.addon import RealtimeRecorder, SessionSummary
+from rtproxy.io.format import open_recording
+from rtproxy.protocol.redaction import MARKER
 
 SECRET = "sk-proj-ADDONsecret0123456789abcd"
 NAME_RE = re.compile(r"^\d{8}T\d{6}Z-gpt-realtime-[0-9a-f]{6}\.rtrec$")

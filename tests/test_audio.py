@@ -1,4 +1,4 @@
-"""rtproxy.audio: placing audio on the timeline (pure, fed with Message objects)."""
+"""rtproxy.view.audio: placing audio on the timeline (pure, fed with Message objects)."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ import base64
 import json
 from array import array
 
-from rtproxy.audio import ALAW_TABLE, ConversationAudio, render_track
-from rtproxy.format import Message, split_base64_audio
-from rtproxy.summary import event_head
-from rtproxy.timeline import annotate
+from rtproxy.view.audio import ALAW_TABLE, ConversationAudio, render_track
+from rtproxy.io.format import Message, split_base64_audio
+from rtproxy.view.summary import event_head
+from rtproxy.view.timeline import annotate
 
 
 def msg(t_ms: float, from_client: bool, obj: dict) -> Message:

@@ -1,4 +1,4 @@
-"""rtproxy.audiocodec: unpack_many / unpack_stream give exactly what unpack gives, chunk by chunk."""
+"""rtproxy.io.audiocodec: unpack_many / unpack_stream give exactly what unpack gives, chunk by chunk."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import random
 import numpy as np
 import pytest
 
-from rtproxy.audiocodec import ORDER0, ORDER1, ORDER2, RAW, pack, unpack, unpack_many, unpack_stream
+from rtproxy.io.audiocodec import ORDER0, ORDER1, ORDER2, RAW, pack, unpack, unpack_many, unpack_stream
 
 SPEECH = (os.path.join(os.path.dirname(__file__), "data", "speech_24k.pcm"))
 

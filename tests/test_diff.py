@@ -1,4 +1,4 @@
-"""rtproxy.normalize / rtproxy.diff / `rtproxy diff`, on recordings written with RecordingWriter."""
+"""rtproxy.compare.normalize / rtproxy.compare.core / `rtproxy diff`, on recordings written with RecordingWriter."""
 
 from __future__ import annotations
 
@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from rtproxy.cli import cli
-from rtproxy.diff import align, normalize_file, word_diff
-from rtproxy.format import RecordingWriter
-from rtproxy.normalize import DEFAULT_IGNORES, PathError, PathRules
+from rtproxy.cli.main import cli
+from rtproxy.compare.core import align, normalize_file, word_diff
+from rtproxy.io.format import RecordingWriter
+from rtproxy.compare.normalize import DEFAULT_IGNORES, PathError, PathRules
 from tests.conftest import ROOT, RTPROXY
 
 BETA = {
@@ -200,7 +200,7 @@ def test_transcription_is_placed_after_its_item_wherever_it_arrived(tmp_path: Pa
 
 def test_path_rules_most_specific_wins() -> None:
     r = PathRules(DEFAULT_IGNORES, ["response.usage.total_tokens"])
-    from rtproxy.normalize import _Normalizer
+    from rtproxy.compare.normalize import _Normalizer
 
     body = _Normalizer(r).body({"type": "response.done", "event_id": "e1", "response": {
         "usage": {"total_tokens": 5, "output_tokens": 3}, "status": "completed"}})
@@ -393,7 +393,7 @@ def test_long_reruns_where_every_audio_differs_pair_turn_by_turn(tmp_path: Path)
 
 
 def test_beta_protocol_is_recognised_from_the_handshake() -> None:
-    from rtproxy.diff import _beta_handshake
+    from rtproxy.compare.core import _beta_handshake
 
     assert _beta_handshake({"request_headers": [["OpenAI-Beta", "realtime=v1"]]})
     assert _beta_handshake({"request_headers": [[b"Sec-WebSocket-Protocol", b"realtime, openai-beta.realtime-v1"]]})

@@ -19,8 +19,8 @@ from typing import Any, Iterator
 import pytest
 import websockets
 
-from rtproxy.format import open_recording
-from rtproxy.protocol import canonical_event_type
+from rtproxy.io.format import open_recording
+from rtproxy.protocol.events import canonical_event_type
 from tests.conftest import ROOT, RTPROXY, Recorder
 from tests.realtime_server import Scenario, ServerThread, speech_pcm
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from rtproxy.audio import ALAW_TABLE, ULAW_TABLE, decode_alaw, decode_ulaw, to_pcm24k
-from rtproxy.format import open_recording
-from rtproxy.protocol import AudioFormat
+from rtproxy.view.audio import ALAW_TABLE, ULAW_TABLE, decode_alaw, decode_ulaw, to_pcm24k
+from rtproxy.io.format import open_recording
+from rtproxy.protocol.events import AudioFormat
 from tests.conftest import ROOT, RTPROXY
 from tests.realtime_server import Scenario, speech_pcm
 from tests.session_helpers import USER_AUDIO, record_session

@@ -12,7 +12,7 @@ import msgpack
 import pytest
 import zstandard
 
-from rtproxy.format import (
+from rtproxy.io.format import (
     FORMAT_VERSION,
     MAGIC,
     CorruptRecording,

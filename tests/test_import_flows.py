@@ -11,7 +11,7 @@ from pathlib import Path
 
 import zstandard
 
-from rtproxy.format import open_recording
+from rtproxy.io.format import open_recording
 from tests.conftest import ROOT, RTPROXY, free_port, wait_port
 from tests.realtime_server import Scenario, ServerThread
 from tests.session_helpers import client_conversation

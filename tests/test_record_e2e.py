@@ -22,8 +22,8 @@ import websockets
 import zstandard
 from openai import AsyncOpenAI
 
-from rtproxy.format import Message, Recording, open_recording
-from rtproxy.redaction import MARKER
+from rtproxy.io.format import Message, Recording, open_recording
+from rtproxy.protocol.redaction import MARKER
 from tests.conftest import ROOT, RTPROXY, Recorder, free_port, wait_port
 from tests.realtime_server import Log, Scenario, ServerThread, speech_pcm
 

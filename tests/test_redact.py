@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from rtproxy.format import open_recording
+from rtproxy.io.format import open_recording
 from tests.conftest import ROOT, RTPROXY
 from tests.realtime_server import Scenario, ServerThread, speech_pcm
 from tests.session_helpers import USER_AUDIO, record_session
@@ -45,7 +45,7 @@ def test_everything_stripped_is_gone_from_the_file_bytes(rec: Path, tmp_path: Pa
     needles = [s.encode() for s in SAID + INSTRUCTIONS]
     # the needles are there to begin with
     assert all(n in before for n in needles)
-    # audio is stored as bytes, possibly packed (rtproxy.audiocodec): look for it in
+    # audio is stored as bytes, possibly packed (rtproxy.io.audiocodec): look for it in
     # whichever form this file holds; the decoded audio is checked below as well
     audio = [n for n in audio_needles() if n in before]
 

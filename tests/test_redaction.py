@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from rtproxy.redaction import MARKER, redact_headers, redact_payload, redact_subprotocols, redact_url
+from rtproxy.protocol.redaction import MARKER, redact_headers, redact_payload, redact_subprotocols, redact_url
 
 KEY = "sk-proj-PLANTEDsecret0123456789abcdef"
 EK = "ek_68a1b2c3d4e5f6PLANTED"
@@ -172,7 +172,7 @@ def test_messages_without_secrets_are_returned_unchanged() -> None:
 
 
 # ------------------------------------------------- semantic, not textual
-from rtproxy.redaction import Redactor  # noqa: E402
+from rtproxy.protocol.redaction import Redactor  # noqa: E402
 
 
 def test_escaped_keys_are_found_after_json_decoding() -> None:

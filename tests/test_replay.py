@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from rtproxy.format import Message, RecordingWriter, open_recording, split_base64_audio
-from rtproxy.replay import (
+from rtproxy.io.format import Message, RecordingWriter, open_recording, split_base64_audio
+from rtproxy.replay.script import (
     AUDIO,
     EVENT,
     SERVER,

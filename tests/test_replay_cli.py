@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from rtproxy.cli import cli
-from rtproxy.replay_client import ClientReplayError, parse_header, target_url
+from rtproxy.cli.main import cli
+from rtproxy.replay.client import ClientReplayError, parse_header, target_url
 
 
 def run(*args: str) -> tuple[int, str]:

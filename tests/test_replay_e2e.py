@@ -15,7 +15,7 @@ import websockets
 from agents.realtime import RealtimeAgent, RealtimeRunner
 from openai import AsyncOpenAI
 
-from rtproxy.format import open_recording
+from rtproxy.io.format import open_recording
 from tests.conftest import ROOT, RTPROXY, Recorder, free_port, wait_port
 from tests.realtime_server import Scenario, ServerThread, speech_pcm
 
@@ -471,7 +471,7 @@ def test_wait_timeout_reports_a_missing_response_create_and_goes_on_or_closes_st
 
 def test_text_and_binary_frames_keep_their_opcode_and_the_close_its_code(tmp_path: Path) -> None:
     """Server messages go out as the frame type they were recorded as; the recorded close ends it."""
-    from rtproxy.format import RecordingWriter
+    from rtproxy.io.format import RecordingWriter
 
     path = tmp_path / "frames.rtrec"
     sent = [

@@ -20,7 +20,7 @@ import pytest
 import websockets
 import zstandard
 
-from rtproxy.format import open_recording
+from rtproxy.io.format import open_recording
 from tests.conftest import ROOT, RTPROXY, Recorder
 from tests.realtime_server import Scenario, ServerThread
 

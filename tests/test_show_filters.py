@@ -56,7 +56,7 @@ def test_from_and_grep(rec: Path) -> None:
 def test_unfiltered_json_unchanged(rec: Path) -> None:
     from io import StringIO
 
-    from rtproxy.cli import write_jsonl
+    from rtproxy.cli.main import write_jsonl
 
     buf = StringIO()
     write_jsonl(str(rec), buf)

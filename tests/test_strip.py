@@ -1,14 +1,14 @@
-"""rtproxy.strip and rtproxy.summary on hand-made messages (pure)."""
+"""rtproxy.view.strip and rtproxy.view.summary on hand-made messages (pure)."""
 
 from __future__ import annotations
 
 import base64
 import json
 
-from rtproxy.format import Message, split_base64_audio
-from rtproxy.strip import PLACEHOLDER, StripOptions, Stripper
-from rtproxy.summary import EventFilter, Summarizer
-from rtproxy.timeline import annotate
+from rtproxy.io.format import Message, split_base64_audio
+from rtproxy.view.strip import PLACEHOLDER, StripOptions, Stripper
+from rtproxy.view.summary import EventFilter, Summarizer
+from rtproxy.view.timeline import annotate
 
 
 def msg(from_client: bool, obj: dict, t_ms: float = 0) -> Message:

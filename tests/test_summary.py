@@ -8,8 +8,8 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from rtproxy.cli import cli
-from rtproxy.format import RecordingWriter
+from rtproxy.cli.main import cli
+from rtproxy.io.format import RecordingWriter
 
 MS = 1_000_000
 

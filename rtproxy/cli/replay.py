@@ -7,15 +7,15 @@ import sys
 
 import click
 
-from .format import RecordingError
-from .replay import Divergence, parse_speed
+from rtproxy.io.format import RecordingError
+from rtproxy.replay.script import Divergence, parse_speed
 
 __all__ = ["replay"]
 
 
 def fail(message: str) -> None:
-    # Imported here: rtproxy.cli imports this module at its end.
-    from .cli import fail as cli_fail
+    # Imported here: rtproxy.cli.main imports this module at its end.
+    from rtproxy.cli.common import fail as cli_fail
 
     cli_fail(message)
 
@@ -89,7 +89,7 @@ def replay(
 def _server_replay(
     file: str, host: str, port: int, speed: float, pace: str, strict: bool, once: bool, wait_timeout: float = 10.0
 ) -> None:
-    from .replay_server import ReplayConfig, SessionReport, load_summary, run_replay_server
+    from rtproxy.replay.server import ReplayConfig, SessionReport, load_summary, run_replay_server
 
     try:
         header, handshake = load_summary(file)
@@ -117,7 +117,7 @@ def _server_replay(
         code = run_replay_server(cfg, handshake, ready, divergence, report)
     except OSError as exc:
         fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
-    from .cli import Exit
+    from rtproxy.cli.common import Exit
 
     sys.exit(Exit.DIFFERENT if code else Exit.OK)
 
@@ -127,7 +127,7 @@ def _client_replay(
 ) -> None:
     if pace not in ("server", "clock"):
         fail(f"--pace {pace} with --to: expected server or clock")
-    from .replay_client import ClientReplayError, parse_header, run_client_replay
+    from rtproxy.replay.client import ClientReplayError, parse_header, run_client_replay
 
     extra: list[tuple[str, str]] = []
     for h in headers:

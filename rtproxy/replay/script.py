@@ -24,15 +24,15 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any, Iterable, Iterator
 
-from .format import Message
-from .protocol import (
+from rtproxy.io.format import Message
+from rtproxy.protocol.events import (
     AudioFormat,
     audio_format_from_session,
     canonical_event_type,
     event_type,
     parse_event,
 )
-from .redaction import redact_payload
+from rtproxy.protocol.redaction import redact_payload
 
 __all__ = [
     "APPEND",
@@ -155,7 +155,7 @@ def parse_speed(value: str | float) -> float:
 def _walk(messages: Iterable[Message]) -> Iterator[tuple[int, Message, str | None, float]]:
     """(index, message, client event type, input audio ms of an append) for each message.
 
-    Leaner than :func:`rtproxy.timeline.annotate` on purpose: a replay reads
+    Leaner than :func:`rtproxy.view.timeline.annotate` on purpose: a replay reads
     the recording once per connection while sending, so it neither unpacks
     audio nor reads server event types, except session events (audio format).
     """

@@ -20,10 +20,11 @@ from urllib.parse import urlsplit, urlunsplit
 import websockets
 from websockets.asyncio.client import connect
 
-from . import __version__
-from .format import RecordingWriter, open_recording, recording_filename
-from .protocol import canonical_event_type, event_type, model_from_url
-from .redaction import MARKER, redact_headers, redact_payload, redact_url
+from rtproxy import __version__
+from rtproxy.errors import ClientReplayError
+from rtproxy.io.format import RecordingWriter, open_recording, recording_filename
+from rtproxy.protocol.events import canonical_event_type, event_type, model_from_url
+from rtproxy.protocol.redaction import MARKER, redact_headers, redact_payload, redact_url
 
 __all__ = ["ClientReplayError", "ClientReplayResult", "parse_header", "target_url", "run_client_replay"]
 
@@ -41,10 +42,6 @@ _SKIP_HEADERS = frozenset(
         "api-key",
     }
 )
-
-
-class ClientReplayError(Exception):
-    """The client replay could not run (bad URL, endpoint unreachable). ``str()`` is one line."""
 
 
 @dataclass
@@ -375,7 +372,7 @@ def run_client_replay(
 ) -> ClientReplayResult:
     """Run one client replay; the new recording's path is in the result.
 
-    Raises :class:`rtproxy.format.RecordingError` for a bad file and
+    Raises :class:`rtproxy.io.format.RecordingError` for a bad file and
     :class:`ClientReplayError` when the endpoint cannot be reached.
     """
     return asyncio.run(_client_replay(file, url, out_dir, headers, pace, speed, timeout))

@@ -1,8 +1,8 @@
 """The self-contained HTML timeline of a recording (pure: entries in, text out).
 
-:class:`ReportBuilder` is fed the entries of :func:`rtproxy.timeline.annotate`
-one by one (it runs a :class:`rtproxy.summary.Summarizer` and a
-:class:`rtproxy.audio.ConversationAudio` alongside), then :meth:`ReportBuilder.html`
+:class:`ReportBuilder` is fed the entries of :func:`rtproxy.view.timeline.annotate`
+one by one (it runs a :class:`rtproxy.view.summary.Summarizer` and a
+:class:`rtproxy.view.audio.ConversationAudio` alongside), then :meth:`ReportBuilder.html`
 returns one HTML document: inline CSS and JS, no network. The page draws the
 timeline on a canvas, so tens of thousands of events stay fluid; each event's
 JSON (audio replaced by a note of its size) is embedded once, and audio is
@@ -18,11 +18,11 @@ import re
 from array import array
 from typing import Any
 
-from .audio import RATE, AudioSegment, ConversationAudio, render_track, wav_bytes
-from .format import Recording
-from .protocol import canonical_event_type
-from .summary import SessionSummary, Summarizer, event_head
-from .timeline import Entry
+from rtproxy.view.audio import RATE, AudioSegment, ConversationAudio, render_track, wav_bytes
+from rtproxy.io.format import Recording
+from rtproxy.protocol.events import canonical_event_type
+from rtproxy.view.summary import SessionSummary, Summarizer, event_head
+from rtproxy.view.timeline import Entry
 
 __all__ = ["ReportBuilder", "KINDS", "event_kind", "MAX_JSON_CHARS"]
 

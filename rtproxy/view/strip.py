@@ -6,7 +6,7 @@ silence of the same length, transcripts / text / function arguments and
 outputs replaced by a placeholder, ``instructions`` removed. JSON stays valid
 and every event keeps its type, ids and timing, so the copy still shows,
 replays and diffs. ``rtproxy redact`` writes the result with
-:class:`rtproxy.format.RecordingWriter`.
+:class:`rtproxy.io.format.RecordingWriter`.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from .audio import silence
-from .format import Message
-from .protocol import AUDIO_DELTA_EVENTS, AudioFormat, audio_format_from_session, canonical_event_type, event_type
+from rtproxy.view.audio import silence
+from rtproxy.io.format import Message
+from rtproxy.protocol.events import AUDIO_DELTA_EVENTS, AudioFormat, audio_format_from_session, canonical_event_type, event_type
 
 __all__ = ["PLACEHOLDER", "StripOptions", "Stripper"]
 
@@ -153,6 +153,6 @@ def _silence_b64(s: str, fmt: AudioFormat) -> str:
 
 
 def _join(parts: list[bytes]) -> bytes:
-    from .format import join_payload
+    from rtproxy.io.format import join_payload
 
     return join_payload(parts)

@@ -48,8 +48,9 @@ from typing import Any, BinaryIO, Iterator, cast
 import msgpack
 import zstandard
 
-from .audiocodec import pack as pack_audio
-from .audiocodec import unpack as unpack_audio
+from rtproxy.errors import CorruptRecording, NotARecording, RecordingError, RecordTooLarge, UnsupportedVersion
+from rtproxy.io.audiocodec import pack as pack_audio
+from rtproxy.io.audiocodec import unpack as unpack_audio
 
 __all__ = [
     "MAGIC",
@@ -82,27 +83,6 @@ MIN_AUDIO_B64 = 64
 # A JSON member whose value may be base64 audio: "audio": "..." or "delta": "...".
 # Base64 holds no quote or backslash, so the value ends at the next quote.
 _AUDIO_MEMBER = re.compile(rb'"(?:audio|delta)"\s*:\s*"')
-
-
-class RecordingError(Exception):
-    """Base class: a recording could not be read. ``str()`` is a one-line message."""
-
-    def __init__(self, path: str | os.PathLike[str] | None, problem: str) -> None:
-        self.path = str(path) if path is not None else "<stream>"
-        self.problem = problem
-        super().__init__(f"{self.path}: {problem}")
-
-
-class NotARecording(RecordingError):
-    """The file does not start with the .rtrec magic bytes."""
-
-
-class CorruptRecording(RecordingError):
-    """The file is an .rtrec but its compressed stream or a record is damaged."""
-
-
-class UnsupportedVersion(RecordingError):
-    """The file was written by a newer rtproxy with a format this one cannot read."""
 
 
 def split_base64_audio(content: bytes) -> list[bytes] | None:
@@ -161,7 +141,7 @@ class Message:
 
     ``payload`` is the message bytes, or ``[text0, audio0, text1, ...]`` with
     base64 audio decoded (see :func:`split_base64_audio`). Audio read from a
-    file is unpacked (:mod:`rtproxy.audiocodec`) only when first asked for.
+    file is unpacked (:mod:`rtproxy.io.audiocodec`) only when first asked for.
     """
 
     __slots__ = ("t_ns", "from_client", "is_text", "_payload", "redacted", "_packed")
@@ -245,7 +225,7 @@ class Message:
 
     @property
     def packed_audio(self) -> list[bytes] | None:
-        """The audio values as stored (tag byte + packed, :mod:`rtproxy.audiocodec`)
+        """The audio values as stored (tag byte + packed, :mod:`rtproxy.io.audiocodec`)
         while not unpacked yet, else None: lets a reader fingerprint audio cheaply."""
         if not self._packed:
             return None
@@ -389,6 +369,10 @@ _READ_CHUNK = 1 << 16
 # one step decompresses to (and the msgpack buffer) small however long the
 # session is (reading costs about 7% more than with 64 KiB steps).
 _STEP = 4096
+#: The most one record may decompress to. The largest real message (a 15 MiB
+#: append) is far below it; a zstd bomb stops here instead of taking all memory.
+#: One ``decompress`` of ``_STEP`` input bytes yields at most ~128 MiB.
+MAX_RECORD_BYTES = 256 << 20
 
 
 class RecordingReader:
@@ -435,7 +419,7 @@ class RecordingReader:
             raise CorruptRecording(self.path, f"invalid format version {version}")
         self.recording = Recording(path=self.path, version=version)
         self._dobj = zstandard.ZstdDecompressor().decompressobj()
-        self._unpacker = msgpack.Unpacker(raw=False, max_buffer_size=1 << 31, strict_map_key=False)
+        self._unpacker = msgpack.Unpacker(raw=False, max_buffer_size=MAX_RECORD_BYTES, strict_map_key=False)
         self._eof = False
         self._pending: Any = None
         self._started = False
@@ -485,7 +469,14 @@ class RecordingReader:
             except zstandard.ZstdError as exc:
                 raise CorruptRecording(self.path, f"damaged compressed data ({exc})") from exc
             if data:
-                unpacker.feed(data)
+                try:
+                    unpacker.feed(data)
+                except msgpack.BufferFull:
+                    raise RecordTooLarge(
+                        self.path,
+                        f"a record decompresses to more than {MAX_RECORD_BYTES >> 20} MiB "
+                        "(the file is damaged or was crafted); nothing after it can be read",
+                    ) from None
 
     def _control(self, rec: Any) -> None:
         if not isinstance(rec, dict):

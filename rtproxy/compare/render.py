@@ -1,4 +1,4 @@
-"""Rendering a :class:`~rtproxy.diff.DiffResult`: text for people, Markdown for
+"""Rendering a :class:`~rtproxy.compare.core.DiffResult`: text for people, Markdown for
 bug reports, JSON for tools. Pure: returns strings; colour comes from a
 ``style`` function the caller passes (``click.style`` on a terminal).
 """
@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from typing import Any, Callable
 
-from .diff import DiffResult, EventChange, FieldChange, TimingChange
+from rtproxy.compare.core import DiffResult, EventChange, FieldChange, TimingChange
 
 __all__ = ["render_text", "render_markdown", "render_json", "verdict_line"]
 

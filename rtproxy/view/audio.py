@@ -3,7 +3,7 @@
 G.711 u-law / a-law decoding by table, 8 kHz -> 24 kHz resampling, WAV
 headers, and :class:`ConversationAudio`, which places the user's and the
 assistant's audio where a listener would have heard it. Feed it entries of
-:func:`rtproxy.timeline.annotate` in order, call :meth:`ConversationAudio.finish`,
+:func:`rtproxy.view.timeline.annotate` in order, call :meth:`ConversationAudio.finish`,
 then write the tracks with :func:`wav_bytes` / :func:`write_wav`.
 """
 
@@ -14,7 +14,8 @@ from array import array
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
-from .protocol import AUDIO_DELTA_EVENTS, AudioFormat, audio_format_from_session, canonical_event_type
+from rtproxy.protocol.formats import silence
+from rtproxy.protocol.events import AUDIO_DELTA_EVENTS, AudioFormat, audio_format_from_session, canonical_event_type
 
 __all__ = [
     "RATE",
@@ -129,15 +130,6 @@ def to_pcm24k(audio: bytes, fmt: AudioFormat) -> bytes:
     return _resample(audio, fmt.rate)
 
 
-def silence(nbytes: int, fmt: AudioFormat) -> bytes:
-    """``nbytes`` of silence in ``fmt`` (same duration as ``nbytes`` of audio)."""
-    if fmt.codec == "g711_ulaw":
-        return b"\xff" * nbytes
-    if fmt.codec == "g711_alaw":
-        return b"\xd5" * nbytes
-    return bytes(nbytes)
-
-
 def wav_header(n_frames: int, channels: int = 1, rate: int = RATE) -> bytes:
     """A 44-byte RIFF/WAVE header for PCM16."""
     block = 2 * channels
@@ -216,7 +208,7 @@ class ConversationAudio:
     assistant item cut where the client truncated it (``audio_end_ms``).
 
     Call :meth:`feed` with each entry and its parsed head (see
-    :func:`rtproxy.summary.event_head`), then :meth:`finish`.
+    :func:`rtproxy.view.summary.event_head`), then :meth:`finish`.
     """
 
     def __init__(self) -> None:

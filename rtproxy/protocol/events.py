@@ -11,6 +11,8 @@ import re
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from rtproxy.protocol.formats import AudioFormat, audio_format_from_session
+
 __all__ = [
     "BETA_TO_GA",
     "GA_TO_BETA",
@@ -64,7 +66,7 @@ _TYPE_RE = re.compile(rb'"type"\s*:\s*"((?:[^"\\]|\\.)*)"')
 def event_type(head: bytes) -> str | None:
     """The event's ``type`` (top-level), or None for non-JSON or typeless messages.
 
-    ``head`` is the message text, or :attr:`rtproxy.format.Message.head`. The
+    ``head`` is the message text, or :attr:`rtproxy.io.format.Message.head`. The
     type is read from the first bytes without parsing the whole message, so a
     message that starts like an event but is broken further on still gets the
     type it claims; callers that need a valid event use :func:`parse_event`.
@@ -134,59 +136,3 @@ def model_from_url(url: str) -> str | None:
         if q.get(key):
             return q[key][0]
     return None
-
-
-class AudioFormat:
-    """An audio format as configured in a session: bytes per millisecond and codec."""
-
-    __slots__ = ("codec", "rate")
-
-    def __init__(self, codec: str = "pcm16", rate: int = 24000) -> None:
-        self.codec = codec  # "pcm16", "g711_ulaw", "g711_alaw"
-        self.rate = rate
-
-    @property
-    def bytes_per_ms(self) -> float:
-        width = 2 if self.codec == "pcm16" else 1
-        return self.rate * width / 1000.0
-
-    def duration_ms(self, nbytes: int) -> float:
-        return nbytes / self.bytes_per_ms
-
-    def __repr__(self) -> str:
-        return f"AudioFormat({self.codec!r}, {self.rate})"
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, AudioFormat) and (self.codec, self.rate) == (other.codec, other.rate)
-
-
-def _parse_format(value: Any) -> AudioFormat | None:
-    if isinstance(value, str):
-        if value in ("pcm16",):
-            return AudioFormat("pcm16", 24000)
-        if value in ("g711_ulaw", "g711_alaw"):
-            return AudioFormat(value, 8000)
-    elif isinstance(value, dict):
-        t = value.get("type")
-        if t == "audio/pcm":
-            return AudioFormat("pcm16", int(value.get("rate") or 24000))
-        if t == "audio/pcmu":
-            return AudioFormat("g711_ulaw", 8000)
-        if t == "audio/pcma":
-            return AudioFormat("g711_alaw", 8000)
-    return None
-
-
-def audio_format_from_session(session: dict[str, Any]) -> tuple[AudioFormat | None, AudioFormat | None]:
-    """(input, output) audio formats named in a session object, beta or GA shape."""
-    inp = _parse_format(session.get("input_audio_format"))
-    out = _parse_format(session.get("output_audio_format"))
-    audio = session.get("audio")
-    if isinstance(audio, dict):
-        i = audio.get("input")
-        o = audio.get("output")
-        if isinstance(i, dict):
-            inp = _parse_format(i.get("format")) or inp
-        if isinstance(o, dict):
-            out = _parse_format(o.get("format")) or out
-    return inp, out

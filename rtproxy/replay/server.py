@@ -1,6 +1,6 @@
 """``rtproxy replay FILE``: a WebSocket server that answers like the recorded endpoint.
 
-A thin shell around :class:`rtproxy.replay.ReplayScheduler`: it accepts any
+A thin shell around :class:`rtproxy.replay.script.ReplayScheduler`: it accepts any
 path and query, echoes the recorded subprotocol (or replays a refused upgrade
 as that refusal), feeds the client's messages to the scheduler and sends each
 recorded server message, byte-exact, when the scheduler says it is due. Every
@@ -26,8 +26,8 @@ from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
 
-from .format import RecordingReader, open_recording
-from .replay import Divergence, ReplayScheduler, client_events, lateness_stats, server_steps
+from rtproxy.io.format import RecordingReader, open_recording
+from rtproxy.replay.script import Divergence, ReplayScheduler, client_events, lateness_stats, server_steps
 
 __all__ = [
     "ReplayConfig",
@@ -99,7 +99,7 @@ class SessionReport:
 def load_summary(path: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """(header, handshake) of a recording, read without its messages.
 
-    Raises :class:`rtproxy.format.RecordingError` on a bad file.
+    Raises :class:`rtproxy.io.format.RecordingError` on a bad file.
     """
     with open_recording(path) as reader:
         return reader.recording.header, reader.recording.handshake or {}

@@ -6,32 +6,24 @@ Exit codes (see :class:`Exit`): 0 ok, 1 a difference or divergence was found,
 
 from __future__ import annotations
 
-import base64
-import enum
 import json
 import sys
 from datetime import datetime, timezone
-from typing import Any, TextIO
+from typing import Any
 
 import click
 
-from . import __version__
-from .format import Message, RecordingError, open_recording
-from .timeline import AudioTotals, annotate
+from rtproxy import __version__
+from rtproxy.cli.common import Exit, fail
+from rtproxy.cli.diff import diff
+from rtproxy.cli.export import export, redact
+from rtproxy.cli.import_cmd import import_cmd
+from rtproxy.cli.replay import replay
+from rtproxy.export.jsonl import write_jsonl
+from rtproxy.io.format import RecordingError, open_recording
+from rtproxy.view.timeline import AudioTotals, annotate
 
 __all__ = ["main", "cli", "Exit"]
-
-
-class Exit(enum.IntEnum):
-    OK = 0
-    DIFFERENT = 1
-    ERROR = 2
-
-
-def fail(message: str) -> None:
-    """Print a one-line error and exit with :data:`Exit.ERROR`."""
-    click.echo(f"rtproxy: error: {message}", err=True)
-    sys.exit(Exit.ERROR)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -71,7 +63,7 @@ def record(
     Each session becomes OUT_DIR/<UTC time>-<model>-<id>.rtrec. Ctrl-C (or
     SIGTERM) closes out every open session in its file and exits 0.
     """
-    from .proxy import ProxyStartError, RecordConfig, mode_spec, run_recorder
+    from rtproxy.record.proxy import ProxyStartError, RecordConfig, mode_spec, run_recorder
 
     cfg = RecordConfig(listen_host, listen_port, upstream, out_dir, mode, ssl_insecure)
     try:
@@ -110,72 +102,6 @@ def _fmt_time(ts: float | None) -> str:
     return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + " UTC"
 
 
-def _message_json(e_type: str | None, m: Message) -> dict[str, Any]:
-    d: dict[str, Any] = {
-        "kind": "message",
-        "t": m.t_ns / 1e9,
-        "from": m.direction,
-        "opcode": "text" if m.is_text else "binary",
-        "size": m.size,
-        "type": e_type,
-    }
-    content = m.content
-    if m.is_text:
-        try:
-            d["text"] = content.decode("utf-8")
-        except UnicodeDecodeError:
-            d["base64"] = base64.b64encode(content).decode()
-    else:
-        d["base64"] = base64.b64encode(content).decode()
-    if m.redacted:
-        d["redacted"] = True
-    return d
-
-
-def _jsonable(v: Any) -> Any:
-    if isinstance(v, bytes):
-        try:
-            return v.decode("utf-8")
-        except UnicodeDecodeError:
-            return {"base64": base64.b64encode(v).decode()}
-    if isinstance(v, dict):
-        return {str(k): _jsonable(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_jsonable(x) for x in v]
-    return v
-
-
-def write_jsonl(path: str, out: TextIO, flt: Any = None) -> bool:
-    """The ``show --json`` lines for a recording; returns whether it was cut short.
-
-    ``flt`` (an :class:`rtproxy.summary.EventFilter`) keeps only matching message
-    lines; the header and end lines are always written.
-    """
-    with open_recording(path) as reader:
-        rec = reader.recording
-        header = {k: v for k, v in rec.header.items() if k != "k"}
-        out.write(json.dumps({"kind": "header", **_jsonable(header), "handshake": _jsonable(rec.handshake)}) + "\n")
-        totals = AudioTotals()
-        for e in annotate(reader.messages(), totals):
-            if flt is not None and not flt.keep(e):
-                continue
-            out.write(json.dumps(_message_json(e.type, e.msg), ensure_ascii=False) + "\n")
-        close = rec.close or {}
-        end = {
-            "kind": "end",
-            "close_code": close.get("code"),
-            "close_reason": close.get("reason"),
-            "closed_by": close.get("closed_by"),
-            "t": (close.get("t_ns") or 0) / 1e9 if close else None,
-            "truncated": rec.truncated,
-            "audio_ms": {"client": round(totals.client_ms, 1), "server": round(totals.server_ms, 1)},
-        }
-        if rec.end:
-            end["messages"] = rec.end.get("messages")
-        out.write(json.dumps(end) + "\n")
-        return rec.truncated
-
-
 @cli.command()
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line: header, messages, end.")
@@ -190,7 +116,7 @@ def show(file: str, as_json: bool, type_glob: str | None, side: str | None, grep
     Filters (--type, --from, --grep) combine, and apply to --json too.
     --summary prints responses and errors instead of messages.
     """
-    from .summary import EventFilter
+    from rtproxy.view.summary import EventFilter
 
     flt = EventFilter(type_glob, side, grep)
     try:
@@ -212,7 +138,7 @@ def show(file: str, as_json: bool, type_glob: str | None, side: str | None, grep
 def _show_summary(file: str, as_json: bool) -> None:
     from dataclasses import asdict
 
-    from .summary import summarize, summary_lines
+    from rtproxy.view.summary import summarize, summary_lines
 
     with open_recording(file) as reader:
         s = summarize(annotate(reader.messages()), reader)
@@ -281,13 +207,6 @@ def _show_text(file: str, flt: Any = None) -> None:
                 + "\n"
             )
 
-
-# Commands that live in their own modules; they import fail() and Exit from here,
-# hence the imports below the definitions.
-from .diff_cmd import diff  # noqa: E402
-from .export import export, redact  # noqa: E402
-from .importer import import_cmd  # noqa: E402
-from .replay_cli import replay  # noqa: E402
 
 for _command in (replay, diff, export, redact, import_cmd):
     cli.add_command(_command)

@@ -14,14 +14,11 @@ from datetime import datetime, timezone
 from typing import Any, Iterable
 from urllib.parse import parse_qsl, urlsplit
 
-from . import __version__
-from .format import Message
+from rtproxy import __version__
+from rtproxy.errors import HarError
+from rtproxy.io.format import Message
 
 __all__ = ["har_entry", "har_document", "HarSession", "HarError", "har_sessions", "iso_time"]
-
-
-class HarError(ValueError):
-    """The HAR file is not what ``rtproxy import`` can read; ``str()`` says why."""
 
 
 def iso_time(ts: float) -> str:

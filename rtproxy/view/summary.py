@@ -1,6 +1,6 @@
 """What happened in a session, response by response (pure, streaming).
 
-Feed a :class:`Summarizer` the entries of :func:`rtproxy.timeline.annotate`
+Feed a :class:`Summarizer` the entries of :func:`rtproxy.view.timeline.annotate`
 one by one, then call :meth:`Summarizer.result`. ``rtproxy show --summary``
 prints the result; the HTML export draws it. Also holds the message filters
 of ``rtproxy show`` (:class:`EventFilter`).
@@ -13,9 +13,9 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-from .format import Message, Recording
-from .protocol import GA_TO_BETA, AudioFormat, audio_format_from_session, canonical_event_type, parse_event
-from .timeline import Entry
+from rtproxy.io.format import Message, Recording
+from rtproxy.protocol.events import GA_TO_BETA, AudioFormat, audio_format_from_session, canonical_event_type, parse_event
+from rtproxy.view.timeline import Entry
 
 __all__ = [
     "ResponseSummary",

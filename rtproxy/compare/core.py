@@ -1,10 +1,10 @@
 """Comparing two normalised recordings (pure logic, no terminal, no click).
 
 :func:`diff_files` reads two ``.rtrec`` files, :func:`diff_normalized` compares
-two :class:`~rtproxy.normalize.Normalized` recordings. Both return a
+two :class:`~rtproxy.compare.normalize.Normalized` recordings. Both return a
 :class:`DiffResult`: connection differences, inserted / missing / changed
 events per direction, and per-turn timing changes beyond a tolerance. Render it
-with :mod:`rtproxy.diff_render` or ``result.to_dict()``.
+with :mod:`rtproxy.compare.render` or ``result.to_dict()``.
 
 Alignment: per direction, events are matched on their signature (the
 normalised body with ids reduced to their kind, so an extra response early on
@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 from difflib import SequenceMatcher
 from typing import Any, Iterable, Iterator, Sequence
 
-from .format import CorruptRecording, open_recording
-from .normalize import GA_ONLY, TEXT_JOIN, Event, Normalized, PathRules, Ref, Turn, normalize
+from rtproxy.io.format import CorruptRecording, open_recording
+from rtproxy.compare.normalize import GA_ONLY, TEXT_JOIN, Event, Normalized, PathRules, Ref, Turn, normalize
 
 __all__ = [
     "DEFAULT_TOLERANCE_MS",
@@ -596,7 +596,7 @@ def _beta_handshake(hs: dict[str, Any]) -> bool:
 
 
 def normalize_file(path: str | os.PathLike[str], rules: PathRules | None = None) -> Normalized:
-    """Read and normalise one recording; raises :class:`rtproxy.format.RecordingError`."""
+    """Read and normalise one recording; raises :class:`rtproxy.io.format.RecordingError`."""
     with open_recording(path) as reader:
         rec = reader.recording
         try:
@@ -626,7 +626,7 @@ def diff_files(
     """Diff two recordings. ``ignore=None`` uses the default ignores; extra ones
     are added by passing ``DEFAULT_IGNORES + (...)``. Raises ``RecordingError``
     (unreadable file) or ``PathError`` (bad pattern) for the caller to report."""
-    from .normalize import DEFAULT_IGNORES
+    from rtproxy.compare.normalize import DEFAULT_IGNORES
 
     rules = PathRules(DEFAULT_IGNORES if ignore is None else ignore, keep)
     na = normalize_file(a, rules)

@@ -17,10 +17,10 @@ from typing import Callable
 
 from mitmproxy import ctx, exceptions, http
 
-from . import __version__
-from .format import RecordingWriter, recording_filename, split_base64_audio
-from .protocol import model_from_url, ws_url
-from .redaction import Redactor, redact_url
+from rtproxy import __version__
+from rtproxy.io.format import RecordingWriter, recording_filename, split_base64_audio
+from rtproxy.protocol.events import model_from_url, ws_url
+from rtproxy.protocol.redaction import Redactor, redact_url
 
 __all__ = ["RealtimeRecorder", "SessionSummary"]
 

@@ -25,13 +25,10 @@ from mitmproxy.addons import (
     tlsconfig,
 )
 
-from .addon import RealtimeRecorder, SessionSummary
+from rtproxy.errors import ProxyStartError
+from rtproxy.record.addon import RealtimeRecorder, SessionSummary
 
 __all__ = ["RecordConfig", "run_recorder", "mode_spec", "ProxyStartError"]
-
-
-class ProxyStartError(Exception):
-    """The proxy could not start (bad option, port in use...). ``str()`` is one line."""
 
 
 def mode_spec(mode: str, upstream: str) -> str:

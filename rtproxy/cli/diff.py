@@ -1,4 +1,4 @@
-"""``rtproxy diff``: parse the options, call :func:`rtproxy.diff.diff_files`, print."""
+"""``rtproxy diff``: parse the options, call :func:`rtproxy.compare.core_files`, print."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ import sys
 
 import click
 
-from .diff import DEFAULT_TOLERANCE_MS, diff_files
-from .diff_render import render_json, render_markdown, render_text
-from .format import RecordingError
-from .normalize import DEFAULT_IGNORES, PathError
+from rtproxy.compare.core import DEFAULT_TOLERANCE_MS, diff_files
+from rtproxy.compare.render import render_json, render_markdown, render_text
+from rtproxy.io.format import RecordingError
+from rtproxy.compare.normalize import DEFAULT_IGNORES, PathError
 
 __all__ = ["diff"]
 
@@ -51,7 +51,7 @@ Exit status: 0 equivalent; 1 different; 2 error (unreadable file, bad option).
 )
 @click.option("--no-timing", is_flag=True, help="Do not compare timing.")
 def diff(a: str, b: str, fmt: str, ignore: tuple[str, ...], keep: tuple[str, ...], timing_tolerance: float, no_timing: bool) -> None:
-    from .cli import Exit, fail
+    from rtproxy.cli.common import Exit, fail
 
     try:
         result = diff_files(

@@ -15,8 +15,8 @@ the messages once and returns, per direction, a list of :class:`Event` where
 * input-audio transcription events are placed right after the event that
   introduced their item, wherever they arrived.
 
-It also measures, per response, the timings :mod:`rtproxy.diff` compares. The
-caller hands the result to :func:`rtproxy.diff.diff_normalized`.
+It also measures, per response, the timings :mod:`rtproxy.compare.core` compares. The
+caller hands the result to :func:`rtproxy.compare.core_normalized`.
 """
 
 from __future__ import annotations
@@ -29,9 +29,10 @@ import re
 from dataclasses import dataclass
 from typing import Any, Iterable, cast
 
-from .audiocodec import unpack_stream
-from .format import CorruptRecording, Message
-from .protocol import (
+from rtproxy.errors import PathError
+from rtproxy.io.audiocodec import unpack_stream
+from rtproxy.io.format import CorruptRecording, Message
+from rtproxy.protocol.events import (
     BETA_TO_GA,
     GA_TO_BETA,
     AudioFormat,
@@ -121,10 +122,6 @@ _INPUT_TRANSCRIPTION = "conversation.item.input_audio_transcription."
 _SESSION_EVENTS = frozenset({"session.update", "session.created", "session.updated"})
 #: GA events that the beta protocol never sends (beta sends only ``conversation.item.created``).
 GA_ONLY = frozenset({"conversation.item.done"})
-
-
-class PathError(ValueError):
-    """An ``--ignore`` / ``--keep`` pattern that cannot be parsed."""
 
 
 class Ref(str):
@@ -292,7 +289,7 @@ class Normalized:
 
 
 #: Packed audio gathered, over all joins, before it is unpacked and hashed:
-#: large enough that :func:`rtproxy.audiocodec.unpack_stream` runs at full speed,
+#: large enough that :func:`rtproxy.io.audiocodec.unpack_stream` runs at full speed,
 #: small enough to stay in the CPU cache and keep memory flat.
 _AUDIO_BATCH = 1 << 19
 
@@ -314,7 +311,7 @@ class _AudioHasher:
 
     Joins hold their packed chunks until :data:`_AUDIO_BATCH` bytes are
     waiting over all joins; then each join's chunks are unpacked in one
-    :func:`rtproxy.audiocodec.unpack_stream` call into its hash. Call
+    :func:`rtproxy.io.audiocodec.unpack_stream` call into its hash. Call
     :meth:`flush` before reading a hash.
     """
 
@@ -345,7 +342,7 @@ class _AudioHasher:
 class _Join:
     """A streaming join in progress: text pieces, or audio length and hash.
 
-    Audio read from a file comes packed (:mod:`rtproxy.audiocodec`). Unpacking
+    Audio read from a file comes packed (:mod:`rtproxy.io.audiocodec`). Unpacking
     it chunk by chunk would cost more than everything else together, so the
     packed chunks are gathered and unpacked many at once by an
     :class:`_AudioHasher`; the hash is that of the joined audio however it
@@ -537,7 +534,7 @@ def normalize(
 
     Pass ``header`` / ``handshake`` (from ``RecordingReader.recording``) to have
     the connection facts in ``meta``; the caller adds the close record after
-    the messages have been iterated (see :func:`rtproxy.diff.normalize_file`).
+    the messages have been iterated (see :func:`rtproxy.compare.normalize_file`).
     """
     rules = rules or PathRules()
     nz = _Normalizer(rules)

@@ -1,7 +1,7 @@
 """``rtproxy import``: .rtrec files from a mitmproxy flow file or a HAR file.
 
 One recording per WebSocket session, secrets removed on the way in with the
-same functions the recorder uses (:mod:`rtproxy.redaction`). What the source
+same functions the recorder uses (:mod:`rtproxy.protocol.redaction`). What the source
 did not hold (a HAR has no close code and no pings, and its times are
 milliseconds) is written to the header's ``source_lacks`` and printed.
 """
@@ -13,15 +13,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-import click
 
-from . import __version__
-from .format import MAGIC, RecordingWriter, recording_filename
-from .har import HarError, har_sessions
-from .protocol import model_from_url, ws_url
-from .redaction import Redactor
+from rtproxy import __version__
+from rtproxy.errors import ImportFailed
+from rtproxy.io.format import MAGIC, RecordingWriter, recording_filename
+from rtproxy.io.har import HarError, har_sessions
+from rtproxy.protocol.events import model_from_url, ws_url
+from rtproxy.protocol.redaction import Redactor
 
-__all__ = ["ImportedSession", "import_file", "import_har", "import_flows", "import_cmd", "ImportError_"]
+__all__ = ["ImportedSession", "import_file", "import_har", "import_flows", "ImportError_"]
 
 HAR_LACKS = [
     "close code and reason (HAR does not record them)",
@@ -33,8 +33,8 @@ FLOW_LACKS = [
 ]
 
 
-class ImportError_(Exception):
-    """The source could not be imported; ``str()`` is a one-line message."""
+#: Kept under its old name: what ``rtproxy import`` raises for a source it cannot read.
+ImportError_ = ImportFailed
 
 
 @dataclass
@@ -217,32 +217,3 @@ def import_file(path: str, out_dir: Path) -> tuple[str, list[ImportedSession]]:
     if not start:
         raise ImportError_(f"{path}: empty file; give a .har or mitmproxy flow file")
     return "mitmproxy", import_flows(path, out_dir)
-
-
-@click.command("import")
-@click.argument("file", type=click.Path(dir_okay=False))
-@click.option("-o", "--out-dir", "out_dir", required=True, metavar="OUT_DIR", help="Folder for the .rtrec files.")
-def import_cmd(file: str, out_dir: str) -> None:
-    """Make recordings from a mitmproxy flow file (mitmdump -w) or a HAR file.
-
-    One .rtrec per WebSocket session, with secrets removed as when recording.
-    Prints what the source did not hold.
-    """
-    from .cli import fail
-
-    try:
-        kind, sessions = import_file(file, Path(out_dir))
-    except ImportError_ as exc:
-        fail(str(exc))
-        return
-    except OSError as exc:
-        fail(f"{file}: {exc.strerror or exc}")
-        return
-    if not sessions:
-        fail(f"{file}: no WebSocket session found in this {kind} file")
-    for s in sessions:
-        red = f"; secrets removed: {', '.join(s.redactions)}" if s.redactions else ""
-        click.echo(f"imported {s.path}: {s.messages} messages{red}")
-    lacks = sessions[0].lacks
-    if lacks:
-        click.echo(f"note: the {kind} source lacks: " + "; ".join(lacks))

@@ -10,8 +10,8 @@ import json
 from dataclasses import dataclass
 from typing import Iterable, Iterator
 
-from .format import Message
-from .protocol import (
+from rtproxy.io.format import Message
+from rtproxy.protocol.events import (
     AUDIO_DELTA_EVENTS,
     AudioFormat,
     audio_format_from_session,

@@ -1,0 +1,5 @@
+"""``python -m rtproxy``: the command line."""
+
+from rtproxy.cli import main
+
+main()

@@ -1,0 +1,2 @@
+"""The semantic diff: normalising a recording (``normalize``), comparing two
+(``core``) and rendering the result (``render``). Pure."""

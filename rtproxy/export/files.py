@@ -1,0 +1,130 @@
+"""``rtproxy export``: a recording as HTML, WAV, HAR or JSONL (the I/O shell).
+
+The work is done by pure modules: :mod:`rtproxy.export.html` (HTML),
+:mod:`rtproxy.view.audio` (WAV), :mod:`rtproxy.io.har` (HAR); JSONL is
+:func:`rtproxy.cli.main.write_jsonl`, the same lines as ``rtproxy show --json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+
+from rtproxy.view.audio import ConversationAudio, render_track, write_wav
+from rtproxy.io.format import RecordingWriter, open_recording
+from rtproxy.io.har import har_document, har_entry
+from rtproxy.export.html import ReportBuilder
+from rtproxy.view.strip import StripOptions, Stripper
+from rtproxy.view.summary import event_head
+from rtproxy.view.timeline import annotate
+
+__all__ = ["redact_recording", "export_html", "export_wav", "export_har", "default_output"]
+
+_EXT = {"html": ".html", "wav": ".wav", "har": ".har", "jsonl": ".jsonl"}
+
+
+def default_output(file: str, fmt: str) -> str:
+    """FILE with its extension replaced by the format's."""
+    return str(Path(file).with_suffix(_EXT[fmt]))
+
+
+def export_html(file: str, out: str, *, audio: bool = True) -> int:
+    """Write the HTML timeline of ``file`` to ``out``; returns its size in bytes."""
+    builder = ReportBuilder(Path(file).name, audio=audio)
+    with open_recording(file) as reader:
+        for e in annotate(reader.messages()):
+            builder.feed(e)
+        page = builder.html(reader.recording)
+    data = page.encode("utf-8")
+    _write_atomic(out, data)
+    return len(data)
+
+
+def conversation_audio(file: str) -> ConversationAudio:
+    """The recording's audio placed on its timeline (see :class:`ConversationAudio`)."""
+    conv = ConversationAudio()
+    with open_recording(file) as reader:
+        for e in annotate(reader.messages()):
+            m = e.msg
+            head = event_head(m) if m.is_text and e.type is not None else None
+            conv.feed(e.index, m.t_ns, m.from_client, e.type, head, m.audio)
+    conv.finish()
+    return conv
+
+
+def export_wav(file: str, out: str, *, split: bool = False) -> list[tuple[str, int]]:
+    """Write the conversation as heard: stereo (user left, assistant right) or two
+    mono files (``-user.wav`` and ``-assistant.wav``) with ``split``.
+    Returns ``[(path, bytes)]``.
+    """
+    conv = conversation_audio(file)
+    n = max([s.end for s in conv.user + conv.assistant] or [0])
+    left = render_track(conv.user, n)
+    right = render_track(conv.assistant, n)
+    written = []
+    if split:
+        base = out[:-4] if out.lower().endswith(".wav") else out
+        for suffix, track in (("-user.wav", left), ("-assistant.wav", right)):
+            path = base + suffix
+            with open(path, "wb") as fh:
+                written.append((path, write_wav(fh, track)))
+    else:
+        with open(out, "wb") as fh:
+            written.append((out, write_wav(fh, left, right)))
+    return written
+
+
+def export_har(file: str, out: str) -> int:
+    """Write a HAR 1.2 file with one entry for the session; returns its size."""
+    with open_recording(file) as reader:
+        rec = reader.recording
+        entry = har_entry(rec.header, rec.handshake, reader.messages())
+    data = json.dumps(har_document([entry]), ensure_ascii=False, indent=1).encode("utf-8")
+    _write_atomic(out, data)
+    return len(data)
+
+
+def _write_atomic(out: str, data: bytes) -> None:
+    tmp = out + ".part"
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+    os.replace(tmp, out)
+
+
+def redact_recording(file: str, out: str, options: StripOptions) -> tuple[int, int]:
+    """Write a stripped copy of ``file`` to ``out`` (same timestamps, header lists what
+    was stripped). Returns (messages, messages changed)."""
+    stripper = Stripper(options)
+    n = 0
+    with open_recording(file) as reader:
+        rec = reader.recording
+        tmp = out + ".part"
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        w = RecordingWriter(tmp)
+        try:
+            header = {k: v for k, v in rec.header.items() if k not in ("k", "format_version")}
+            prior = list(header.get("stripped") or [])
+            header["stripped"] = sorted(set(prior) | set(options.names()))
+            w.write_header(**header)
+            if rec.handshake is not None:
+                w.write_handshake(**{k: v for k, v in rec.handshake.items() if k != "k"})
+            for m in reader.messages():
+                w.write_message(m.t_ns, m.from_client, m.is_text, stripper.content(m), redacted=m.redacted)
+                n += 1
+            if rec.close is not None:
+                w.write_close(**{k: v for k, v in rec.close.items() if k != "k"})
+            end = {k: v for k, v in (rec.end or {}).items() if k not in ("k", "messages", "bytes")}
+            if rec.truncated:
+                end["source_truncated"] = True
+            w.close(**end)
+        except BaseException:
+            w.close()
+            os.unlink(tmp)
+            raise
+    os.replace(tmp, out)
+    return n, stripper.changed
+
+
