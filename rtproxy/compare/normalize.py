@@ -31,12 +31,12 @@ from typing import Any, Iterable, cast
 
 from rtproxy.errors import PathError
 from rtproxy.io.audiocodec import unpack_stream
+from rtproxy.protocol.formats import SESSION_CONFIG_EVENTS, SessionFormats
 from rtproxy.io.format import CorruptRecording, Message
 from rtproxy.protocol.events import (
     BETA_TO_GA,
     GA_TO_BETA,
     AudioFormat,
-    audio_format_from_session,
     canonical_event_type,
     model_from_url,
 )
@@ -119,7 +119,6 @@ OUTPUT_DELTAS = frozenset(
 _INPUT_END_CLIENT = frozenset({"input_audio_buffer.commit"})
 _INPUT_END_SERVER = frozenset({"input_audio_buffer.speech_stopped", "input_audio_buffer.committed"})
 _INPUT_TRANSCRIPTION = "conversation.item.input_audio_transcription."
-_SESSION_EVENTS = frozenset({"session.update", "session.created", "session.updated"})
 #: GA events that the beta protocol never sends (beta sends only ``conversation.item.created``).
 GA_ONLY = frozenset({"conversation.item.done"})
 
@@ -551,8 +550,7 @@ def normalize(
     current: Turn | None = None
     pending_input: int | None = None
     pending_create: int | None = None
-    in_fmt = AudioFormat()
-    out_fmt = AudioFormat()
+    formats = SessionFormats()
     beta = ga = False
     done_count = 0
     append_run = 0
@@ -626,7 +624,7 @@ def normalize(
                 if typ in TEXT_JOIN:
                     join = _Join(fld, None)
                 else:
-                    join = _Join(fld, in_fmt if from_client else out_fmt, audio)
+                    join = _Join(fld, formats.for_side(from_client), audio)
                 # Walk now so ids get their ordinals in order of appearance.
                 ev = Event(direction, typ, nz.body(obj), n, t, done_count + 1, (seq, 0))
                 ev._join = join
@@ -652,10 +650,8 @@ def normalize(
 
         turn_no = done_count + 1
         # --- timings and audio formats: tracked whatever is ignored
-        if typ in _SESSION_EVENTS and isinstance(obj.get("session"), dict):
-            i_fmt, o_fmt = audio_format_from_session(obj["session"])
-            in_fmt = i_fmt or in_fmt
-            out_fmt = o_fmt or out_fmt
+        if typ in SESSION_CONFIG_EVENTS:
+            formats.feed(typ, obj)
         if from_client:
             append_run += 1
             if typ in _INPUT_END_CLIENT and pending_input is None:
@@ -690,7 +686,7 @@ def normalize(
             continue
 
         if chunks:
-            _fill_audio(obj, m.audio if is_packed else chunks, in_fmt if from_client else out_fmt)
+            _fill_audio(obj, m.audio if is_packed else chunks, formats.for_side(from_client))
         if from_client and isinstance(obj.get("event_id"), str) and obj["event_id"]:
             nz.ref(obj["event_id"], "event")  # so error.event_id can point at it
         body = nz.body(obj)

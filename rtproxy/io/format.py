@@ -64,6 +64,7 @@ __all__ = [
     "RecordingWriter",
     "RecordingReader",
     "open_recording",
+    "start_recording",
     "recording_filename",
     "split_base64_audio",
     "join_payload",
@@ -356,11 +357,91 @@ class RecordingWriter:
         finally:
             os.close(self._fd)
 
+    def abandon(self) -> None:
+        """Close the file without its ``end`` record: it reads as cut short, as after a crash."""
+        if not self.closed:
+            self.closed = True
+            os.close(self._fd)
+
     def __enter__(self) -> RecordingWriter:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def start_recording(
+    path: str | os.PathLike[str],
+    *,
+    url: str | None,
+    started: float | None,
+    recorder: str,
+    model: str | None = None,
+    session_id: str | None = None,
+    upstream: str | None = None,
+    redactions: list[str] | None = None,
+    status: int = 101,
+    method: str = "GET",
+    request_path: str | None = None,
+    http_version: str = "HTTP/1.1",
+    request_headers: list[list[str]] | None = None,
+    reason: str | None = None,
+    response_headers: list[list[str]] | None = None,
+    response_body: bytes = b"",
+    subprotocol: str | None = None,
+    extensions: str | None = None,
+    t_request: float | None = None,
+    t_response: float | None = None,
+    client: str | None = None,
+    header_extra: dict[str, Any] | None = None,
+    handshake_extra: dict[str, Any] | None = None,
+) -> RecordingWriter:
+    """Create a recording and write its header and handshake records: the one way
+    every writer (the recorder, client replay, import, tests) starts a file.
+
+    Values must already be redacted (:mod:`rtproxy.protocol.redaction`).
+    """
+    from rtproxy import __version__
+
+    if session_id is None:
+        session_id = secrets.token_hex(4)
+    if request_path is None and url is not None:
+        rest = url.split("://", 1)[-1]
+        request_path = "/" + rest.split("/", 1)[1] if "/" in rest else "/"
+    w = RecordingWriter(path)
+    try:
+        w.write_header(
+            rtproxy=__version__,
+            session_id=session_id,
+            started=started,
+            url=url,
+            model=model,
+            recorder=recorder,
+            upstream=upstream,
+            redactions=list(redactions or []),
+            **(header_extra or {}),
+        )
+        w.write_handshake(
+            method=method,
+            url=url,
+            path=request_path,
+            http_version=http_version,
+            request_headers=list(request_headers or []),
+            status=status,
+            reason=reason if reason is not None else ("Switching Protocols" if status == 101 else ""),
+            response_headers=list(response_headers or []),
+            response_body=response_body if status != 101 else b"",
+            subprotocol=subprotocol,
+            extensions=extensions,
+            t_request=t_request if t_request is not None else started,
+            t_response=t_response if t_response is not None else started,
+            **({"client": client} if client is not None else {}),
+            **(handshake_extra or {}),
+        )
+    except BaseException:
+        w.abandon()
+        raise
+    return w
 
 
 _READ_CHUNK = 1 << 16

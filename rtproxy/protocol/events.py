@@ -109,8 +109,33 @@ def _depth_at(data: bytes, pos: int) -> int:
     return depth
 
 
+#: Deepest nesting an event may have and still be parsed (real events nest < 20 deep).
+MAX_DEPTH = 200
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+_BRACKETS = re.compile(rb"[\[\]{}]")
+
+
+def too_deep(data: bytes, limit: int = MAX_DEPTH) -> bool:
+    """Whether ``data`` (JSON text) nests deeper than ``limit``. Cheap unless it holds many brackets."""
+    if data.count(b"[") + data.count(b"{") <= limit:
+        return False
+    depth = 0
+    for m in _BRACKETS.finditer(_JSON_STRING.sub(b'""', data)):
+        if m.group(0) in (b"[", b"{"):
+            depth += 1
+            if depth > limit:
+                return True
+        else:
+            depth -= 1
+    return False
+
+
 def parse_event(data: bytes | str) -> dict[str, Any] | None:
-    """The event as a dict, or None if it is not a JSON object."""
+    """The event as a dict, or None if it is not a JSON object (or nests deeper than
+    :data:`MAX_DEPTH`: a hostile or broken message is shown as not JSON, never a crash)."""
+    raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data
+    if too_deep(raw):
+        return None
     try:
         obj = json.loads(data)
     except (ValueError, UnicodeDecodeError, RecursionError):

@@ -17,8 +17,7 @@ from typing import Callable
 
 from mitmproxy import ctx, exceptions, http
 
-from rtproxy import __version__
-from rtproxy.io.format import RecordingWriter, recording_filename, split_base64_audio
+from rtproxy.io.format import RecordingWriter, recording_filename, split_base64_audio, start_recording
 from rtproxy.protocol.events import model_from_url, ws_url
 from rtproxy.protocol.redaction import Redactor, redact_url
 
@@ -127,7 +126,6 @@ class RealtimeRecorder:
         red.learn_request(flow.request.url, flow.request.headers.items(multi=True))
         url, q_redacted = red.url(ws_url(flow.request.url))
         name, short = recording_filename(started, model_from_url(flow.request.url))
-        writer = RecordingWriter(self.out_dir / name)
         req_headers, h_redacted = red.headers(flow.request.headers.items(multi=True))
         resp = flow.response
         assert resp is not None
@@ -135,16 +133,6 @@ class RealtimeRecorder:
         redactions = [f"query:{k}" for k in q_redacted]
         redactions += [f"request-header:{k}" for k in h_redacted]
         redactions += [f"response-header:{k}" for k in rh_redacted]
-        writer.write_header(
-            rtproxy=__version__,
-            session_id=short,
-            started=started,
-            url=url,
-            model=model_from_url(flow.request.url),
-            recorder=self.mode,
-            upstream=self.upstream,
-            redactions=redactions,
-        )
         body = b""
         if status != 101:
             body = resp.raw_content or b""
@@ -152,10 +140,18 @@ class RealtimeRecorder:
             if changed:
                 redactions.append("response-body")
         client_addr = flow.client_conn.peername
-        writer.write_handshake(
-            method=flow.request.method,
+        writer = start_recording(
+            self.out_dir / name,
+            session_id=short,
+            started=started,
             url=url,
-            path=red.url(flow.request.path)[0],
+            model=model_from_url(flow.request.url),
+            recorder=self.mode,
+            upstream=self.upstream,
+            # the header lists what the handshake lost; the body's redaction is in the end record
+            redactions=[r for r in redactions if r != "response-body"],
+            method=flow.request.method,
+            request_path=red.url(flow.request.path)[0],
             http_version=flow.request.http_version,
             request_headers=req_headers,
             status=resp.status_code,

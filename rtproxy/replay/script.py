@@ -25,9 +25,8 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Iterator
 
 from rtproxy.io.format import Message
+from rtproxy.protocol.formats import SESSION_CONFIG_EVENTS, SessionFormats
 from rtproxy.protocol.events import (
-    AudioFormat,
-    audio_format_from_session,
     canonical_event_type,
     event_type,
     parse_event,
@@ -48,7 +47,6 @@ __all__ = [
 ]
 
 APPEND = "input_audio_buffer.append"
-_SESSION_EVENTS = frozenset({"session.created", "session.updated", "session.update"})
 #: How far ahead a client event of an unexpected type is looked for before
 #: giving up and leaving the cursor where it is.
 LOOKAHEAD = 32
@@ -159,7 +157,7 @@ def _walk(messages: Iterable[Message]) -> Iterator[tuple[int, Message, str | Non
     the recording once per connection while sending, so it neither unpacks
     audio nor reads server event types, except session events (audio format).
     """
-    in_fmt = AudioFormat()
+    formats = SessionFormats()
     for i, m in enumerate(messages):
         if not m.is_text:
             yield i, m, None, 0.0
@@ -168,19 +166,16 @@ def _walk(messages: Iterable[Message]) -> Iterator[tuple[int, Message, str | Non
         if m.from_client:
             typ = event_type(head)
             if typ == APPEND:
-                yield i, m, typ, in_fmt.duration_ms(m.audio_bytes)
+                yield i, m, typ, formats.input.duration_ms(m.audio_bytes)
                 continue
         else:
             typ = None
-            if b'"session.' not in head[:256]:
+            if b'session.' not in head[:256]:
                 yield i, m, None, 0.0
                 continue
-        if (typ if m.from_client else event_type(head)) in _SESSION_EVENTS:
-            obj = parse_event(head)
-            if obj and isinstance(obj.get("session"), dict):
-                fmt, _ = audio_format_from_session(obj["session"])
-                if fmt:
-                    in_fmt = fmt
+        styp = typ if m.from_client else event_type(head)
+        if styp in SESSION_CONFIG_EVENTS:
+            formats.feed(styp, parse_event(head))
         yield i, m, typ, 0.0
 
 
@@ -368,7 +363,7 @@ class ReplayScheduler:
         self._crossing_pos = 0
         self._warned_audio_segment = -1
         self.live_count = 0
-        self.in_format = AudioFormat()
+        self.formats = SessionFormats()
         self.divergences: list[Divergence] = []
         self.sent = 0
 
@@ -389,7 +384,7 @@ class ReplayScheduler:
             obj = parse_event(content)
             audio = obj.get("audio") if obj else None
             nbytes = _b64_len(audio) if isinstance(audio, str) else 0
-            self._segment_ms += self.in_format.duration_ms(nbytes)
+            self._segment_ms += self.formats.input.duration_ms(nbytes)
             self._crossings.append((self._segment_ms, now_ns))
             ev = self._peek_event(self.cursor)
             if ev is not None and ev.segment_audio_ms == 0 and self._warned_audio_segment != self.cursor:
@@ -405,10 +400,8 @@ class ReplayScheduler:
             self.divergences += found
             return found
         obj = parse_event(content) if is_text else None
-        if typ == "session.update" and obj and isinstance(obj.get("session"), dict):
-            fmt, _ = audio_format_from_session(obj["session"])
-            if fmt:
-                self.in_format = fmt
+        if typ in SESSION_CONFIG_EVENTS:
+            self.formats.feed(typ, obj)
         label = typ or ("(binary message)" if not is_text else "(text that is not a JSON event)")
         ev = self._peek_event(self.cursor)
         if ev is None or ev.type is None:
@@ -462,12 +455,8 @@ class ReplayScheduler:
         self._head = None
         self._head_loaded = False
         self.sent += 1
-        if step.msg.is_text and b'"session.' in step.msg.head[:256] and step.type in _SESSION_EVENTS:
-            obj = parse_event(step.msg.head)
-            if obj and isinstance(obj.get("session"), dict):
-                fmt, _ = audio_format_from_session(obj["session"])
-                if fmt:
-                    self.in_format = fmt
+        if step.msg.is_text and step.type in SESSION_CONFIG_EVENTS:
+            self.formats.feed(step.type, parse_event(step.msg.head))
         return step
 
     def next_deadline(self) -> int | None:

@@ -14,8 +14,9 @@ from array import array
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
-from rtproxy.protocol.formats import silence
-from rtproxy.protocol.events import AUDIO_DELTA_EVENTS, AudioFormat, audio_format_from_session, canonical_event_type
+from rtproxy.protocol.formats import SESSION_CONFIG_EVENTS, SessionFormats, silence
+from rtproxy.view.events import number
+from rtproxy.protocol.events import AUDIO_DELTA_EVENTS, AudioFormat, canonical_event_type
 
 __all__ = [
     "RATE",
@@ -212,8 +213,7 @@ class ConversationAudio:
     """
 
     def __init__(self) -> None:
-        self.in_fmt = AudioFormat()
-        self.out_fmt = AudioFormat()
+        self.formats = SessionFormats()
         self.user: list[AudioSegment] = []
         self._user_cursor = 0
         self._responses: list[_Response] = []
@@ -224,20 +224,17 @@ class ConversationAudio:
     def feed(self, index: int, t_ns: int, from_client: bool, typ: str | None, head: dict[str, Any] | None, audio: list[bytes]) -> None:
         """Account for one message (``audio``: its decoded base64 values)."""
         canon = canonical_event_type(typ)
-        if head is not None and canon in ("session.update", "session.created", "session.updated"):
-            s = head.get("session")
-            if isinstance(s, dict):
-                i_fmt, o_fmt = audio_format_from_session(s)
-                self.in_fmt = i_fmt or self.in_fmt
-                self.out_fmt = o_fmt or self.out_fmt
+        if canon in SESSION_CONFIG_EVENTS:
+            self.formats.feed(canon, head)
         if from_client:
             if canon == "conversation.item.truncate" and head is not None:
-                item, end_ms = head.get("item_id"), head.get("audio_end_ms")
-                if isinstance(item, str) and isinstance(end_ms, (int, float)):
+                item = head.get("item_id")
+                end_ms = number(head.get("audio_end_ms"), 0, 1e10)  # untrusted: 1e308, NaN, "fast"
+                if isinstance(item, str) and end_ms is not None:
                     self._truncate[item] = int(end_ms * RATE / 1000)
             if audio:
                 start = max(t_ns * RATE // 1_000_000_000, self._user_cursor)
-                pcm = b"".join(to_pcm24k(a, self.in_fmt) for a in audio)
+                pcm = b"".join(to_pcm24k(a, self.formats.input) for a in audio)
                 seg = AudioSegment("user", start, pcm, index)
                 self.user.append(seg)
                 self._user_cursor = seg.end
@@ -251,7 +248,7 @@ class ConversationAudio:
                 self._responses.append(r)
                 if rid is not None:
                     self._by_id[rid] = r
-            pcm = b"".join(to_pcm24k(a, self.out_fmt) for a in audio)
+            pcm = b"".join(to_pcm24k(a, self.formats.output) for a in audio)
             r.chunks.append((index, item if isinstance(item, str) else None, pcm))
 
     def finish(self) -> tuple[list[AudioSegment], list[AudioSegment]]:

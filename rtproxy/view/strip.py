@@ -17,7 +17,8 @@ from typing import Any
 
 from rtproxy.view.audio import silence
 from rtproxy.io.format import Message
-from rtproxy.protocol.events import AUDIO_DELTA_EVENTS, AudioFormat, audio_format_from_session, canonical_event_type, event_type
+from rtproxy.protocol.events import AUDIO_DELTA_EVENTS, AudioFormat, canonical_event_type, event_type, parse_event
+from rtproxy.protocol.formats import SESSION_CONFIG_EVENTS, SessionFormats
 
 __all__ = ["PLACEHOLDER", "StripOptions", "Stripper"]
 
@@ -38,7 +39,6 @@ _TEXT_DELTA_EVENTS = frozenset(
 )
 # Events that carry audio and ids only: never parsed, however large.
 _AUDIO_ONLY_EVENTS = frozenset({"input_audio_buffer.append", *AUDIO_DELTA_EVENTS})
-_SESSION_EVENTS = frozenset({"session.update", "session.created", "session.updated", "transcription_session.update"})
 
 
 @dataclass(frozen=True)
@@ -57,8 +57,7 @@ class Stripper:
 
     def __init__(self, options: StripOptions) -> None:
         self.options = options
-        self.in_fmt = AudioFormat()
-        self.out_fmt = AudioFormat()
+        self.formats = SessionFormats()
         self.changed = 0
 
     def content(self, m: Message) -> bytes:
@@ -69,9 +68,9 @@ class Stripper:
         head = m.head
         typ = event_type(head)
         canon = canonical_event_type(typ)
-        fmt = self.in_fmt if m.from_client else self.out_fmt
-        if canon in _SESSION_EVENTS:
-            self._track_formats(m)
+        if canon in SESSION_CONFIG_EVENTS:
+            self.formats.feed(canon, parse_event(m.content))
+        fmt = self.formats.for_side(m.from_client)
         needs_json = (
             (opts.text or opts.instructions)
             and canon not in _AUDIO_ONLY_EVENTS
@@ -105,17 +104,6 @@ class Stripper:
         if o.text:
             return any(k in head for k in (b'"transcript"', b'"text"', b'"arguments"', b'"output"', b'"delta"'))
         return False
-
-    def _track_formats(self, m: Message) -> None:
-        try:
-            obj = json.loads(m.content)
-        except (ValueError, UnicodeDecodeError):
-            return
-        s = obj.get("session") if isinstance(obj, dict) else None
-        if isinstance(s, dict):
-            i, o = audio_format_from_session(s)
-            self.in_fmt = i or self.in_fmt
-            self.out_fmt = o or self.out_fmt
 
     def _strip(self, v: Any, canon: str | None, fmt: AudioFormat, parent: str) -> Any:
         o = self.options

@@ -11,18 +11,13 @@ from dataclasses import dataclass
 from typing import Iterable, Iterator
 
 from rtproxy.io.format import Message
-from rtproxy.protocol.events import (
-    AUDIO_DELTA_EVENTS,
-    AudioFormat,
-    audio_format_from_session,
-    event_type,
-    parse_event,
-)
+from rtproxy.protocol.events import AUDIO_DELTA_EVENTS
+from rtproxy.protocol.formats import SESSION_CONFIG_EVENTS, audio_format_from_session
+from rtproxy.view.events import iter_events
 
 __all__ = ["Entry", "annotate", "AudioTotals"]
 
 _DETAIL_FIELDS = ("transcript", "delta", "text", "arguments", "name")
-_SESSION_EVENTS = frozenset({"session.update", "session.created", "session.updated"})
 
 
 @dataclass(slots=True)
@@ -48,19 +43,19 @@ def _short(s: str, n: int = 60) -> str:
 
 
 def annotate(messages: Iterable[Message], totals: AudioTotals | None = None) -> Iterator[Entry]:
-    """Yield an :class:`Entry` per message; fills ``totals`` as it goes."""
-    in_fmt = AudioFormat()
-    out_fmt = AudioFormat()
-    for i, m in enumerate(messages):
-        head = m.head if m.is_text else b""
-        typ = event_type(head) if m.is_text else None
+    """Yield an :class:`Entry` per message; fills ``totals`` as it goes.
+
+    Reads through the event view (:func:`rtproxy.view.events.iter_events`), so
+    durations follow the audio format in force, whichever event set it.
+    """
+    for ev in iter_events(messages):
+        m = ev.message
+        typ = ev.type
         audio_ms = 0.0
         detail = ""
-        audio = m.audio
-        if audio:
-            fmt = in_fmt if m.from_client else out_fmt
-            nbytes = sum(len(a) for a in audio)
-            audio_ms = fmt.duration_ms(nbytes)
+        nbytes = ev.audio_bytes if m.is_text else 0
+        if nbytes or (m.is_text and m.audio):
+            audio_ms = ev.format.duration_ms(nbytes)
             detail = f"{audio_ms:.0f} ms audio"
             if totals is not None:
                 if m.from_client:
@@ -71,22 +66,11 @@ def annotate(messages: Iterable[Message], totals: AudioTotals | None = None) -> 
             detail = f"binary {m.size} B"
         elif typ is None:
             detail = "not a JSON event" if m.size else "empty message"
-        else:
-            obj = None
-            if typ in _SESSION_EVENTS or typ == "error" or m.size < 4096:
-                obj = parse_event(head)
-                if obj is None:
-                    # event_type() reads the type from the first bytes; the rest is broken.
-                    detail = "invalid JSON"
-            if obj is not None:
-                if typ in _SESSION_EVENTS and isinstance(obj.get("session"), dict):
-                    i_fmt, o_fmt = audio_format_from_session(obj["session"])
-                    if i_fmt:
-                        in_fmt = i_fmt
-                    if o_fmt:
-                        out_fmt = o_fmt
-                detail = _detail(typ, obj)
-        yield Entry(i, m, typ, audio_ms, detail)
+        elif typ in SESSION_CONFIG_EVENTS or typ == "error" or m.size < 4096:
+            obj = ev.json
+            # event_type() reads the type from the first bytes; the rest may be broken.
+            detail = "invalid JSON" if obj is None else _detail(typ, obj)
+        yield Entry(ev.index, m, typ, audio_ms, detail)
 
 
 def _detail(typ: str, obj: dict) -> str:
@@ -102,7 +86,7 @@ def _detail(typ: str, obj: dict) -> str:
             if isinstance(sd, dict) and sd.get("reason"):
                 st += f" ({sd['reason']})"
             return st
-    if typ in ("session.update", "session.created", "session.updated"):
+    if typ in SESSION_CONFIG_EVENTS:
         s = obj.get("session") or {}
         if isinstance(s, dict):
             bits = [str(s.get(k)) for k in ("model", "type") if s.get(k)]
