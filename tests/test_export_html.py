@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import os
 import shutil
 import subprocess
@@ -169,3 +170,42 @@ def test_audio_bars_decode_in_the_browser_and_play_on_click(browser, rec: Path, 
     clip, at = page.evaluate("document.body.dataset.playing").split("@")
     assert int(clip) == user["clip"] and abs(int(at) - (mid - user["t0"])) < 30
     assert problems == []
+
+
+def test_hostile_recording_runs_no_script_and_the_timeline_draws(browser, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from tests.hostile_recording import HOSTILE, HTML, write_hostile
+
+    rec = write_hostile(tmp_path / "x<img src=x onerror=window.pwned=9><script>window.pwned=8<\\script>.rtrec")
+    out = tmp_path / "hostile.html"
+    p = run("export", rec, "--format", "html", "-o", out)
+    assert p.returncode == 0, p.stderr
+    page_text = out.read_text(encoding="utf-8")
+    # the data blocks hold no "<" at all: nothing in them can end the element
+    for block in re.findall(r'<script type="application/json" id="rt-[a-z]+">(.*?)</script>', page_text, re.S):
+        assert "<" not in block and ">" not in block and "&" not in block
+
+    page, problems, requests = open_page(browser, out)
+    dialogs: list[str] = []
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    page.wait_for_timeout(300)  # an injected onerror/onload would have fired by now
+    assert page.evaluate("typeof window.pwned") == "undefined"
+    assert problems == [] and dialogs == []
+    assert all(u.startswith("file:") or u.startswith("blob:") or u.startswith("data:") for u in requests), requests
+    # only the page's own scripts and elements exist
+    assert page.evaluate("document.querySelectorAll('script:not([type])').length") == 1
+    assert page.evaluate("document.querySelectorAll('img, svg, a, iframe, object, embed').length") == 0
+    # the timeline drew every event, and the data reads back exactly
+    n = sum(1 for x in run("show", rec, "--json").stdout.splitlines() if json.loads(x)["kind"] == "message")
+    assert page.evaluate("rtproxy.count") == n
+    assert int(page.evaluate("document.body.dataset.drawn")) > 0
+    assert page.evaluate("rtproxy.data.summary.header.model") == "m\x1b]0;model\x07" + HTML
+    assert page.locator("#responses tr.resp").count() >= 1
+    assert HTML[:60] in page.locator("#responses").text_content()
+    assert page.locator("#errors tr.err").count() == 1
+    # the hostile text is shown as text in the event's JSON
+    create = page.evaluate("rtproxy.data.types").index("conversation.item.create")
+    i = page.evaluate(f"rtproxy.data.ev.type.indexOf({create})")
+    page.evaluate(f"rtproxy.select({i})")
+    shown = json.loads(page.locator("#json").text_content())
+    assert shown["item"]["content"][0]["text"] == HOSTILE
+    assert page.evaluate("typeof window.pwned") == "undefined"

@@ -11,6 +11,8 @@ import sys
 
 import click
 
+from rtproxy.export.textsafe import visible
+
 __all__ = ["Exit", "fail"]
 
 
@@ -21,6 +23,10 @@ class Exit(enum.IntEnum):
 
 
 def fail(message: str) -> None:
-    """Print a one-line error and exit with :data:`Exit.ERROR`."""
-    click.echo(f"rtproxy: error: {message}", err=True)
+    """Print a one-line error and exit with :data:`Exit.ERROR`.
+
+    The message often quotes a recording (an event type, a path): control
+    characters in it are shown as escapes (:func:`rtproxy.export.textsafe.visible`).
+    """
+    click.echo(f"rtproxy: error: {visible(message)}", err=True)
     sys.exit(Exit.ERROR)

@@ -20,6 +20,7 @@ from rtproxy.cli.export import export, redact
 from rtproxy.cli.import_cmd import import_cmd
 from rtproxy.cli.replay import replay
 from rtproxy.export.jsonl import write_jsonl
+from rtproxy.export.textsafe import visible
 from rtproxy.io.format import RecordingError, open_recording
 from rtproxy.view.timeline import AudioTotals, annotate
 
@@ -145,16 +146,17 @@ def _show_summary(file: str, as_json: bool) -> None:
     if as_json:
         for r in s.responses:
             d = {k: v for k, v in asdict(r).items() if not k.startswith("_")}
-            sys.stdout.write(json.dumps({"kind": "response", **d, "duration_s": r.duration_s}, ensure_ascii=False) + "\n")
+            sys.stdout.write(json.dumps({"kind": "response", **d, "duration_s": r.duration_s}) + "\n")
         for x in s.errors:
-            sys.stdout.write(json.dumps({"kind": "error", **asdict(x)}, ensure_ascii=False) + "\n")
+            sys.stdout.write(json.dumps({"kind": "error", **asdict(x)}) + "\n")
         for tr in s.truncates:
             d = {"kind": "truncate", **asdict(tr), "problem": tr.problem}
-            sys.stdout.write(json.dumps(d, ensure_ascii=False) + "\n")
+            sys.stdout.write(json.dumps(d) + "\n")
         return
-    sys.stdout.write(f"{file}\n")
+    # Lines quote the recording (transcripts, error messages): escapes shown, not obeyed.
+    sys.stdout.write(f"{visible(file)}\n")
     for line in summary_lines(s):
-        sys.stdout.write(line + "\n")
+        sys.stdout.write(visible(line) + "\n")
 
 
 def _show_text(file: str, flt: Any = None) -> None:
@@ -174,16 +176,18 @@ def _show_text(file: str, flt: Any = None) -> None:
     close = rec.close or {}
     status = hs.get("status")
     duration = (close.get("t_ns") or last_ns) / 1e9 if close else float((rec.end or {}).get("duration_s") or last_ns / 1e9)
-    out.write(f"{file}\n")
-    out.write(f"  url          {h.get('url')}\n")
-    out.write(f"  model        {h.get('model') or '-'}\n")
+    # Every value from the recording is passed through visible(): a hostile
+    # session's terminal escapes are shown as \x1b..., never sent to the terminal.
+    out.write(f"{visible(file)}\n")
+    out.write(f"  url          {visible(h.get('url'))}\n")
+    out.write(f"  model        {visible(h.get('model') or '-')}\n")
     out.write(f"  started      {_fmt_time(h.get('started'))}\n")
-    out.write(f"  handshake    HTTP {status} {hs.get('reason') or ''}".rstrip() + "\n")
-    out.write(f"  subprotocol  {hs.get('subprotocol') or '-'}\n")
+    out.write(f"  handshake    HTTP {visible(status)} {visible(hs.get('reason') or '')}".rstrip() + "\n")
+    out.write(f"  subprotocol  {visible(hs.get('subprotocol') or '-')}\n")
     if status not in (None, 101):
         body = hs.get("response_body") or b""
         text = body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body)
-        out.write(f"  refused      {' '.join(text.split())[:300]}\n")
+        out.write(f"  refused      {visible(' '.join(text.split())[:300])}\n")
     out.write(f"  duration     {duration:.3f} s\n")
     out.write(f"  messages     client {counts['client']}, server {counts['server']}\n")
     out.write(
@@ -191,7 +195,8 @@ def _show_text(file: str, flt: Any = None) -> None:
     )
     if close:
         out.write(
-            f"  close        {close.get('code')} {close.get('reason') or ''!r} by {close.get('closed_by')}\n"
+            f"  close        {visible(close.get('code'))} {visible(repr(close.get('reason') or ''))}"
+            f" by {visible(close.get('closed_by'))}\n"
         )
     if rec.truncated:
         out.write("  note         recording was cut short (recorder stopped mid-session); shown up to the cut\n")
@@ -201,9 +206,9 @@ def _show_text(file: str, flt: Any = None) -> None:
                 continue
             m = e.msg
             arrow = "->" if m.from_client else "<-"
-            typ = e.type or ("(binary)" if not m.is_text else "(no type)")
+            typ = visible(e.type) if e.type else ("(binary)" if not m.is_text else "(no type)")
             out.write(
-                f"{m.t_ns / 1e6:10.1f} ms  {m.direction:6} {arrow} {typ:56} {m.size:>10,} B  {e.detail}".rstrip()
+                f"{m.t_ns / 1e6:10.1f} ms  {m.direction:6} {arrow} {typ:56} {m.size:>10,} B  {visible(e.detail)}".rstrip()
                 + "\n"
             )
 

@@ -1,6 +1,11 @@
 """Rendering a :class:`~rtproxy.compare.core.DiffResult`: text for people, Markdown for
 bug reports, JSON for tools. Pure: returns strings; colour comes from a
 ``style`` function the caller passes (``click.style`` on a terminal).
+
+Recordings are untrusted: every value taken from them (event types, paths,
+text, ids) goes through :func:`rtproxy.export.textsafe.visible` before it is
+styled, so a terminal escape in a transcript is shown as ``\x1b``, and the
+only escapes in the text report are the colours ``style`` adds.
 """
 
 from __future__ import annotations
@@ -9,6 +14,7 @@ import json
 from typing import Any, Callable
 
 from rtproxy.compare.core import DiffResult, EventChange, FieldChange, TimingChange
+from rtproxy.export.textsafe import visible
 
 __all__ = ["render_text", "render_markdown", "render_json", "verdict_line"]
 
@@ -27,7 +33,7 @@ def _plain(text: str, **_: Any) -> str:
 
 
 def _val(v: Any, limit: int = 160) -> str:
-    s = json.dumps(v, ensure_ascii=False, default=str)
+    s = visible(json.dumps(v, ensure_ascii=False, default=str))
     return s if len(s) <= limit else s[: limit - 1] + "…"
 
 
@@ -73,7 +79,8 @@ def _where(e: EventChange) -> str:
 
 def _word_line(words: list[list[str]], style: Style) -> str:
     out = []
-    for op, text in words:
+    for op, raw in words:
+        text = visible(raw)
         if op == "=":
             out.append(text)
         elif op == "-":
@@ -84,7 +91,7 @@ def _word_line(words: list[list[str]], style: Style) -> str:
 
 
 def _field_lines(c: FieldChange, style: Style, seen: set[tuple[str, str]], indent: str) -> list[str]:
-    path = c.path or "(event)"
+    path = visible(c.path or "(event)")
     if c.kind == "text":
         key = (c.a, c.b)
         if key in seen:
@@ -103,14 +110,14 @@ def _field_lines(c: FieldChange, style: Style, seen: set[tuple[str, str]], inden
     if c.kind == "only_b":
         return [f"{indent}{path}: {style(_val(c.b), fg='green')} (only in B)"]
     if c.kind == "link":
-        return [f"{indent}{path}: links differ: {c.a} in A corresponds to another id in B (got {c.b})"]
+        return [f"{indent}{path}: links differ: {visible(c.a)} in A corresponds to another id in B (got {visible(c.b)})"]
     return [f"{indent}{path}: {style(_val(c.a), fg='red')} -> {style(_val(c.b), fg='green')}"]
 
 
 def _timing_line(t: TimingChange) -> str:
     turn = f"turn {t.turn_a}" if t.turn_a == t.turn_b else f"turn {t.turn_a} (B: {t.turn_b})"
     return (
-        f"{turn} ({t.response_a}): {_METRICS.get(t.metric, t.metric)} "
+        f"{turn} ({visible(t.response_a)}): {visible(_METRICS.get(t.metric, t.metric))} "
         f"{t.a_ms:.0f} ms -> {t.b_ms:.0f} ms ({t.delta_ms:+.0f} ms)"
     )
 
@@ -144,15 +151,15 @@ def render_text(r: DiffResult, style: Style | None = None) -> str:
     lines = []
     verdict = verdict_line(r)
     lines.append(st(verdict, fg="green" if r.equivalent else "red", bold=True))
-    lines.append(f"  A  {r.a_path}")
-    lines.append(f"  B  {r.b_path}")
+    lines.append(f"  A  {visible(r.a_path)}")
+    lines.append(f"  B  {visible(r.b_path)}")
     lines.append("")
     lines.append(st("Summary", bold=True))
     ma = r.meta_a
     conn = (
         "same" if not r.meta else ", ".join(f"{m.field} differs" for m in r.meta)
     ) + f" (HTTP {ma.get('status')}, subprotocol {ma.get('subprotocol') or '-'}, model {ma.get('model') or '-'}, close {ma.get('close_code')})"
-    lines.append(f"  connection  {conn}")
+    lines.append(f"  connection  {visible(conn)}")
     lines.append(f"  client      {_dir_summary(r.counts['client'])}")
     lines.append(f"  server      {_dir_summary(r.counts['server'])}")
     if r.tolerance_ms is None:
@@ -160,14 +167,14 @@ def render_text(r: DiffResult, style: Style | None = None) -> str:
     else:
         tl = f"{len(r.timing)} change{'s' if len(r.timing) != 1 else ''} beyond ±{r.tolerance_ms:g} ms" if r.timing else f"within ±{r.tolerance_ms:g} ms"
         lines.append(f"  timing      {tl} (responses: A {r.turns['a']}, B {r.turns['b']})")
-    lines.append(f"  ignored     {', '.join(r.ignore) or '-'}" + (f"; kept {', '.join(r.keep)}" if r.keep else ""))
+    lines.append(visible(f"  ignored     {', '.join(r.ignore) or '-'}" + (f"; kept {', '.join(r.keep)}" if r.keep else "")))
     for note in r.notes:
-        lines.append(f"  note        {note}")
+        lines.append(f"  note        {visible(note)}")
     if r.meta:
         lines.append("")
         lines.append(st("Connection", bold=True))
         for m in r.meta:
-            lines.append(f"  {m.field:13} {st(_val(m.a), fg='red')} -> {st(_val(m.b), fg='green')}")
+            lines.append(f"  {visible(m.field):13} {st(_val(m.a), fg='red')} -> {st(_val(m.b), fg='green')}")
     seen: set[tuple[str, str]] = set()
     for direction in ("client", "server"):
         evs = [e for e in r.events if e.direction == direction]
@@ -182,16 +189,16 @@ def render_text(r: DiffResult, style: Style | None = None) -> str:
             if len(group) > 1:
                 side = "A" if e.kind == "missing" else "B"
                 lines.append(
-                    st(f"  {mark} turn {e.turn}  {len(group)} events", fg=color, bold=True)
+                    st(f"  {mark} turn {visible(e.turn)}  {len(group)} events", fg=color, bold=True)
                     + f"  {_KIND_WORD[e.kind]}"
                 )
                 for g in group:
                     ev = g.a or g.b
                     assert ev is not None
-                    lines.append(f"      {g.type}  ({side} #{ev.index} @ {ev.t_ms:.1f} ms)")
+                    lines.append(f"      {visible(g.type)}  ({side} #{ev.index} @ {ev.t_ms:.1f} ms)")
                 continue
             lines.append(
-                st(f"  {mark} turn {e.turn}  {e.type}", fg=color, bold=True)
+                st(f"  {mark} turn {visible(e.turn)}  {visible(e.type)}", fg=color, bold=True)
                 + f"  {_KIND_WORD[e.kind]}  ({_where(e)})"
             )
             if e.kind == "changed":
@@ -213,10 +220,11 @@ def _md_code(v: Any, limit: int = 160) -> str:
 
 
 def _md_field(c: FieldChange, indent: str) -> list[str]:
-    path = f"`{c.path or '(event)'}`"
+    path = f"`{visible(c.path or '(event)')}`"
     if c.kind == "text":
         words = []
-        for op, text in c.words or []:
+        for op, raw in c.words or []:
+            text = visible(raw)
             words.append(text if op == "=" else (f"~~{text}~~" if op == "-" else f"**{text}**"))
         return [f"{indent}- {path}: {' '.join(words)}"]
     if c.kind == "json":
@@ -229,14 +237,14 @@ def _md_field(c: FieldChange, indent: str) -> list[str]:
     if c.kind == "only_b":
         return [f"{indent}- {path}: {_md_code(c.b)} only in B"]
     if c.kind == "link":
-        return [f"{indent}- {path}: links differ (`{c.a}` in A, `{c.b}` in B)"]
+        return [f"{indent}- {path}: links differ (`{visible(c.a)}` in A, `{visible(c.b)}` in B)"]
     return [f"{indent}- {path}: {_md_code(c.a)} → {_md_code(c.b)}"]
 
 
 def render_markdown(r: DiffResult) -> str:
-    """A report to paste into a bug report."""
+    """A report to paste into a bug report (control characters shown as escapes)."""
     lines = [f"### rtproxy diff: {verdict_line(r)}", ""]
-    lines.append(f"A = `{r.a_path}`, B = `{r.b_path}`")
+    lines.append(f"A = `{visible(r.a_path)}`, B = `{visible(r.b_path)}`")
     lines.append("")
     lines.append("| | A | B | changed | only in A | only in B |")
     lines.append("|---|---|---|---|---|---|")
@@ -247,16 +255,16 @@ def render_markdown(r: DiffResult) -> str:
     lines.append("")
     lines.append(f"Ignored: {', '.join(f'`{p}`' for p in r.ignore) or '-'}" + (f"; kept: {', '.join(f'`{p}`' for p in r.keep)}" if r.keep else ""))
     for note in r.notes:
-        lines.append(f"\n> {note}")
+        lines.append(f"\n> {visible(note)}")
     if r.meta:
         lines += ["", "#### Connection", "", "| field | A | B |", "|---|---|---|"]
         for m in r.meta:
-            lines.append(f"| {m.field} | {_md_code(m.a)} | {_md_code(m.b)} |")
+            lines.append(f"| {visible(m.field)} | {_md_code(m.a)} | {_md_code(m.b)} |")
     if r.events:
         lines += ["", "#### Events", ""]
         for e in r.events:
             where = _where(e)
-            lines.append(f"- **{_KIND_WORD[e.kind]}** `{e.type}` ({e.direction}, turn {e.turn}; {where})")
+            lines.append(f"- **{_KIND_WORD[e.kind]}** `{visible(e.type)}` ({e.direction}, turn {visible(e.turn)}; {where})")
             if e.kind == "changed":
                 for fc in e.changes:
                     lines.extend(_md_field(fc, "  "))
@@ -268,12 +276,14 @@ def render_markdown(r: DiffResult) -> str:
                   "| turn | response | measure | A | B | change |", "|---|---|---|---|---|---|"]
         for t in r.timing:
             lines.append(
-                f"| {t.turn_a} | {t.response_a} | {_METRICS.get(t.metric, t.metric)} | "
+                f"| {t.turn_a} | {visible(t.response_a)} | {visible(_METRICS.get(t.metric, t.metric))} | "
                 f"{t.a_ms:.0f} ms | {t.b_ms:.0f} ms | {t.delta_ms:+.0f} ms |"
             )
-    return "\n".join(lines) + "\n"
+    # A last pass over the whole report (it holds no styling): nothing unescaped is left.
+    return visible("\n".join(lines), newlines=True) + "\n"
 
 
 def render_json(r: DiffResult) -> str:
-    """``DiffResult.to_dict()`` as indented JSON."""
-    return json.dumps(r.to_dict(), ensure_ascii=False, indent=2, default=str) + "\n"
+    """``DiffResult.to_dict()`` as indented JSON, ASCII only (no control character
+    or lone surrogate reaches the output raw)."""
+    return json.dumps(r.to_dict(), ensure_ascii=True, indent=2, default=str) + "\n"

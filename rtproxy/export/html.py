@@ -210,7 +210,7 @@ class ReportBuilder:
         """The whole page."""
         data, clips = self.data(rec)
         s = data["summary"]
-        esc = html.escape
+        esc = _html_text
         status_txt = ", ".join(f"{n} {k}" for k, n in s["statuses"].items()) or "none"
         close = s["close"]
         close_txt = "-" if close["code"] is None and not close["by"] else f"{close['code']} {close['reason'] or ''} (by {close['by']})"
@@ -277,9 +277,29 @@ def _details(d: Any) -> str:
 _SLOT = re.compile(r"%(TITLE|SUMMARY|NEVENTS|NRESP|NERR|RESPROWS|ERRROWS|LEGEND|CLIPS|DATA|TEXTS)%")
 
 
+#: Characters written as JSON escapes inside the page's <script> blocks: with no
+#: "<" there is no "</script", "<!--" or "<script" to end the element early or
+#: put the parser in its script-data-escaped state; ">" and "&" go too (no
+#: "-->", no entity), U+2028/U+2029 for older JavaScript parsers, and lone
+#: surrogates (an event's JSON may hold "\\ud800") so the page encodes as UTF-8.
+_SCRIPT_UNSAFE = re.compile("[<>&\u2028\u2029\ud800-\udfff]")
+
+
 def _script_json(obj: Any) -> str:
-    # Safe inside <script>: no "</" can end the element early.
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).replace("</", "<\\/").replace("<!--", "<\\!--")
+    """``obj`` as JSON that is inert inside ``<script type="application/json">``
+    and still parses (with ``JSON.parse``) to exactly ``obj``."""
+    text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+    # These characters only occur inside JSON strings, where \uXXXX means the same.
+    return _SCRIPT_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _html_text(value: Any) -> str:
+    """``value`` for the page's HTML text: escaped, and lone surrogates (which no
+    UTF-8 page can hold) shown as U+FFFD."""
+    return html.escape(_SURROGATE.sub("\ufffd", str(value)))
 
 
 _PAGE = r"""<!DOCTYPE html>

@@ -1,4 +1,10 @@
-"""The ``show --json`` / ``export --format jsonl`` lines of a recording (no click)."""
+"""The ``show --json`` / ``export --format jsonl`` lines of a recording (no click).
+
+Every line is ASCII (``json.dumps`` with ``ensure_ascii``): non-ASCII text and
+control characters are ``\\uXXXX`` escapes, so the lines are exact, survive any
+encoding and put no terminal escape on a terminal. A text message that is not
+valid UTF-8 carries ``"base64"`` instead of ``"text"``.
+"""
 
 from __future__ import annotations
 
@@ -61,7 +67,9 @@ def write_jsonl(path: str, out: TextIO, flt: Any = None) -> bool:
         for e in annotate(reader.messages(), totals):
             if flt is not None and not flt.keep(e):
                 continue
-            out.write(json.dumps(_message_json(e.type, e.msg), ensure_ascii=False) + "\n")
+            # ASCII only: the exact text survives any pipe, and no control character
+            # (ESC, U+009B, U+2028) reaches a terminal raw.
+            out.write(json.dumps(_message_json(e.type, e.msg)) + "\n")
         close = rec.close or {}
         end = {
             "kind": "end",
