@@ -109,3 +109,14 @@ def test_errors_form_one_tree(tmp_path: Path) -> None:
 def test_diff_api(tmp_path: Path) -> None:
     res = rtproxy.diff(SAMPLE, SAMPLE)
     assert res.equivalent and res.to_dict()["verdict"] == "equivalent"
+
+
+def test_the_examples_in_docs_api_run(tmp_path: Path) -> None:
+    import re
+
+    text = (ROOT / "docs" / "API.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, re.S)
+    assert len(blocks) >= 5
+    for code in blocks:
+        p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
+        assert p.returncode == 0, (code, p.stderr)

@@ -16,7 +16,28 @@ from rtproxy.protocol.formats import AudioFormat, audio_format_from_session
 __all__ = [
     "BETA_TO_GA",
     "GA_TO_BETA",
+    "CLIENT_EVENTS",
+    "SERVER_EVENTS",
+    "SERVER_EVENTS_BOTH",
+    "GA_ONLY_SERVER_EVENTS",
+    "BETA_ONLY_SERVER_EVENTS",
+    "BETA_ONLY_CLIENT_EVENTS",
+    "ID_FIELDS",
+    "VOLATILE_FIELDS",
+    "ITEM_REFERENCING_CLIENT_EVENTS",
+    "AUDIO_MEMBERS",
     "AUDIO_DELTA_EVENTS",
+    "AUDIO_DONE_EVENTS",
+    "TRANSCRIPT_DELTA_EVENTS",
+    "TRANSCRIPT_DONE_EVENTS",
+    "TEXT_DELTA_EVENTS",
+    "TEXT_DONE_EVENTS",
+    "FUNCTION_ARGUMENTS_DELTA_EVENTS",
+    "INPUT_TRANSCRIPT_EVENTS",
+    "MAX_DEPTH",
+    "dialect",
+    "is_known",
+    "too_deep",
     "canonical_event_type",
     "event_type",
     "parse_event",
@@ -38,11 +59,109 @@ BETA_TO_GA: dict[str, str] = {
 }
 GA_TO_BETA = {v: k for k, v in BETA_TO_GA.items()}
 
+# --------------------------------------------------------------- catalogue
+# Every event name of the two protocols, by side (openai-python's types and
+# ../shared/PROTOCOL.md). Other modules use these groups; none spells a name
+# that belongs to one.
+
+#: Server events both protocols send under the same name.
+SERVER_EVENTS_BOTH = frozenset(
+    {
+        "session.created", "session.updated", "conversation.created",
+        "conversation.item.created", "conversation.item.deleted", "conversation.item.retrieved",
+        "conversation.item.truncated",
+        "conversation.item.input_audio_transcription.delta",
+        "conversation.item.input_audio_transcription.completed",
+        "conversation.item.input_audio_transcription.failed",
+        "input_audio_buffer.committed", "input_audio_buffer.cleared",
+        "input_audio_buffer.speech_started", "input_audio_buffer.speech_stopped",
+        "rate_limits.updated", "response.created", "response.done",
+        "response.output_item.added", "response.output_item.done",
+        "response.content_part.added", "response.content_part.done",
+        "response.function_call_arguments.delta", "response.function_call_arguments.done",
+        "output_audio_buffer.started", "output_audio_buffer.stopped", "output_audio_buffer.cleared",
+        "error",
+    }
+)
+#: Server events only the GA protocol sends.
+GA_ONLY_SERVER_EVENTS = frozenset(
+    {
+        "response.output_audio.delta", "response.output_audio.done",
+        "response.output_audio_transcript.delta", "response.output_audio_transcript.done",
+        "response.output_text.delta", "response.output_text.done",
+        "conversation.item.added", "conversation.item.done",
+        "input_audio_buffer.timeout_triggered", "input_audio_buffer.dtmf_event_received",
+        "conversation.item.input_audio_transcription.segment",
+        "mcp_list_tools.in_progress", "mcp_list_tools.completed", "mcp_list_tools.failed",
+        "response.mcp_call_arguments.delta", "response.mcp_call_arguments.done",
+        "response.mcp_call.in_progress", "response.mcp_call.completed", "response.mcp_call.failed",
+    }
+)
+#: Server events only the beta protocol sends.
+BETA_ONLY_SERVER_EVENTS = frozenset(
+    {
+        "response.audio.delta", "response.audio.done", "response.audio_transcript.delta",
+        "response.audio_transcript.done", "response.text.delta", "response.text.done",
+        "transcription_session.created", "transcription_session.updated",
+    }
+)
+SERVER_EVENTS = SERVER_EVENTS_BOTH | GA_ONLY_SERVER_EVENTS | BETA_ONLY_SERVER_EVENTS
+#: Client events only the beta protocol defines.
+BETA_ONLY_CLIENT_EVENTS = frozenset({"transcription_session.update"})
+CLIENT_EVENTS = frozenset(
+    {
+        "session.update", "input_audio_buffer.append", "input_audio_buffer.commit",
+        "input_audio_buffer.clear", "conversation.item.create", "conversation.item.retrieve",
+        "conversation.item.truncate", "conversation.item.delete", "response.create",
+        "response.cancel", "output_audio_buffer.clear",
+    }
+) | BETA_ONLY_CLIENT_EVENTS
+
+#: Members that hold ids: they differ between two runs of the same conversation.
+ID_FIELDS = frozenset(
+    {"event_id", "item_id", "previous_item_id", "response_id", "call_id", "id", "conversation_id"}
+)
+#: Members whose values are noise between runs (time, quota, token counts).
+VOLATILE_FIELDS = frozenset({"expires_at", "rate_limits", "usage"})
+#: Client events whose ``item_id`` (or ``call_id``) names something the server assigned.
+ITEM_REFERENCING_CLIENT_EVENTS = frozenset(
+    {"conversation.item.truncate", "conversation.item.retrieve", "conversation.item.delete"}
+)
+
+
+def dialect(event_type: str | None) -> str | None:
+    """``"beta"`` or ``"ga"`` when the name belongs to one protocol only, else None."""
+    if event_type in BETA_ONLY_SERVER_EVENTS or event_type in BETA_ONLY_CLIENT_EVENTS:
+        return "beta"
+    if event_type in GA_ONLY_SERVER_EVENTS:
+        return "ga"
+    return None
+
+
+def is_known(event_type: str | None, from_client: bool) -> bool:
+    """Whether either protocol defines this event for that side."""
+    return event_type in (CLIENT_EVENTS if from_client else SERVER_EVENTS)
+
+
 AUDIO_DELTA_EVENTS = frozenset({"response.audio.delta", "response.output_audio.delta"})
 TRANSCRIPT_DELTA_EVENTS = frozenset(
     {"response.audio_transcript.delta", "response.output_audio_transcript.delta"}
 )
 TEXT_DELTA_EVENTS = frozenset({"response.text.delta", "response.output_text.delta"})
+FUNCTION_ARGUMENTS_DELTA_EVENTS = frozenset(
+    {"response.function_call_arguments.delta", "response.mcp_call_arguments.delta"}
+)
+AUDIO_DONE_EVENTS = frozenset({"response.audio.done", "response.output_audio.done"})
+TRANSCRIPT_DONE_EVENTS = frozenset({"response.audio_transcript.done", "response.output_audio_transcript.done"})
+TEXT_DONE_EVENTS = frozenset({"response.text.done", "response.output_text.done"})
+#: Audio inside events: (event type, member holding base64 audio).
+AUDIO_MEMBERS = (
+    ("input_audio_buffer.append", "audio"),
+    ("response.audio.delta", "delta"),
+    ("response.output_audio.delta", "delta"),
+    ("conversation.item.create", "item.content[].audio"),
+    ("conversation.item.retrieved", "item.content[].audio"),
+)
 INPUT_TRANSCRIPT_EVENTS = frozenset(
     {
         "conversation.item.input_audio_transcription.delta",
