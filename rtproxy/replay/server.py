@@ -77,6 +77,9 @@ class SessionReport:
     refused_status: int | None = None
     close: str = ""
     complete: bool = False
+    client_events_reached: int | None = None
+    """Recorded client events (appends aside) the live client had reached when the
+    session ended: matched, skipped past or given up on. None for a refused upgrade."""
 
     @property
     def diverged(self) -> bool:
@@ -285,6 +288,7 @@ class ReplayServer:
                 pass
             r_server.close()
             r_client.close()
+            report.client_events_reached = sched.cursor
             if not report.close:
                 code = ws.close_code
                 report.close = f"closed by the client ({code})" if code is not None else "connection lost"
@@ -391,10 +395,16 @@ async def serve_replay(
     on_divergence: Callable[[int, Divergence], None],
     on_report: Callable[[SessionReport], None],
     stop: asyncio.Event | None = None,
+    on_server: Callable[[ReplayServer], None] | None = None,
 ) -> int:
     """Serve in the running loop until ``stop`` is set, SIGINT/SIGTERM (when ``stop`` is
-    None), or the first session ends with ``cfg.once``. Returns 1 if a session diverged."""
+    None), or the first session ends with ``cfg.once``. Returns 1 if a session diverged.
+
+    ``on_server`` is called with the :class:`ReplayServer` before it serves (in-process
+    users, such as the pytest plugin, count its sessions or wrap its ``handler``)."""
     app = ReplayServer(cfg, handshake, on_divergence, on_report)
+    if on_server is not None:
+        on_server(app)
     if stop is not None:
         app.finished = stop
     else:
