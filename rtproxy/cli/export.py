@@ -11,6 +11,7 @@ from rtproxy.cli.common import fail
 from rtproxy.export.files import default_output, export_har, export_html, export_wav, redact_recording
 from rtproxy.export.jsonl import write_jsonl
 from rtproxy.io.format import RecordingError
+from rtproxy.io.safefile import atomic_output
 from rtproxy.view.audio import RATE
 from rtproxy.view.strip import StripOptions
 
@@ -43,9 +44,8 @@ def export(file: str, fmt: str, out: str | None, split: bool, no_audio: bool) ->
             if out == "-":
                 write_jsonl(file, sys.stdout)
                 return
-            with open(out + ".part", "w", encoding="utf-8") as fh:
+            with atomic_output(out, text=True) as fh:  # 0600, renamed into place when complete
                 write_jsonl(file, fh)
-            os.replace(out + ".part", out)
             click.echo(f"wrote {out} ({os.path.getsize(out):,} B)")
         elif fmt == "html":
             size = export_html(file, out, audio=not no_audio)

@@ -3,6 +3,10 @@
 The work is done by pure modules: :mod:`rtproxy.export.html` (HTML),
 :mod:`rtproxy.view.audio` (WAV), :mod:`rtproxy.io.har` (HAR); JSONL is
 :func:`rtproxy.cli.main.write_jsonl`, the same lines as ``rtproxy show --json``.
+
+Every output is private (0600) and written atomically through a fresh
+temporary file next to it (:mod:`rtproxy.io.safefile`): a failed export leaves
+nothing behind, and a planted ``OUT.part`` (or symlink) is never written to.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from pathlib import Path
 from rtproxy.view.audio import ConversationAudio, render_track, write_wav
 from rtproxy.io.format import RecordingWriter, open_recording
 from rtproxy.io.har import har_document, har_entry
+from rtproxy.io.safefile import atomic_output, temp_path_for, write_atomic
 from rtproxy.export.html import ReportBuilder
 from rtproxy.view.strip import StripOptions, Stripper
 from rtproxy.view.summary import event_head
@@ -68,11 +73,13 @@ def export_wav(file: str, out: str, *, split: bool = False) -> list[tuple[str, i
         base = out[:-4] if out.lower().endswith(".wav") else out
         for suffix, track in (("-user.wav", left), ("-assistant.wav", right)):
             path = base + suffix
-            with open(path, "wb") as fh:
-                written.append((path, write_wav(fh, track)))
+            with atomic_output(path) as fh:
+                size = write_wav(fh, track)
+            written.append((path, size))
     else:
-        with open(out, "wb") as fh:
-            written.append((out, write_wav(fh, left, right)))
+        with atomic_output(out) as fh:
+            size = write_wav(fh, left, right)
+        written.append((out, size))
     return written
 
 
@@ -87,10 +94,7 @@ def export_har(file: str, out: str) -> int:
 
 
 def _write_atomic(out: str, data: bytes) -> None:
-    tmp = out + ".part"
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-    os.replace(tmp, out)
+    write_atomic(out, data)
 
 
 def redact_recording(file: str, out: str, options: StripOptions) -> tuple[int, int]:
@@ -100,9 +104,8 @@ def redact_recording(file: str, out: str, options: StripOptions) -> tuple[int, i
     n = 0
     with open_recording(file) as reader:
         rec = reader.recording
-        tmp = out + ".part"
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        # A fresh name, created with O_EXCL: a planted OUT.part is never written to.
+        tmp = temp_path_for(out)
         w = RecordingWriter(tmp)
         try:
             header = {k: v for k, v in rec.header.items() if k not in ("k", "format_version")}
@@ -120,11 +123,10 @@ def redact_recording(file: str, out: str, options: StripOptions) -> tuple[int, i
             if rec.truncated:
                 end["source_truncated"] = True
             w.close(**end)
+            os.replace(tmp, out)
         except BaseException:
-            w.close()
-            os.unlink(tmp)
+            w.discard()
             raise
-    os.replace(tmp, out)
     return n, stripper.changed
 
 

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import errno
 import os
 import re
 import secrets
@@ -73,6 +74,8 @@ __all__ = [
 MAGIC = b"\x89RTREC\r\n"
 FORMAT_VERSION = 1
 _PREFIX = struct.Struct(">8sH")
+
+_CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
 
 FLAG_CLIENT = 1
 FLAG_BINARY = 2
@@ -276,7 +279,9 @@ class RecordingWriter:
 
     def __init__(self, path: str | os.PathLike[str], *, level: int = 3) -> None:
         self.path = str(path)
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        # A new file (never one planted there, nor a symlink's target), readable
+        # by its owner only: recordings hold conversations.
+        self._fd = os.open(self.path, _CREATE_FLAGS, 0o600)
         self._cobj = zstandard.ZstdCompressor(level=level).compressobj()
         self._packer = msgpack.Packer(use_bin_type=True)
         self._last_ns = 0
@@ -284,7 +289,12 @@ class RecordingWriter:
         self.messages = [0, 0]  # server, client
         self.bytes = [0, 0]
         self.bytes_written = _PREFIX.size
-        os.write(self._fd, _PREFIX.pack(MAGIC, FORMAT_VERSION))
+        try:
+            if os.write(self._fd, _PREFIX.pack(MAGIC, FORMAT_VERSION)) != _PREFIX.size:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), self.path)
+        except BaseException:
+            self.discard()  # no empty or headless file is left behind
+            raise
 
     def _emit(self, obj: Any) -> None:
         data = self._cobj.compress(self._packer.pack(obj))
@@ -363,6 +373,14 @@ class RecordingWriter:
             self.closed = True
             os.close(self._fd)
 
+    def discard(self) -> None:
+        """Close and remove the file: for one whose start could not be written."""
+        self.abandon()
+        try:
+            os.unlink(self.path)
+        except OSError:
+            pass
+
     def __enter__(self) -> RecordingWriter:
         return self
 
@@ -439,7 +457,7 @@ def start_recording(
             **(handshake_extra or {}),
         )
     except BaseException:
-        w.abandon()
+        w.discard()  # a file without its header is no recording: nothing is left behind
         raise
     return w
 

@@ -4,11 +4,16 @@ One recording per WebSocket session, secrets removed on the way in with the
 same functions the recorder uses (:mod:`rtproxy.protocol.redaction`). What the source
 did not hold (a HAR has no close code and no pings, and its times are
 milliseconds) is written to the header's ``source_lacks`` and printed.
+
+Each recording is written under a temporary name and renamed into place when
+complete (files 0600, the output folder 0700 when created); a failed import
+leaves no partial file, and no folder it created that stayed empty.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
@@ -18,6 +23,7 @@ from rtproxy import __version__
 from rtproxy.errors import ImportFailed
 from rtproxy.io.format import MAGIC, RecordingWriter, recording_filename
 from rtproxy.io.har import HarError, har_sessions
+from rtproxy.io.safefile import make_private_dirs, remove_empty_dirs, temp_path_for
 from rtproxy.protocol.events import model_from_url, ws_url
 from rtproxy.protocol.redaction import Redactor
 
@@ -79,8 +85,28 @@ def _write(
         redactions.append("response-body")
     model = model_from_url(url)
     name, short = recording_filename(t_request or 0, model)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    w = RecordingWriter(out_dir / name)
+    make_private_dirs(out_dir)
+    final = out_dir / name
+    w = RecordingWriter(temp_path_for(final))
+    try:
+        return _write_session(
+            w, final, red, redactions, resp_h, short=short, source=source, recorder=recorder, clean_url=clean_url,
+            model=model, method=method, path=path, http_version=http_version, req_h=req_h, status=status,
+            reason=reason, body=body, t_request=t_request, t_response=t_response, messages=messages, close=close,
+            lacks=lacks,
+        )
+    except BaseException:
+        w.discard()
+        raise
+
+
+def _write_session(
+    w: RecordingWriter, final: Path, red: Redactor, redactions: list[str], resp_h: list[list[str]], *,
+    short: str, source: str, recorder: str, clean_url: str, model: str | None, method: str, path: str | None,
+    http_version: str, req_h: list[list[str]], status: int, reason: str, body: bytes, t_request: float,
+    t_response: float, messages: Iterable[tuple[int, bool, bool, bytes]], close: dict[str, Any] | None,
+    lacks: list[str],
+) -> ImportedSession:
     resp_map = {k.lower(): v for k, v in resp_h}
     w.write_header(
         rtproxy=__version__, session_id=short, started=t_request, url=clean_url, model=model,
@@ -107,7 +133,8 @@ def _write(
     if close is not None:
         w.write_close(**close)
     w.close(duration_s=max(last, (close or {}).get("t_ns") or 0) / 1e9, redactions=redactions, imported=True)
-    return ImportedSession(w.path, n, lacks, redactions)
+    os.replace(w.path, final)
+    return ImportedSession(str(final), n, lacks, redactions)
 
 
 def import_har(path: str, out_dir: Path) -> list[ImportedSession]:
@@ -212,8 +239,16 @@ def import_file(path: str, out_dir: Path) -> tuple[str, list[ImportedSession]]:
         raise ImportError_(f"{path}: is a directory; give a .har or mitmproxy flow file") from None
     if start.startswith(MAGIC):
         raise ImportError_(f"{path}: already an .rtrec recording; nothing to import")
-    if start.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"{"):
-        return "har", import_har(path, out_dir)
     if not start:
         raise ImportError_(f"{path}: empty file; give a .har or mitmproxy flow file")
-    return "mitmproxy", import_flows(path, out_dir)
+    is_har = start.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"{")
+    # Folders made for this import are removed again if it fails or finds nothing.
+    created = make_private_dirs(out_dir)
+    try:
+        sessions = import_har(path, out_dir) if is_har else import_flows(path, out_dir)
+    except BaseException:
+        remove_empty_dirs(created)
+        raise
+    if not sessions:
+        remove_empty_dirs(created)
+    return ("har" if is_har else "mitmproxy"), sessions

@@ -18,6 +18,7 @@ from typing import Callable
 from mitmproxy import ctx, exceptions, http
 
 from rtproxy.io.format import RecordingWriter, recording_filename, split_base64_audio, start_recording
+from rtproxy.io.safefile import make_private_dirs, remove_empty_dirs
 from rtproxy.protocol.events import model_from_url, ws_url
 from rtproxy.protocol.redaction import Redactor, redact_url
 
@@ -89,6 +90,14 @@ class RealtimeRecorder:
         self.upstream: str | None = None
         # Flows whose file stopped taking writes: their messages are no longer forwarded.
         self._failed: set[str] = set()
+        # Folders configure() created for rtrec_dir, until a recording is made in them.
+        self._created_dirs: list[Path] = []
+
+    def remove_unused_dirs(self) -> None:
+        """Remove the folders made for ``rtrec_dir`` if they are still empty: a
+        proxy that could not start leaves no empty recordings/ folder behind."""
+        remove_empty_dirs(self._created_dirs)
+        self._created_dirs = []
 
     # -- options ---------------------------------------------------------
     def load(self, loader) -> None:  # type: ignore[no-untyped-def]
@@ -107,14 +116,19 @@ class RealtimeRecorder:
         if "rtrec_dir" in updated:
             out = Path(ctx.options.rtrec_dir).expanduser()
             try:
-                out.mkdir(parents=True, exist_ok=True)
+                # Folders it creates are 0700 (recordings hold conversations); a
+                # folder that cannot be made leaves none of its parents behind.
+                created = make_private_dirs(out)
             except OSError as exc:
                 raise exceptions.OptionsError(
-                    f"rtrec_dir: cannot create {out}: {exc.strerror}"
+                    f"rtrec_dir: cannot create {out}: {exc.strerror or exc}"
                 ) from exc
             if not os.access(out, os.W_OK):
+                remove_empty_dirs(created)
                 raise exceptions.OptionsError(f"rtrec_dir: {out} is not writable")
+            self.remove_unused_dirs()
             self.out_dir = out
+            self._created_dirs = created
         if "rtrec_keep_messages" in updated:
             self.keep_messages = ctx.options.rtrec_keep_messages
 

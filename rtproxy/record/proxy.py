@@ -130,14 +130,19 @@ async def _run(cfg: RecordConfig, on_ready: Callable[[], None], on_end: Callable
     if cfg.confdir:
         updates["confdir"] = cfg.confdir
     try:
-        opts.update(**updates)
-    except exceptions.OptionsError as exc:
-        raise ProxyStartError(str(exc)) from None
+        try:
+            opts.update(**updates)
+        except exceptions.OptionsError as exc:
+            raise ProxyStartError(str(exc)) from None
 
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, m.shutdown)
-    await m.run()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, m.shutdown)
+        await m.run()
+    except BaseException:
+        # Could not start (a port in use, a bad option): no empty --out-dir is left behind.
+        recorder.remove_unused_dirs()
+        raise
     return 0
 
 
