@@ -213,7 +213,9 @@ def _show_text(file: str, flt: Any = None) -> None:
             )
 
 
-for _command in (replay, diff, export, redact, import_cmd):
+from rtproxy.cli.check import check  # noqa: E402
+
+for _command in (replay, diff, export, redact, import_cmd, check):
     cli.add_command(_command)
 
 

@@ -1,0 +1,141 @@
+"""Run every rule over a recording's events in one pass. Pure except :func:`check_file`.
+
+:class:`Checker` is sans-I/O: feed it events (anything shaped like
+:class:`rtproxy.view.events.Event`) one by one, then :meth:`Checker.finish`
+with the handshake and close. :func:`check_events` and :func:`check_file`
+wrap it.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Iterable
+
+from rtproxy.check.finding import Finding, severity_rank
+from rtproxy.check.options import Options, select_codes
+from rtproxy.check.rules import RULES, RUN_ORDER, Rule
+from rtproxy.check.state import SessionState
+from rtproxy.protocol.events import canonical_event_type, parse_event
+from rtproxy.view.events import open as open_recording
+
+__all__ = ["Checker", "check_events", "check_file", "filter_findings"]
+
+_NOT_PARSED = frozenset({"input_audio_buffer.append"})
+
+
+def _obj(ev: Any) -> dict[str, Any] | None:
+    """The event's JSON without its audio (cheap for audio deltas)."""
+    head = getattr(ev, "head", None)
+    if head:
+        return parse_event(head)
+    return ev.json
+
+
+class Checker:
+    """Feed events in order with :meth:`feed`; :meth:`finish` returns every finding
+    (all rules, time order; filter with :func:`filter_findings`)."""
+
+    def __init__(self, options: Options | None = None) -> None:
+        self.options = options or Options()
+        self.rules: list[Rule] = [cls(self.options) for cls in RUN_ORDER]
+        self.state = SessionState()
+        self.findings: list[Finding] = []
+        self._dispatch: dict[str | None, tuple[str | None, list[Rule], bool]] = {}
+
+    def _route(self, typ: str | None) -> tuple[str | None, list[Rule], bool]:
+        ctype = canonical_event_type(typ)
+        rules = [r for r in self.rules if r.types is None or (ctype is not None and ctype in r.types)]
+        route = (ctype, rules, ctype not in _NOT_PARSED and typ is not None)
+        self._dispatch[typ] = route
+        return route
+
+    def set_handshake(self, handshake: Any) -> None:
+        self.state.handshake = handshake
+
+    def feed(self, ev: Any) -> None:
+        typ = ev.type
+        route = self._dispatch.get(typ) or self._route(typ)
+        ctype, rules, parse = route
+        obj = _obj(ev) if parse else None
+        st = self.state
+        for r in rules:
+            try:
+                res = r.feed(ev, ctype, obj, st)
+            except Exception as exc:  # noqa: BLE001 - a rule must never stop a check
+                res = [_internal(r, exc, ev.index, ev.t)]
+            if res:
+                self.findings.extend(res)
+        st.apply(ev, ctype, obj)
+
+    def finish(self, handshake: Any = None, close: Any = None, cut_short: bool = False) -> list[Finding]:
+        st = self.state
+        if handshake is not None:
+            st.handshake = handshake
+        st.close, st.cut_short = close, cut_short
+        if close is not None and getattr(close, "t", None) is not None:
+            st.end_t = max(st.end_t, close.t)
+        for r in self.rules:
+            try:
+                res = r.finish(st)
+            except Exception as exc:  # noqa: BLE001
+                res = [_internal(r, exc, None, st.end_t)]
+            if res:
+                self.findings.extend(res)
+        self.findings.sort(key=lambda f: f.sort_key)
+        return self.findings
+
+
+def _internal(rule: Rule, exc: Exception, index: int | None, t: float) -> Finding:
+    return Finding("RT000", "warning", "internal error in a rule",
+                   f"{rule.code} failed on this event ({type(exc).__name__}: {exc}); please report it",
+                   t, index, None)
+
+
+def filter_findings(
+    findings: Iterable[Finding],
+    select: Iterable[str] | None = None,
+    ignore: Iterable[str] | None = None,
+    min_severity: str = "info",
+) -> list[Finding]:
+    """Findings of the selected codes (prefixes allowed; RT000 always) at or above ``min_severity``."""
+    codes = select_codes(RULES, select, ignore)
+    floor = severity_rank(min_severity)
+    return [f for f in findings if (f.code in codes or f.code == "RT000") and severity_rank(f.severity) >= floor]
+
+
+def check_events(
+    events: Iterable[Any],
+    *,
+    handshake: Any = None,
+    close: Any = None,
+    cut_short: bool = False,
+    select: Iterable[str] | None = None,
+    ignore: Iterable[str] | None = None,
+    options: Options | None = None,
+    min_severity: str = "info",
+) -> list[Finding]:
+    """Check a stream of events (e.g. what an app sent in a live replay)."""
+    select_codes(RULES, select, ignore)  # bad codes fail before the work
+    c = Checker(options)
+    c.set_handshake(handshake)
+    for ev in events:
+        c.feed(ev)
+    return filter_findings(c.finish(handshake, close, cut_short), select, ignore, min_severity)
+
+
+def check_file(
+    path: str | os.PathLike[str],
+    *,
+    select: Iterable[str] | None = None,
+    ignore: Iterable[str] | None = None,
+    options: Options | None = None,
+    min_severity: str = "info",
+) -> list[Finding]:
+    """Check one recording; raises :class:`~rtproxy.errors.RecordingError` if it cannot be read."""
+    select_codes(RULES, select, ignore)
+    rec = open_recording(path)
+    c = Checker(options)
+    c.set_handshake(rec.handshake)
+    for ev in rec.events():
+        c.feed(ev)
+    return filter_findings(c.finish(rec.handshake, rec.close, rec.cut_short), select, ignore, min_severity)

@@ -1,0 +1,327 @@
+"""The session as a check sees it, event by event: sans-I/O, fed in order.
+
+:class:`SessionState` follows responses, items (with the assistant audio
+received and played per item), function calls, the input buffer and the
+session config. Every rule reads it; the engine applies each event to it
+after the rules have seen the event (so a rule sees the state *before* the
+event it is looking at).
+
+Values come from an untrusted recording: every accessor here checks types,
+and nothing raises on odd content.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass, field
+from typing import Any
+
+from rtproxy.protocol.formats import PCM16_24K, AudioFormat
+from rtproxy.view.events import number
+
+__all__ = ["SessionState", "Resp", "Item", "Call", "s", "d", "num", "error_fields", "audio_len", "AUDIO_DELTA"]
+
+AUDIO_DELTA = "response.output_audio.delta"
+#: Server events that carry content of a response (response_id), GA names.
+CONTENT_EVENTS = frozenset({
+    "response.output_item.added", "response.output_item.done", "response.content_part.added",
+    "response.content_part.done", "response.output_text.delta", "response.output_text.done",
+    "response.output_audio.delta", "response.output_audio.done",
+    "response.output_audio_transcript.delta", "response.output_audio_transcript.done",
+    "response.function_call_arguments.delta", "response.function_call_arguments.done",
+    "response.mcp_call_arguments.delta", "response.mcp_call_arguments.done",
+})
+
+
+def s(v: Any) -> str | None:
+    """``v`` if it is a str, else None."""
+    return v if isinstance(v, str) else None
+
+
+def d(v: Any) -> dict[str, Any]:
+    """``v`` if it is a dict, else {}."""
+    return v if isinstance(v, dict) else {}
+
+
+def num(v: Any) -> float | None:
+    """``v`` as a finite number (not bool), else None."""
+    return number(v)
+
+
+def error_fields(obj: dict[str, Any] | None) -> dict[str, str | None]:
+    """type, code, message, param, event_id of an ``error`` event (strings or None)."""
+    e = d(d(obj).get("error"))
+    return {k: s(e.get(k)) for k in ("type", "code", "message", "param", "event_id")}
+
+
+def audio_len(ev: Any, obj: dict[str, Any] | None, key: str) -> int:
+    """Decoded audio bytes of an event: the recording's split audio, or (for values
+    too short to be stored split) the base64 in ``obj[key]`` decoded here."""
+    n = int(getattr(ev, "audio_bytes", 0) or 0)
+    if n:
+        return n
+    v = d(obj).get(key)
+    if isinstance(v, str) and v:
+        try:
+            return len(base64.b64decode(v, validate=True))
+        except (binascii.Error, ValueError):
+            return 0
+    return 0
+
+
+@dataclass(slots=True)
+class Resp:
+    """A response, from ``response.created`` to ``response.done``."""
+
+    id: str
+    index: int
+    t: float
+    create_index: int | None = None
+    done_index: int | None = None
+    done_t: float | None = None
+    done_count: int = 0
+    status: str | None = None
+    status_details: Any = None
+    out_of_band: bool = False
+    items: list[str] = field(default_factory=list)
+    call_ids: list[str] = field(default_factory=list)
+    audio_ms: float = 0.0
+
+    @property
+    def open(self) -> bool:
+        return self.done_index is None
+
+
+@dataclass(slots=True)
+class Item:
+    """A conversation item, with the audio received for it per content index."""
+
+    id: str
+    index: int
+    announced: bool = True
+    kind: str | None = None
+    role: str | None = None
+    response_id: str | None = None
+    audio_ms: dict[int, float] = field(default_factory=dict)
+    first_audio_t: float | None = None
+    first_audio_index: int | None = None
+    last_audio_t: float | None = None
+    play_end: float | None = None
+    """When the client would have finished playing the audio received, played as it arrived."""
+    audio_done: bool = False
+
+    @property
+    def total_audio_ms(self) -> float:
+        return sum(self.audio_ms.values())
+
+
+@dataclass(slots=True)
+class Call:
+    """A function call the model made, and the client's answers to it."""
+
+    call_id: str
+    index: int
+    t: float
+    name: str | None = None
+    item_id: str | None = None
+    response_id: str | None = None
+    outputs: list[tuple[int, float]] = field(default_factory=list)
+
+
+class SessionState:
+    """What is known after the events so far. Read by rules; :meth:`apply` by the engine."""
+
+    def __init__(self) -> None:
+        self.index = -1
+        self.t = 0.0
+        self.session_created: tuple[int, float] | None = None
+        self.expires_at: float | None = None
+        self.effective: dict[str, Any] | None = None
+        """The last session config the server reported (session.created / session.updated)."""
+        self.transcription: bool | None = None
+        """Input transcription configured (None: the session never said)."""
+        self.responses: dict[str, Resp] = {}
+        self.open: dict[str, Resp] = {}
+        self.last_response: Resp | None = None
+        self.items: dict[str, Item] = {}
+        self.audio_items: list[Item] = []
+        """The last few items that received assistant audio (newest last)."""
+        self.calls: dict[str, Call] = {}
+        self.client_by_event_id: dict[str, tuple[int, str | None, float]] = {}
+        self.last_client: tuple[int, str | None, float] | None = None
+        self.last_create: tuple[int, float] | None = None
+        self.pending_creates: list[int] = []
+        """response.create indices not matched to a response.created yet."""
+        self.input_ms = 0.0
+        """Input audio appended since the last commit / clear / committed."""
+        self.input_format: AudioFormat = PCM16_24K
+        self.output_format: AudioFormat = PCM16_24K
+        self.audio_in_ms = 0.0
+        self.audio_out_ms = 0.0
+        self.explained: set[int] = set()
+        """Indices of ``error`` events a rule has accounted for."""
+        self.handshake: Any = None
+        self.close: Any = None
+        self.cut_short = False
+        self.end_t = 0.0
+        self.last_index: int | None = None
+
+    # ------------------------------------------------------------ lookups
+    def cause_of(self, err: dict[str, str | None]) -> tuple[int, str | None, float] | None:
+        """The client event an error names by event_id, else None."""
+        eid = err.get("event_id")
+        return self.client_by_event_id.get(eid) if eid else None
+
+    def explain(self, index: int) -> None:
+        self.explained.add(index)
+
+    def session_age(self, t: float) -> float:
+        return t - (self.session_created[1] if self.session_created else 0.0)
+
+    # -------------------------------------------------------------- apply
+    def apply(self, ev: Any, ctype: str | None, obj: dict[str, Any] | None) -> None:
+        """Account for one event (after the rules have seen it)."""
+        i, t = ev.index, ev.t
+        self.index, self.t = i, t
+        self.last_index = i
+        self.end_t = max(self.end_t, t)
+        client = ev.side == "client"
+        if client:
+            if ctype == "input_audio_buffer.append":
+                ms = ev.format.duration_ms(ev.audio_bytes)
+                self.input_ms += ms
+                self.audio_in_ms += ms
+                self.input_format = ev.format
+                self.last_client = (i, ctype, t)
+                return
+            self.last_client = (i, ctype, t)
+            if obj is None:
+                return
+            eid = s(obj.get("event_id"))
+            if eid:
+                self.client_by_event_id[eid] = (i, ctype, t)
+            if ctype == "response.create":
+                self.last_create = (i, t)
+                self.pending_creates.append(i)
+            elif ctype in ("input_audio_buffer.commit", "input_audio_buffer.clear"):
+                self.input_ms = 0.0
+            elif ctype == "session.update":
+                self.input_format = ev.format
+            elif ctype == "conversation.item.create":
+                item = d(obj.get("item"))
+                iid = s(item.get("id"))
+                if iid and iid not in self.items:
+                    self.items[iid] = Item(iid, i, kind=s(item.get("type")), role=s(item.get("role")))
+            return
+        # server
+        self.output_format = ev.format
+        if ctype == AUDIO_DELTA:
+            self._audio(ev, obj, t)
+            return
+        if obj is None:
+            return
+        if ctype in ("session.created", "session.updated", "transcription_session.created",
+                     "transcription_session.updated"):
+            sess = d(obj.get("session"))
+            self.effective = sess
+            if ctype in ("session.created", "transcription_session.created") and self.session_created is None:
+                self.session_created = (i, t)
+                self.expires_at = num(sess.get("expires_at"))
+            tr = d(d(d(sess.get("audio")).get("input"))).get("transcription", ...)
+            if tr is ...:
+                tr = sess.get("input_audio_transcription", ...)
+            if tr is not ...:
+                self.transcription = bool(tr)
+        elif ctype == "response.created":
+            r = d(obj.get("response"))
+            rid = s(r.get("id")) or f"#{i}"
+            resp = Resp(rid, i, t)
+            if self.pending_creates:
+                resp.create_index = self.pending_creates.pop(0)
+            self.responses.setdefault(rid, resp)
+            self.open[rid] = self.responses[rid]
+            self.last_response = self.responses[rid]
+        elif ctype == "response.done":
+            r = d(obj.get("response"))
+            rid = s(r.get("id")) or (self.last_response.id if self.last_response else f"#{i}")
+            found = self.responses.get(rid)
+            if found is None:
+                found = self.responses[rid] = Resp(rid, i, t)
+            resp = found
+            resp.done_count += 1
+            if resp.done_index is None:
+                resp.done_index, resp.done_t = i, t
+            resp.status = s(r.get("status"))
+            resp.status_details = r.get("status_details")
+            self.open.pop(rid, None)
+            for out in r.get("output") or () if isinstance(r.get("output"), list) else ():
+                self._note_call(d(out), i, t, rid)
+        elif ctype in ("response.output_item.added", "conversation.item.added", "conversation.item.created",
+                       "conversation.item.done", "conversation.item.retrieved", "response.output_item.done"):
+            item = d(obj.get("item"))
+            iid = s(item.get("id"))
+            orid = s(obj.get("response_id"))
+            if iid:
+                it = self.items.get(iid)
+                if it is None or not it.announced:
+                    new = Item(iid, i, kind=s(item.get("type")), role=s(item.get("role")), response_id=orid)
+                    if it is not None:
+                        new.audio_ms, new.first_audio_t, new.play_end = it.audio_ms, it.first_audio_t, it.play_end
+                        new.first_audio_index, new.last_audio_t = it.first_audio_index, it.last_audio_t
+                    self.items[iid] = it = new
+                else:
+                    it.kind = it.kind or s(item.get("type"))
+                    it.role = it.role or s(item.get("role"))
+                    it.response_id = it.response_id or orid
+                if orid and orid in self.responses and iid not in self.responses[orid].items:
+                    self.responses[orid].items.append(iid)
+            if ctype == "response.output_item.done":
+                self._note_call(item, i, t, orid)
+        elif ctype == "input_audio_buffer.committed":
+            self.input_ms = 0.0
+            iid = s(obj.get("item_id"))
+            if iid and iid not in self.items:
+                self.items[iid] = Item(iid, i, kind="message", role="user")
+        elif ctype == "response.function_call_arguments.done":
+            cid = s(obj.get("call_id"))
+            if cid and cid not in self.calls:
+                crid = s(obj.get("response_id"))
+                self.calls[cid] = Call(cid, i, t, s(obj.get("name")), s(obj.get("item_id")), crid)
+                if crid in self.responses:
+                    self.responses[crid].call_ids.append(cid)  # type: ignore[index]
+        elif ctype == "response.output_audio.done":
+            it = self.items.get(s(obj.get("item_id")) or "")
+            if it is not None:
+                it.audio_done = True
+
+    def _note_call(self, item: dict[str, Any], i: int, t: float, rid: str | None) -> None:
+        if item.get("type") != "function_call":
+            return
+        cid = s(item.get("call_id"))
+        if cid and cid not in self.calls:
+            self.calls[cid] = Call(cid, i, t, s(item.get("name")), s(item.get("id")), rid)
+            if rid in self.responses:
+                self.responses[rid].call_ids.append(cid)  # type: ignore[index]
+
+    def _audio(self, ev: Any, obj: dict[str, Any] | None, t: float) -> None:
+        o = d(obj)
+        iid = s(o.get("item_id")) or "?"
+        it = self.items.get(iid)
+        if it is None:
+            it = self.items[iid] = Item(iid, ev.index, announced=False, response_id=s(o.get("response_id")))
+        ci = o.get("content_index", 0)
+        ci = ci if isinstance(ci, int) and not isinstance(ci, bool) else 0
+        ms = ev.format.duration_ms(audio_len(ev, obj, "delta"))
+        it.audio_ms[ci] = it.audio_ms.get(ci, 0.0) + ms
+        if it.first_audio_t is None:
+            it.first_audio_t, it.first_audio_index = t, ev.index
+            self.audio_items.append(it)
+            if len(self.audio_items) > 8:
+                del self.audio_items[0]
+        it.last_audio_t = t
+        it.play_end = max(it.play_end or t, t) + ms / 1000.0
+        self.audio_out_ms += ms
+        rid = it.response_id or s(o.get("response_id"))
+        if rid in self.responses:
+            self.responses[rid].audio_ms += ms  # type: ignore[index]
