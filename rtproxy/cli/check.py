@@ -16,6 +16,7 @@ from rtproxy.check.render import (
     render_json,
     render_sarif,
     render_total_text,
+    visible,
 )
 from rtproxy.check.rules import RULES
 from rtproxy.check.runner import check_many, collect_files
@@ -109,11 +110,8 @@ def check(paths: tuple[str, ...], fmt: str, select: str | None, ignore: str | No
         sys.stderr.close()
     bad = [r for r in results if r.error is not None]
     for b in bad:
-        if fmt != "text":
-            click.echo(f"rtproxy: error: {b.file}: {b.error}", err=True)
+        click.echo(f"rtproxy: error: {visible(b.file)}: {visible(b.error or '')}", err=True)
     if bad:
-        if fmt == "text" and len(files) == 1:
-            click.echo(f"rtproxy: error: {bad[0].file}: {bad[0].error}", err=True)
         sys.exit(Exit.ERROR)
     rank = severity_rank(floor)
     found = any(severity_rank(f.severity) >= rank for res in results for f in res.findings)
