@@ -327,3 +327,193 @@ def test_wait_timeout_on_missing_input_audio_and_no_deadline_when_off_or_satisfi
 
     clock = scheduler(dialogue(), pace="clock", wait_timeout_ns=MS)
     assert clock.next_deadline() is None  # clock pace never waits for the client
+
+
+# ------------------------------------------------ values the live side chose
+def pop_all(s: ReplayScheduler, now: int) -> list[bytes]:
+    out = []
+    while (nxt := s.next_send()) is not None and nxt[0] <= now:
+        step = s.pop()
+        out.append(s.substitute(step.msg) or step.msg.content)
+    return out
+
+
+def test_ids_event_ids_and_metadata_the_client_chose_are_wildcards_and_substituted() -> None:
+    item_rec = {"id": "item_rec0000001", "type": "message", "role": "user",
+                "content": [{"type": "input_text", "text": "hi"}]}
+    msgs = [
+        ev(10, True, {"type": "conversation.item.create", "event_id": "evt_rec_1", "previous_item_id": None,
+                      "item": item_rec}),
+        ev(12, False, {"type": "conversation.item.added", "event_id": "srv_1", "previous_item_id": None,
+                       "item": {**item_rec, "status": "completed"}}),
+        ev(20, True, {"type": "response.create", "event_id": "evt_rec_2",
+                      "response": {"metadata": {"client_event_id": "evt_rec_2", "n": "1"}}}),
+        ev(22, False, {"type": "response.created", "event_id": "srv_2",
+                       "response": {"id": "resp_1", "metadata": {"client_event_id": "evt_rec_2", "n": "1"}}}),
+        ev(24, False, {"type": "response.output_audio.delta", "event_id": "srv_3", "response_id": "resp_1",
+                       "item_id": "item_out", "delta": base64.b64encode(b"\x01\x00" * 480).decode()}),
+        ev(30, True, {"type": "conversation.item.truncate", "event_id": "evt_rec_3", "item_id": "item_rec0000001",
+                      "content_index": 0, "audio_end_ms": 5}),
+        ev(31, False, {"type": "error", "event_id": "srv_4",
+                       "error": {"type": "invalid_request_error", "event_id": "evt_rec_3", "message": "no"}}),
+    ]
+    s = scheduler(msgs)
+    item_live = {**item_rec, "id": "item_36d2eba71704"}
+    assert s.client_message(10 * MS, True, live({"type": "conversation.item.create", "event_id": "evt_L1",
+                                                 "previous_item_id": None, "item": item_live})) == []
+    assert s.client_message(20 * MS, True, live({"type": "response.create", "event_id": "evt_L2", "response": {
+        "metadata": {"client_event_id": "evt_L2", "n": "1", "extra": True}}})) == []
+    assert s.client_message(30 * MS, True, live({"type": "conversation.item.truncate", "event_id": "evt_L3",
+                                                 "item_id": "item_36d2eba71704", "content_index": 0,
+                                                 "audio_end_ms": 5})) == []
+    sent = pop_all(s, 1000 * MS)
+    recorded = [m.content for m in msgs if not m.from_client]
+    assert sent[0] == recorded[0].replace(b"item_rec0000001", b"item_36d2eba71704")
+    assert json.loads(sent[1])["response"]["metadata"] == {"client_event_id": "evt_L2", "n": "1", "extra": True}
+    assert sent[1].startswith(recorded[1][: recorded[1].index(b'"metadata"')])  # the rest as recorded
+    assert sent[2] == recorded[2]  # an audio delta that names nothing the client chose: untouched
+    assert sent[3] == recorded[3].replace(b'"event_id": "evt_rec_3"', b'"event_id": "evt_L3"')
+    assert b'"event_id": "srv_4"' in sent[3]  # the server's own event id stays
+    assert s.substitutions == 3
+    # --exact: the tape as recorded
+    s2 = scheduler(msgs, substitute=False)
+    s2.client_message(10 * MS, True, live({"type": "conversation.item.create", "item": item_live}))
+    assert pop_all(s2, 1000 * MS) == recorded[:1] and s2.substitutions == 0
+
+
+def test_audio_deltas_get_the_live_item_id_without_their_audio_decoded(tmp_path: Path) -> None:
+    audio = base64.b64encode(bytes(range(256)) * 8).decode()
+    msgs = [
+        ev(10, True, {"type": "conversation.item.create", "item": {"id": "item_rec", "type": "message",
+                                                                 "role": "user", "content": []}}),
+        ev(20, False, {"type": "response.output_audio.delta", "item_id": "item_rec", "delta": audio,
+                       "x": {"item_id": "item_rec"}}),
+    ]
+    path = tmp_path / "a.rtrec"
+    with RecordingWriter(path) as w:
+        w.write_header()
+        for m in msgs:
+            w.write_message(m.t_ns, m.from_client, m.is_text, m.content)
+    r1, r2 = open_recording(path), open_recording(path)
+    s = ReplayScheduler(server_steps(r1.messages()), client_events(r2.messages()), speed=0)
+    s.start(0)
+    s.client_message(MS, True, live({"type": "conversation.item.create", "item": {
+        "id": "item_LIVE_longer_id", "type": "message", "role": "user", "content": []}}))
+    nxt = s.next_send()
+    assert nxt is not None
+    step = nxt[1]
+    assert len(s.subs.edits(step.msg.head)) == 2
+    assert step.msg.packed_audio is not None  # still packed: the head was enough to find the edits
+    cached = msgs[1].content  # the replay server keeps each message's bytes once decoded
+    out = s.substitute(step.msg, cached)
+    assert step.msg.packed_audio is not None  # the edits were moved past the audio, not re-encoded
+    assert out == msgs[1].content.replace(b"item_rec", b"item_LIVE_longer_id")
+    assert s.substitutions == 2
+
+
+def test_a_call_id_the_client_made_up_is_followed_into_its_output() -> None:
+    call = {"type": "function_call", "call_id": "call_rec", "name": "f", "arguments": "{}"}
+    out = {"type": "function_call_output", "call_id": "call_rec", "output": "ok"}
+    msgs = [
+        ev(10, True, {"type": "conversation.item.create", "item": call}),
+        ev(20, True, {"type": "conversation.item.create", "item": out}),
+        ev(22, False, {"type": "conversation.item.added", "item": {**out, "id": "item_9"}}),
+    ]
+    s = scheduler(msgs)
+    assert s.client_message(10 * MS, True, live({"type": "conversation.item.create",
+                                                 "item": {**call, "call_id": "call_live"}})) == []
+    assert s.client_message(20 * MS, True, live({"type": "conversation.item.create",
+                                                 "item": {**out, "call_id": "call_live"}})) == []
+    assert json.loads(pop_all(s, 1000 * MS)[0])["item"]["call_id"] == "call_live"
+    # an output for another call is still a divergence
+    s2 = scheduler(msgs)
+    s2.client_message(10 * MS, True, live({"type": "conversation.item.create", "item": {**call, "call_id": "call_live"}}))
+    (d,) = s2.client_message(20 * MS, True, live({"type": "conversation.item.create", "item": {**out, "call_id": "call_other"}}))
+    assert d.field == "conversation.item.create item.call_id" and '"call_live"' in d.message()
+
+
+# ------------------------------------------------ order the client does not fix
+def test_two_session_updates_swapped_match_without_divergence() -> None:
+    a = {"type": "realtime", "instructions": "first"}
+    b = {"type": "realtime", "audio": {"output": {"voice": "ash"}}}
+    msgs = [
+        ev(10, True, {"type": "session.update", "session": a}),
+        ev(11, True, {"type": "session.update", "session": b}),
+        ev(12, False, {"type": "session.updated", "n": 1}),
+        ev(13, False, {"type": "session.updated", "n": 2}),
+        ev(20, True, {"type": "response.create"}),
+        ev(30, False, {"type": "response.created"}),
+    ]
+    s = scheduler(msgs)
+    assert s.client_message(10 * MS, True, live({"type": "session.update", "session": b})) == []
+    assert s.client_message(11 * MS, True, live({"type": "session.update", "session": a})) == []
+    assert s.client_message(20 * MS, True, live({"type": "response.create"})) == []
+    assert [t for _, t in drain(s, 1000 * MS)] == ["session.updated", "session.updated", "response.created"]
+    assert s.divergences == []
+    # one swap, then something else entirely: one divergence, not a cascade
+    s2 = scheduler(msgs)
+    assert s2.client_message(10 * MS, True, live({"type": "session.update", "session": b})) == []
+    (d,) = s2.client_message(12 * MS, True, live({"type": "response.create"}))  # session.update a never came
+    assert "expected session.update" in d.message()
+    assert [t for _, t in drain(s2, 1000 * MS)] == ["session.updated", "session.updated", "response.created"]
+    assert len(s2.divergences) == 1
+
+
+def test_appends_racing_a_conversation_item_create_are_no_divergence() -> None:
+    item = {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "x"}]}
+    msgs = [
+        append(10, 100),
+        append(20, 100),
+        ev(30, True, {"type": "conversation.item.create", "item": item}),
+        ev(31, False, {"type": "conversation.item.added"}),
+        ev(40, True, {"type": "input_audio_buffer.commit"}),
+        ev(41, False, {"type": "input_audio_buffer.committed"}),
+    ]
+    # the create overtakes the second append
+    s = scheduler(msgs)
+    assert s.client_message(10 * MS, True, live_append(100)) == []
+    assert s.client_message(15 * MS, True, live({"type": "conversation.item.create", "item": item})) == []
+    assert s.client_message(20 * MS, True, live_append(100)) == []
+    assert s.client_message(40 * MS, True, live({"type": "input_audio_buffer.commit"})) == []
+    assert [t for _, t in drain(s, 1000 * MS)] == ["conversation.item.added", "input_audio_buffer.committed"]
+    # recorded the other way round: the create before the appends of the turn
+    msgs2 = [
+        ev(5, True, {"type": "conversation.item.create", "item": item}),
+        ev(6, False, {"type": "conversation.item.added"}),
+        append(10, 100),
+        append(20, 100),
+        ev(25, False, {"type": "input_audio_buffer.speech_started"}),
+        ev(40, True, {"type": "input_audio_buffer.commit"}),
+        ev(41, False, {"type": "input_audio_buffer.committed"}),
+    ]
+    s = scheduler(msgs2)
+    assert s.client_message(10 * MS, True, live_append(100)) == []  # overtook the create
+    assert s.client_message(12 * MS, True, live({"type": "conversation.item.create", "item": item})) == []
+    assert drain(s, 1000 * MS) == [(13, "conversation.item.added")]  # 100 of 200 ms: speech_started waits
+    assert s.client_message(20 * MS, True, live_append(100)) == []
+    assert drain(s, 1000 * MS) == [(25, "input_audio_buffer.speech_started")]
+    assert s.client_message(40 * MS, True, live({"type": "input_audio_buffer.commit"})) == []
+    assert s.divergences == []
+
+
+def test_id_aligner_learns_the_live_servers_ids_by_type_and_order() -> None:
+    from rtproxy.replay.substitute import IdAligner
+
+    a = IdAligner()
+    a.recorded(live({"type": "session.created", "session": {"id": "sess_R"}}))
+    a.recorded(live({"type": "response.output_item.added", "response_id": "resp_R",
+                     "item": {"id": "item_R", "type": "function_call", "call_id": "call_R"}}))
+    a.live(live({"type": "session.created", "session": {"id": "sess_L"}}))
+    a.live(live({"type": "response.output_audio.delta", "item_id": "item_X", "delta": ""}))  # deltas: skipped
+    a.live(live({"type": "response.output_item.added", "response_id": "resp_L",
+                 "item": {"id": "item_L", "type": "function_call", "call_id": "call_L"}}))
+    truncate = ev(0, True, {"type": "conversation.item.truncate", "event_id": "item_R", "item_id": "item_R",
+                            "content_index": 0, "audio_end_ms": 10})
+    out = a.apply(truncate)
+    assert out == truncate.content.replace(b'"item_id": "item_R"', b'"item_id": "item_L"')  # not the event_id
+    output = ev(0, True, {"type": "conversation.item.create", "previous_item_id": "item_R",
+                          "item": {"type": "function_call_output", "call_id": "call_R", "output": "{}"}})
+    assert json.loads(a.apply(output) or b"") == {
+        "type": "conversation.item.create", "previous_item_id": "item_L",
+        "item": {"type": "function_call_output", "call_id": "call_L", "output": "{}"}}
+    assert a.apply(ev(0, True, {"type": "response.create"})) is None

@@ -48,6 +48,16 @@ def fail(message: str) -> None:
 @click.option("--out-dir", default="recordings", show_default=True, help="Client replay: folder for the new .rtrec.")
 @click.option("--header", "headers", multiple=True, help='Client replay: extra handshake header "Name: value".')
 @click.option("--timeout", default=10.0, show_default=True, type=float, help="Client replay: longest wait for a server event.")
+@click.option(
+    "--exact",
+    is_flag=True,
+    help="Send the recorded messages byte-exact: no ids, event ids or metadata the live side chose "
+    "substituted for the recorded ones.",
+)
+@click.option("--tls", is_flag=True, help="Server replay: serve wss:// (a self-signed certificate for 127.0.0.1/localhost, or --cert/--key).")
+@click.option("--cert-dir", default=None, type=click.Path(file_okay=False), help="Server replay, --tls: keep the generated certificate here (reused while valid) instead of a temporary folder.")
+@click.option("--cert", "cert_file", default=None, type=click.Path(dir_okay=False, exists=True), help="Server replay: serve wss:// with this certificate (PEM, chain first); needs --key.")
+@click.option("--key", "key_file", default=None, type=click.Path(dir_okay=False, exists=True), help="Server replay: the private key of --cert (PEM).")
 def replay(
     file: str,
     listen_host: str,
@@ -61,33 +71,75 @@ def replay(
     out_dir: str,
     headers: tuple[str, ...],
     timeout: float,
+    exact: bool = False,
+    tls: bool = False,
+    cert_dir: str | None = None,
+    cert_file: str | None = None,
+    key_file: str | None = None,
 ) -> None:
     """Replay a recording: serve its server side to any client, or (--to URL) send its client side.
 
     \b
     Server replay: point the client at the printed websocket_base_url; every
-    connection gets the recorded server messages, byte-exact. Each session ends
-    with a report line; exit status 1 when a session diverged. With client
-    pace, a client message the recording expects that does not arrive within
-    --wait-timeout seconds is a divergence too.
+    connection gets the recorded server messages, byte-exact but for the values
+    the live client chose itself (item ids, event ids, metadata), which replace
+    the recorded ones where the server echoes them (--exact: not even those).
+    Each session ends with a report line; exit status 1 when a session
+    diverged. With client pace, a client message the recording expects that
+    does not arrive within --wait-timeout seconds is a divergence too. --tls
+    serves wss:// and prints how to trust its certificate.
     \b
     Client replay: connects to URL (credentials: OPENAI_API_KEY or --header),
-    sends the recorded client messages and records the new session to OUT_DIR.
+    sends the recorded client messages (with the ids the live server assigned
+    in place of the recorded ones, unless --exact) and records the new session
+    to OUT_DIR.
     """
     try:
         factor = parse_speed(speed)
     except ValueError as exc:
         fail(f"--speed {speed!r}: {exc}" if "--speed" not in str(exc) else str(exc))
     if to_url is not None:
-        _client_replay(file, to_url, out_dir, headers, pace or "server", factor, timeout)
+        if tls or cert_dir or cert_file or key_file:
+            fail("--tls, --cert-dir, --cert and --key are for server replay; --to takes a wss:// URL")
+        _client_replay(file, to_url, out_dir, headers, pace or "server", factor, timeout, exact)
         return
     if pace == "server":
         fail("--pace server is for client replay (--to URL); a replay server paces by client or clock")
-    _server_replay(file, listen_host, listen_port, factor, pace or "client", strict, once, wait_timeout)
+    if (cert_file is None) != (key_file is None):
+        fail("--cert and --key go together")
+    if cert_dir and cert_file:
+        fail("--cert-dir is where a generated certificate goes; with --cert/--key none is generated")
+    tls_files = _tls_files(tls or cert_dir is not None or cert_file is not None, cert_dir, cert_file, key_file)
+    _server_replay(
+        file, listen_host, listen_port, factor, pace or "client", strict, once, wait_timeout, exact, tls_files
+    )
+
+
+def _tls_files(
+    wanted: bool, cert_dir: str | None, cert_file: str | None, key_file: str | None
+) -> tuple[str, str, bool] | None:
+    """(certificate, key, generated) for --tls, or None for ws://."""
+    if not wanted:
+        return None
+    if cert_file and key_file:
+        return cert_file, key_file, False
+    from rtproxy.replay.tls import cert_for
+
+    try:
+        cert, key, generated = cert_for(cert_dir)
+    except OSError as exc:
+        fail(f"--cert-dir {cert_dir}: cannot write a certificate there: {exc.strerror or exc}")
+    if cert_dir is None:
+        import atexit
+        import shutil
+
+        atexit.register(shutil.rmtree, cert.parent, True)  # a temporary certificate goes with the replay
+    return str(cert), str(key), generated
 
 
 def _server_replay(
-    file: str, host: str, port: int, speed: float, pace: str, strict: bool, once: bool, wait_timeout: float = 10.0
+    file: str, host: str, port: int, speed: float, pace: str, strict: bool, once: bool, wait_timeout: float = 10.0,
+    exact: bool = False, tls_files: tuple[str, str, bool] | None = None,
 ) -> None:
     from rtproxy.replay.server import ReplayConfig, SessionReport, load_summary, run_replay_server
 
@@ -95,14 +147,34 @@ def _server_replay(
         header, handshake = load_summary(file)
     except RecordingError as exc:
         fail(str(exc))
-    cfg = ReplayConfig(file, host, port, speed, pace, strict, once, wait_timeout)
+    cfg = ReplayConfig(file, host, port, speed, pace, strict, once, wait_timeout, exact)
+    scheme = "ws"
+    if tls_files is not None:
+        import ssl
+
+        from rtproxy.replay.tls import server_context
+
+        try:
+            cfg.tls = server_context(tls_files[0], tls_files[1])
+        except (OSError, ssl.SSLError) as exc:
+            fail(f"--cert {tls_files[0]} / --key {tls_files[1]}: cannot load them: {exc}")
+        scheme = "wss"
 
     def ready(bound: int) -> None:
         h = host if ":" not in host else f"[{host}]"
         status = handshake.get("status")
         what = f"refuses upgrades with HTTP {status}" if status not in (None, 101) else f"pace {pace}, speed {speed or 'max'}"
-        click.echo(f"rtproxy replay: {file} ({header.get('model') or 'unknown model'}) on ws://{h}:{bound}; {what}")
-        click.echo(f"  websocket_base_url=ws://{h}:{bound}/v1")
+        if exact:
+            what += ", exact (no substitutions)"
+        click.echo(f"rtproxy replay: {file} ({header.get('model') or 'unknown model'}) on {scheme}://{h}:{bound}; {what}")
+        click.echo(f"  websocket_base_url={scheme}://{h}:{bound}/v1")
+        if tls_files is not None:
+            cert, _, generated = tls_files
+            made = "generated a self-signed certificate" if generated else "certificate"
+            click.echo(f"  TLS: {made} {cert}; to trust it:")
+            click.echo(f"    Node:   NODE_EXTRA_CA_CERTS={cert}")
+            click.echo(f"    Python: SSL_CERT_FILE={cert}  (or ssl.create_default_context(cafile=...))")
+            click.echo(f"    curl:   --cacert {cert}")
         sys.stdout.flush()
 
     def divergence(n: int, d: Divergence) -> None:
@@ -123,7 +195,8 @@ def _server_replay(
 
 
 def _client_replay(
-    file: str, url: str, out_dir: str, headers: tuple[str, ...], pace: str, speed: float, timeout: float
+    file: str, url: str, out_dir: str, headers: tuple[str, ...], pace: str, speed: float, timeout: float,
+    exact: bool = False,
 ) -> None:
     if pace not in ("server", "clock"):
         fail(f"--pace {pace} with --to: expected server or clock")
@@ -138,7 +211,7 @@ def _client_replay(
     if not any(k.lower() in ("authorization", "api-key") for k, _ in extra) and os.environ.get("OPENAI_API_KEY"):
         extra.append(("Authorization", f"Bearer {os.environ['OPENAI_API_KEY']}"))
     try:
-        result = run_client_replay(file, url, out_dir, extra, pace=pace, speed=speed, timeout=timeout)
+        result = run_client_replay(file, url, out_dir, extra, pace=pace, speed=speed, timeout=timeout, exact=exact)
     except RecordingError as exc:
         fail(str(exc))
     except ClientReplayError as exc:

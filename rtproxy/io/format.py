@@ -82,6 +82,8 @@ FLAG_BINARY = 2
 FLAG_REDACTED = 4
 FLAG_PACKED = 8
 
+#: Most ping/pong records a reader keeps (one every 20 s is 180 an hour).
+MAX_PINGS = 100_000
 #: Smallest base64 run worth storing as bytes; shorter ones stay text.
 MIN_AUDIO_B64 = 64
 # A JSON member whose value may be base64 audio: "audio": "..." or "delta": "...".
@@ -249,6 +251,14 @@ class Message:
             return bytes(p)
         return b"".join(p[0::2])  # each audio value becomes ""
 
+    def text_piece_lengths(self) -> list[int]:
+        """Lengths of the text pieces around the audio values (one piece when none was split
+        out): where :attr:`head` offsets fall in the full message, without unpacking audio."""
+        p = self._payload
+        if isinstance(p, (bytes, bytearray)):
+            return [len(p)]
+        return [len(x) for x in p[0::2]]
+
     @property
     def direction(self) -> str:
         return "client" if self.from_client else "server"
@@ -265,6 +275,8 @@ class Recording:
     close: dict[str, Any] | None = None
     end: dict[str, Any] | None = None
     truncated: bool = False
+    pings: list[dict[str, Any]] = field(default_factory=list)
+    """``ping`` / ``pong`` records read so far (``k``, ``t_ns``, ``from``, ``payload``), up to :data:`MAX_PINGS`."""
     """True when the file ends without its ``end`` record (recorder killed)."""
     truncation_detail: str = ""
 
@@ -346,6 +358,11 @@ class RecordingWriter:
 
     def write_close(self, **fields: Any) -> None:
         self._emit({"k": "close", **fields})
+
+    def write_control(self, kind: str, **fields: Any) -> None:
+        """A control record of another kind, e.g. ``ping`` / ``pong`` (``t_ns``, ``from``,
+        ``payload``); readers that do not know a kind skip it."""
+        self._emit({"k": kind, **fields})
 
     def close(self, **end_fields: Any) -> None:
         """Write the ``end`` record and close the file. Safe to call twice."""
@@ -589,6 +606,9 @@ class RecordingReader:
             self.recording.close = rec
         elif kind == "end":
             self.recording.end = rec
+        elif kind in ("ping", "pong"):
+            if len(self.recording.pings) < MAX_PINGS:
+                self.recording.pings.append(rec)
         # unknown kinds: written by a newer minor revision, skipped on purpose
 
     def messages(self) -> Iterator[Message]:

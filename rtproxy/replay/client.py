@@ -25,6 +25,7 @@ from rtproxy.errors import ClientReplayError
 from rtproxy.io.format import RecordingWriter, open_recording, recording_filename
 from rtproxy.protocol.events import canonical_event_type, event_type, model_from_url
 from rtproxy.protocol.redaction import MARKER, redact_headers, redact_payload, redact_url
+from rtproxy.replay.substitute import IdAligner
 
 __all__ = ["ClientReplayError", "ClientReplayResult", "parse_header", "target_url", "run_client_replay"]
 
@@ -57,14 +58,21 @@ class ClientReplayResult:
     close_code: int | None = None
     close_reason: str | None = None
     closed_by: str | None = None
+    substitutions: int = 0
+    """Recorded server ids replaced by the live server's in the client messages sent."""
+    substituted_messages: int = 0
 
     def line(self) -> str:
         if self.status is not None and self.status != 101:
             return f"client replay to {self.url}: upgrade refused with HTTP {self.status}; recorded to {self.path}"
         waits = f" ({self.timeouts} waits for a server event timed out)" if self.timeouts else ""
+        subs = ""
+        if self.substitutions:
+            k, n = self.substitutions, self.substituted_messages
+            subs = f"; {k} server id{'' if k == 1 else 's'} substituted in {n} message{'' if n == 1 else 's'}"
         return (
             f"client replay to {self.url}: sent {self.sent} client messages, received {self.received} "
-            f"server messages{waits}; close {self.close_code} by {self.closed_by}; recorded to {self.path}"
+            f"server messages{waits}; close {self.close_code} by {self.closed_by}; recorded to {self.path}{subs}"
         )
 
 
@@ -172,6 +180,7 @@ async def _client_replay(
     pace: str,
     speed: float,
     timeout: float,
+    exact: bool = False,
 ) -> ClientReplayResult:
     reader = open_recording(file)
     header = reader.recording.header
@@ -246,6 +255,7 @@ async def _client_replay(
     )
     result.status = 101
     live = _Live()
+    ids = None if exact else IdAligner()
 
     async def receive() -> None:
         try:
@@ -253,6 +263,8 @@ async def _client_replay(
                 now = time.monotonic_ns()
                 content = data.encode() if isinstance(data, str) else data
                 typ = canonical_event_type(event_type(content)) if isinstance(data, str) else None
+                if ids is not None and typ is not None:
+                    ids.live(content)
                 content, changed = redact_payload(content)
                 writer.write_message(now - t0, False, isinstance(data, str), content, redacted=changed)
                 result.received += 1
@@ -273,6 +285,8 @@ async def _client_replay(
         for m in reader.messages():
             if not m.from_client:
                 typ = canonical_event_type(event_type(m.head)) if m.is_text else None
+                if ids is not None and typ and not typ.endswith(".delta"):
+                    ids.recorded(m.head)
                 if typ and not typ.endswith(".delta"):
                     counts[typ] += 1
                     anchor = (typ, counts[typ], m.t_ns)
@@ -294,6 +308,11 @@ async def _client_replay(
                 closed_early = True
                 break
             content = m.content
+            if ids is not None:
+                # The ids the live server assigned, where the recording names the recorded ones.
+                live_content = ids.apply(m)
+                if live_content is not None:
+                    content = live_content
             sent_at = time.monotonic_ns()
             try:
                 await ws.send(content, text=m.is_text)
@@ -301,6 +320,8 @@ async def _client_replay(
                 closed_early = True
                 break
             writer.write_message(sent_at - t0, True, m.is_text, content, redacted=m.redacted)
+            if ids is not None:
+                result.substitutions, result.substituted_messages = ids.subs.count, ids.subs.messages
             result.sent += 1
             prev = (m.t_ns, sent_at)
         close = reader.recording.close or {}
@@ -369,10 +390,11 @@ def run_client_replay(
     pace: str = "server",
     speed: float = 1.0,
     timeout: float = 10.0,
+    exact: bool = False,
 ) -> ClientReplayResult:
     """Run one client replay; the new recording's path is in the result.
 
     Raises :class:`rtproxy.io.format.RecordingError` for a bad file and
     :class:`ClientReplayError` when the endpoint cannot be reached.
     """
-    return asyncio.run(_client_replay(file, url, out_dir, headers, pace, speed, timeout))
+    return asyncio.run(_client_replay(file, url, out_dir, headers, pace, speed, timeout, exact))

@@ -32,6 +32,7 @@ from rtproxy.protocol.events import (
     parse_event,
 )
 from rtproxy.protocol.redaction import redact_payload
+from rtproxy.replay.substitute import Substitutions, client_ids, metadata_of, server_rule
 
 __all__ = [
     "APPEND",
@@ -50,6 +51,20 @@ APPEND = "input_audio_buffer.append"
 #: How far ahead a client event of an unexpected type is looked for before
 #: giving up and leaving the cursor where it is.
 LOOKAHEAD = 32
+#: How far ahead of the awaited client event a live one may match out of order
+#: (clients that send from several tasks race): one such leap at a time.
+WINDOW = 4
+#: Client events a client sends from another task than its microphone's: input
+#: audio may overtake them, or follow them, by a few appends.
+RACES_AUDIO = frozenset(
+    {
+        "conversation.item.create",
+        "conversation.item.truncate",
+        "conversation.item.delete",
+        "conversation.item.retrieve",
+        "response.cancel",
+    }
+)
 #: Audio positions closer than this (ms) count as reached: float sums differ.
 AUDIO_TOLERANCE_MS = 0.5
 
@@ -98,6 +113,11 @@ class ClientEvent:
     segment_audio_ms: float
     """Input audio the client appended since the previous client event."""
     redacted: bool = False
+    ids: tuple[tuple[str, str], ...] = ()
+    """Values the client chose (event_id, item.id, previous_item_id...): wildcards when
+    matching, learned recorded -> live (:func:`rtproxy.replay.substitute.client_ids`)."""
+    metadata: Any = None
+    """``response.metadata`` of a response.create (a wildcard, learned too)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,7 +236,8 @@ def client_events(messages: Iterable[Message]) -> Iterator[ClientEvent]:
             continue
         obj = parse_event(m.head) if m.is_text else None
         yield ClientEvent(
-            ordinal, index, m.t_ns, _label(typ, m), significant_fields(typ, obj), segment_ms, m.redacted
+            ordinal, index, m.t_ns, _label(typ, m), significant_fields(typ, obj), segment_ms, m.redacted,
+            client_ids(typ, obj), metadata_of(typ, obj),
         )
         ordinal += 1
         segment_ms = 0.0
@@ -242,8 +263,10 @@ _ITEM_FIELDS = ("type", "role", "call_id", "name", "arguments", "output", "conte
 def significant_fields(typ: str | None, obj: dict[str, Any] | None) -> tuple[tuple[str, Any], ...]:
     """The parts of a client event a replay compares: session config, items, response options.
 
-    Ids, event ids and audio bytes are left out (they differ between runs or
-    are compared by duration elsewhere).
+    Ids, event ids, ``response.metadata`` and audio bytes are left out (they
+    differ between runs, are learned as substitutions, or are compared by
+    duration elsewhere); so is the ``call_id`` of a ``function_call`` item the
+    client made up. A function output's ``call_id`` stays: it names the call.
     """
     if obj is None or typ is None:
         return ()
@@ -251,12 +274,21 @@ def significant_fields(typ: str | None, obj: dict[str, Any] | None) -> tuple[tup
     if typ in ("session.update", "transcription_session.update"):
         _flatten("session", obj.get("session"), out)
     elif typ == "response.create":
-        if obj.get("response") is not None:
-            _flatten("response", obj.get("response"), out)
+        resp = obj.get("response")
+        if isinstance(resp, dict):
+            resp = {k: v for k, v in resp.items() if k != "metadata"}
+            if isinstance(resp.get("input"), list):
+                resp["input"] = [
+                    {k: v for k, v in it.items() if k != "id"} if isinstance(it, dict) else it for it in resp["input"]
+                ]
+        if resp:  # {} and {"metadata": ...} ask for nothing more than no "response" does
+            _flatten("response", resp, out)
     elif typ == "conversation.item.create":
         item = obj.get("item")
         if isinstance(item, dict):
             for k in _ITEM_FIELDS:
+                if k == "call_id" and item.get("type") == "function_call":
+                    continue
                 if k in item:
                     _flatten(f"item.{k}", item[k], out)
     return tuple(out)
@@ -326,6 +358,16 @@ class ReplayScheduler:
     followed a server message keep their spacing. ``pace="clock"``: each step
     at its recorded offset. Gaps are divided by ``speed``; speed 0: no gaps.
 
+    Values the live client chose itself (its item ids, event ids, ``response.metadata``,
+    see :class:`~rtproxy.replay.substitute.Substitutions`) are wildcards when matching
+    and are learned recorded -> live; :meth:`substitute` puts them into the server
+    messages that refer to them (``substitute=False``: the byte-exact tape).
+
+    A live event that matches one of the next :data:`WINDOW` recorded events exactly
+    while the awaited one has not come is taken out of order (one such leap at a
+    time), and input audio racing a :data:`RACES_AUDIO` event is counted for the
+    segment it belongs to: a swapped pair is no divergence.
+
     ``wait_timeout_ns`` (client pace; 0: wait forever): while a step waits for
     the client, :meth:`next_deadline` says when to give up on it; the shell
     arms a timer and, if nothing released the step by then, calls
@@ -341,6 +383,7 @@ class ReplayScheduler:
         pace: str = "client",
         speed: float = 1.0,
         wait_timeout_ns: int = 0,
+        substitute: bool = True,
     ) -> None:
         if pace not in ("client", "clock"):
             raise ValueError(f"pace {pace!r}: expected client or clock")
@@ -362,6 +405,12 @@ class ReplayScheduler:
         self._crossings: list[tuple[float, int]] = []  # (cumulative ms, live time) this segment
         self._crossing_pos = 0
         self._warned_audio_segment = -1
+        self._carry_ms = 0.0  # audio still owed to the segment before the cursor (RACES_AUDIO)
+        self._early_ms = 0.0  # audio that came before the awaited event (RACES_AUDIO), for the next segment
+        self._early: list[tuple[float, int]] = []
+        self._leapt = False  # a live event matched one after the awaited one (WINDOW)
+        self.substitute_enabled = substitute
+        self.subs = Substitutions(server_rule, metadata=True)
         self.live_count = 0
         self.formats = SessionFormats()
         self.divergences: list[Divergence] = []
@@ -384,19 +433,33 @@ class ReplayScheduler:
             obj = parse_event(content)
             audio = obj.get("audio") if obj else None
             nbytes = _b64_len(audio) if isinstance(audio, str) else 0
-            self._segment_ms += self.formats.input.duration_ms(nbytes)
-            self._crossings.append((self._segment_ms, now_ns))
+            ms = self.formats.input.duration_ms(nbytes)
             ev = self._peek_event(self.cursor)
-            if ev is not None and ev.segment_audio_ms == 0 and self._warned_audio_segment != self.cursor:
-                self._warned_audio_segment = self.cursor
-                found.append(
-                    Divergence(
-                        index, offset_ms, ev.type or "the end of the session (no more client events)",
-                        f"{APPEND} (the recording has no input audio here)",
-                        ev.index if ev.index >= 0 else None,
-                        ev.t_ns / 1e6 if ev.index >= 0 else None,
+            if ev is not None and ev.segment_audio_ms == 0:
+                nxt = self._peek_event(self.cursor + 1) if ev.type is not None else None
+                if self._carry_ms > AUDIO_TOLERANCE_MS:
+                    # The rest of the previous segment's audio, sent after the event that
+                    # closed it (an item.create racing the appends): it belongs there.
+                    self._carry_ms -= ms
+                    self.divergences += found
+                    return found
+                if nxt is not None and nxt.segment_audio_ms > 0 and ev.type in RACES_AUDIO:
+                    # Audio of the next segment that overtook the awaited event: counted there.
+                    self._early_ms += ms
+                    self._early.append((self._early_ms, now_ns))
+                    return found
+                if self._warned_audio_segment != self.cursor:
+                    self._warned_audio_segment = self.cursor
+                    found.append(
+                        Divergence(
+                            index, offset_ms, ev.type or "the end of the session (no more client events)",
+                            f"{APPEND} (the recording has no input audio here)",
+                            ev.index if ev.index >= 0 else None,
+                            ev.t_ns / 1e6 if ev.index >= 0 else None,
+                        )
                     )
-                )
+            self._segment_ms += ms
+            self._crossings.append((self._segment_ms, now_ns))
             self.divergences += found
             return found
         obj = parse_event(content) if is_text else None
@@ -409,18 +472,46 @@ class ReplayScheduler:
             found.append(
                 Divergence(index, offset_ms, f"no more client events (the recording has {n})", label)
             )
-        elif canonical_event_type(ev.type) == canonical_event_type(typ) and typ is not None:
-            fields = significant_fields(typ, obj)
-            if ev.redacted and fields:
-                red, _ = redact_payload(content)
-                fields = significant_fields(typ, parse_event(red))
-            diff = _compare(ev.fields, fields)
-            if diff:
-                path, exp, got = diff
-                found.append(Divergence(index, offset_ms, exp, got, ev.index, ev.t_ns / 1e6, f"{typ} {path}"))
+            self.divergences += found
+            return found
+        live_fields: dict[bool, tuple[tuple[str, Any], ...]] = {}
+
+        def fields_for(rec: ClientEvent) -> tuple[tuple[str, Any], ...]:
+            # Redaction changes the fields only where the recording was redacted.
+            key = rec.redacted
+            if key not in live_fields:
+                f = significant_fields(typ, obj)
+                if key and f:
+                    f = significant_fields(typ, parse_event(redact_payload(content)[0]))
+                live_fields[key] = f
+            return live_fields[key]
+
+        def diff_with(rec: ClientEvent) -> tuple[str, str, str] | None:
+            return _compare(self._expected_fields(rec), fields_for(rec))
+
+        same = typ is not None and canonical_event_type(ev.type) == canonical_event_type(typ)
+        diff = diff_with(ev) if same else None
+        if same and diff is None:
+            self._matched(ev, obj, now_ns)
             self._advance_to(ev.ordinal + 1, now_ns)
-        elif self._swapped(typ, obj, content, index, offset_ms, now_ns, found):
-            pass
+        elif (later := self._next_unmatched(typ)) is not None and (not same or diff_with(later) is None):
+            # Sent before the awaited one (the client's tasks raced): matched out of order;
+            # the awaited one stays awaited.
+            later_diff = diff_with(later)
+            if later_diff:
+                path, exp, got = later_diff
+                found.append(
+                    Divergence(index, offset_ms, exp, got, later.index, later.t_ns / 1e6, f"{typ} {path}")
+                )
+            self._matched(later, obj, now_ns)
+            self._leapt = True
+            self._matched_at[later.ordinal] = now_ns
+        elif same:
+            assert diff is not None
+            path, exp, got = diff
+            found.append(Divergence(index, offset_ms, exp, got, ev.index, ev.t_ns / 1e6, f"{typ} {path}"))
+            self._matched(ev, obj, now_ns)
+            self._advance_to(ev.ordinal + 1, now_ns)
         else:
             found.append(Divergence(index, offset_ms, ev.type, label, ev.index, ev.t_ns / 1e6))
             # Resynchronise on the next recorded event of this type, if close.
@@ -429,10 +520,25 @@ class ReplayScheduler:
                 if later is None or later.type is None:
                     break
                 if typ is not None and canonical_event_type(later.type) == canonical_event_type(typ):
+                    if k not in self._matched_at:
+                        self._matched(later, obj, now_ns)
                     self._advance_to(k + 1, now_ns)
                     break
         self.divergences += found
         return found
+
+    def substitute(self, msg: Message, content: bytes | None = None) -> bytes | None:
+        """A recorded server message with the values the live client chose in place of the
+        recorded ones (its item ids, event ids, metadata), or None when it goes out as
+        recorded. ``content``: the message's bytes, if the caller has them."""
+        if not self.subs:
+            return None
+        return self.subs.apply(msg, content)
+
+    @property
+    def substitutions(self) -> int:
+        """How many recorded values were replaced by live ones in the messages handed out."""
+        return self.subs.count
 
     # -- outputs -----------------------------------------------------------
     def next_send(self) -> tuple[int, ServerStep] | None:
@@ -556,26 +662,38 @@ class ReplayScheduler:
             while len(buf) > 1 and buf[0].ordinal < self.cursor - 1:
                 buf.popleft()
 
-    def _swapped(
-        self, typ: str | None, obj: dict[str, Any] | None, content: bytes, index: int, offset_ms: float,
-        now_ns: int, found: list[Divergence],
-    ) -> bool:
-        """Two adjacent events in the other order (clients that send from several tasks
-        race): match the next recorded one now; the expected one stays awaited."""
-        nxt = self._peek_event(self.cursor + 1)
-        if typ is None or nxt is None or nxt.type is None or nxt.ordinal in self._matched_at:
-            return False
-        if canonical_event_type(nxt.type) != canonical_event_type(typ):
-            return False
-        fields = significant_fields(typ, obj)
-        if nxt.redacted and fields:
-            fields = significant_fields(typ, parse_event(redact_payload(content)[0]))
-        diff = _compare(nxt.fields, fields)
-        if diff:
-            path, exp, got = diff
-            found.append(Divergence(index, offset_ms, exp, got, nxt.index, nxt.t_ns / 1e6, f"{typ} {path}"))
-        self._matched_at[nxt.ordinal] = now_ns
-        return True
+    def _expected_fields(self, rec: ClientEvent) -> tuple[tuple[str, Any], ...]:
+        """The recorded fields, with what the live client renamed (a call it made up) in place."""
+        if not self.subs.ids:
+            return rec.fields
+        return tuple((p, self.subs.value(v)) if p == "item.call_id" else (p, v) for p, v in rec.fields)
+
+    def _next_unmatched(self, typ: str | None) -> ClientEvent | None:
+        """The first recorded event after the awaited one not matched yet, if it is of type
+        ``typ``, within :data:`WINDOW`, and no other leap is outstanding: the other half of
+        a swapped pair."""
+        if typ is None or self._leapt:
+            return None
+        for k in range(self.cursor + 1, self.cursor + 1 + WINDOW):
+            if k in self._matched_at:
+                continue
+            later = self._peek_event(k)
+            if later is None or later.type is None:
+                return None
+            return later if canonical_event_type(later.type) == canonical_event_type(typ) else None
+        return None
+
+    def _matched(self, rec: ClientEvent, obj: dict[str, Any] | None, now_ns: int) -> None:
+        """A live event matched ``rec``: learn the values the live client chose instead."""
+        if not self.substitute_enabled or obj is None:
+            return
+        if rec.ids:
+            live = dict(client_ids(rec.type, obj))
+            for name, value in rec.ids:
+                if name in live:
+                    self.subs.learn(value, live[name])
+        if rec.metadata is not None:
+            self.subs.learn_metadata(rec.metadata, metadata_of(rec.type, obj))
 
     def _advance_to(self, ordinal: int, now_ns: int) -> None:
         for k in range(self.cursor, ordinal):
@@ -583,10 +701,22 @@ class ReplayScheduler:
         while ordinal in self._matched_at:
             ordinal += 1
         if ordinal > self.cursor:
+            closing = self._peek_event(self.cursor)
+            self._carry_ms = 0.0
+            if closing is not None and closing.type in RACES_AUDIO and ordinal == self.cursor + 1:
+                # Audio of this segment may still come after the event that closed it.
+                self._carry_ms = max(0.0, closing.segment_audio_ms - self._segment_ms)
             self.cursor = ordinal
             self._segment_ms = 0.0
             self._crossings.clear()
             self._crossing_pos = 0
+            self._leapt = False
+            if self._early:
+                # Audio that overtook the event counts for the segment it came early for.
+                self._segment_ms = self._early_ms
+                self._crossings.extend(self._early)
+                self._early.clear()
+            self._early_ms = 0.0
 
     def _release(self, step: ServerStep) -> int | None:
         """When the live client reached what ``step`` waited for, or None if not yet."""

@@ -63,6 +63,10 @@ class ReplayConfig:
     once: bool = False
     wait_timeout: float = 10.0
     """Seconds to wait for a client message the recording expects (client pace); 0: forever."""
+    exact: bool = False
+    """Send every server message byte-exact: no values the live client chose put in (``--exact``)."""
+    tls: Any = None
+    """An ``ssl.SSLContext`` to serve wss:// with (``--tls``), or None for ws://."""
 
 
 @dataclass
@@ -77,6 +81,9 @@ class SessionReport:
     refused_status: int | None = None
     close: str = ""
     complete: bool = False
+    substitutions: int = 0
+    """Recorded values replaced by the ones the live client chose (ids, event ids, metadata)."""
+    substituted_messages: int = 0
     client_events_reached: int | None = None
     """Recorded client events (appends aside) the live client had reached when the
     session ended: matched, skipped past or given up on. None for a refused upgrade."""
@@ -93,9 +100,16 @@ class SessionReport:
         p50, p99, mx = lateness_stats(self.lateness_ns)
         done = "" if self.complete else " (client left before the end)"
         n = len(self.divergences)
+        subs = ""
+        if self.substitutions:
+            k = self.substitutions
+            subs = (
+                f"; {k} value{'' if k == 1 else 's'} the client chose substituted "
+                f"in {self.substituted_messages} message{'' if self.substituted_messages == 1 else 's'}"
+            )
         return (
             f"{head} sent {self.sent} server messages{done}; {n} divergence{'' if n == 1 else 's'}; "
-            f"lateness p50 {p50:.3f} ms, p99 {p99:.3f} ms, max {mx:.3f} ms; {self.close}"
+            f"lateness p50 {p50:.3f} ms, p99 {p99:.3f} ms, max {mx:.3f} ms; {self.close}{subs}"
         )
 
 
@@ -237,7 +251,7 @@ class ReplayServer:
         r_client = open_recording(cfg.file)
         sched = ReplayScheduler(
             server_steps(r_server.messages()), client_events(r_client.messages()), pace=cfg.pace, speed=cfg.speed,
-            wait_timeout_ns=int(cfg.wait_timeout * 1e9),
+            wait_timeout_ns=int(cfg.wait_timeout * 1e9), substitute=not cfg.exact,
         )
         sched.start(time.monotonic_ns())
         progress = asyncio.Event()
@@ -294,6 +308,8 @@ class ReplayServer:
                 report.close = f"closed by the client ({code})" if code is not None else "connection lost"
             if report.diverged:
                 self.diverged = True
+            report.substitutions = sched.subs.count
+            report.substituted_messages = sched.subs.messages
             self.on_report(report)
             if cfg.once:
                 self.finished.set()
@@ -352,6 +368,11 @@ class ReplayServer:
                 await timer.sleep_until(due)
             if strict_close:
                 return
+            # The values this client chose in place of the recorded ones (learned up to now:
+            # the client message a step answers is in before the step is due).
+            live = sched.substitute(step.msg, data)
+            if live is not None:
+                data = live
             now = time.monotonic_ns()
             await ws.send(data, text=step.msg.is_text)
             report.lateness_ns.append(max(0, now - due))
@@ -420,6 +441,7 @@ async def serve_replay(
         max_size=None,
         compression=None,
         ping_interval=None,
+        ssl=cfg.tls,
     ) as server:
         port = server.sockets[0].getsockname()[1]
         on_ready(port)
