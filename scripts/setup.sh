@@ -27,4 +27,16 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]' 2>&1 | grep -v "is ignored" || true
 .venv/bin/python -c 'import rtproxy, mitmproxy, openai, agents' || { echo "setup: install failed" >&2; exit 2; }
+# Node clients for tests/test_clients_e2e.py (openai, @openai/agents-realtime), pinned by
+# tests/clients/package-lock.json; `npm ci` only when the lock file changed since the last one.
+if command -v npm >/dev/null 2>&1; then
+    lock_sum=$(sha256sum tests/clients/package-lock.json | cut -d' ' -f1)
+    if [ "$(cat tests/clients/node_modules/.lock-sha256 2>/dev/null)" != "$lock_sum" ]; then
+        echo "setup: npm ci in tests/clients"
+        (cd tests/clients && npm ci --no-audit --no-fund --loglevel=error) || { echo "setup: npm ci failed" >&2; exit 2; }
+        echo "$lock_sum" > tests/clients/node_modules/.lock-sha256
+    fi
+else
+    echo "setup: npm not found; the Node client tests will be skipped" >&2
+fi
 echo "setup: ready (.venv/bin/rtproxy)"

@@ -73,6 +73,13 @@ class Scenario:
     echo: bool = False  # echo every message back verbatim (benchmarks)
     client_secret: str | None = None  # session.created carries client_secret {value, expires_at}
     echo_credentials: bool = False  # echo the client's key in a header, errors and refusals (as Azure does)
+    # Closer to the real API, for clients that depend on it (all off by default):
+    strict_ids: bool = False  # track items and calls: truncate/retrieve/delete and function_call_output
+    #                           naming an unknown id get the API's error; retrieve/delete answered
+    echo_metadata: bool = False  # response.create's response.metadata comes back in response.created/done
+    tool_followup: bool = False  # a response.create after a function_call_output answers with audio/text
+    output_content: bool = False  # assistant items hold output_audio/output_text content (GA), not audio/text
+    item_events: bool = False  # output items also come as conversation.item.added (created) / .done
 
 
 @dataclass
@@ -174,6 +181,12 @@ class RealtimeLikeServer:
         active_response = False
         responses = 0
         pcm = speech_pcm()
+        # strict_ids / tool_followup state: the conversation's items by id, the open calls
+        conv: dict[str, Any] = {"items": {}, "calls": set(), "answered_call": False}
+
+        def not_found(code: str, message: str, param: str, cid: Any) -> dict[str, Any]:
+            return ev("error", error={"type": "invalid_request_error", "code": code, "message": message,
+                                      "param": param, "event_id": cid})
         try:
             async for raw in ws:
                 log.received.append(raw)
@@ -203,6 +216,7 @@ class RealtimeLikeServer:
                     await send(ev("input_audio_buffer.committed", item_id=item_id, previous_item_id=None))
                     item = {"id": item_id, "type": "message", "role": "user", "status": "completed",
                             "content": [{"type": "input_audio", "transcript": None}]}
+                    conv["items"][item_id] = item
                     await send(ev("conversation.item.added", item=item, previous_item_id=None))
                     if not sc.beta:
                         await send(ev("conversation.item.done", item=item, previous_item_id=None))
@@ -215,10 +229,30 @@ class RealtimeLikeServer:
                     await send(ev("input_audio_buffer.cleared"))
                 elif typ == "conversation.item.create":
                     item = dict(obj.get("item") or {})
+                    if sc.strict_ids and item.get("type") == "function_call_output" and item.get("call_id") not in conv["calls"]:
+                        await send(not_found("invalid_value", f"No tool call found for function call output with call_id {item.get('call_id')}.", "item.call_id", cid))
+                        continue
+                    prev = obj.get("previous_item_id")
+                    if sc.strict_ids and prev not in (None, "root") and prev not in conv["items"]:
+                        await send(not_found("item_not_found", f"Previous item with item_id not found: {prev}", "previous_item_id", cid))
+                        continue
                     item.setdefault("id", self._id("item"))
+                    conv["items"][item["id"]] = item
+                    if item.get("type") == "function_call_output":
+                        conv["answered_call"] = True
                     await send(ev("conversation.item.added", item=item, previous_item_id=None))
                     if not sc.beta:
                         await send(ev("conversation.item.done", item=item, previous_item_id=None))
+                elif sc.strict_ids and typ in ("conversation.item.truncate", "conversation.item.retrieve", "conversation.item.delete") and obj.get("item_id") not in conv["items"]:
+                    if typ == "conversation.item.truncate":
+                        await send(not_found("item_truncate_invalid_item_id", f"Item with item_id not found: {obj.get('item_id')}", "item_id", cid))
+                    else:
+                        await send(not_found("item_not_found", f"Item with item_id not found: {obj.get('item_id')}", "item_id", cid))
+                elif sc.strict_ids and typ == "conversation.item.retrieve":
+                    await send(ev("conversation.item.retrieved", item=conv["items"][obj["item_id"]]))
+                elif sc.strict_ids and typ == "conversation.item.delete":
+                    del conv["items"][obj["item_id"]]
+                    await send(ev("conversation.item.deleted", item_id=obj["item_id"]))
                 elif typ == "conversation.item.truncate":
                     await send(ev("conversation.item.truncated", item_id=obj.get("item_id"), content_index=0, audio_end_ms=obj.get("audio_end_ms")))
                 elif typ == "response.create":
@@ -226,7 +260,8 @@ class RealtimeLikeServer:
                         await send(ev("error", error={"type": "invalid_request_error", "code": "conversation_already_has_active_response", "message": "Conversation already has an active response in progress.", "event_id": cid}))
                         continue
                     responses += 1
-                    await self._respond(send, ev, pcm)
+                    params = obj.get("response") if isinstance(obj.get("response"), dict) else {}
+                    await self._respond(send, ev, pcm, conv=conv, metadata=params.get("metadata"))
                     if sc.close_code:
                         await ws.close(sc.close_code, sc.close_reason)
                         return
@@ -249,16 +284,25 @@ class RealtimeLikeServer:
         await send(ev("conversation.item.input_audio_transcription.delta", item_id=item_id, content_index=0, delta=text))
         await send(ev("conversation.item.input_audio_transcription.completed", item_id=item_id, content_index=0, transcript=text))
 
-    async def _respond(self, send, ev, pcm: bytes) -> None:  # type: ignore[no-untyped-def]
+    async def _respond(self, send, ev, pcm: bytes, conv: dict[str, Any] | None = None, metadata: Any = None) -> None:  # type: ignore[no-untyped-def]
         sc = self.scenario
         resp_id = self._id("resp")
         item_id = self._id("item")
         resp = {"id": resp_id, "object": "realtime.response", "status": "in_progress", "output": [], "status_details": None}
+        if sc.echo_metadata:
+            resp["metadata"] = metadata
         await send(ev("response.created", response=resp))
-        if sc.tool_name:
+        followup = False
+        if conv is not None and sc.tool_followup:
+            followup, conv["answered_call"] = conv["answered_call"], False
+        if sc.tool_name and not followup:
             call_id = self._id("call")
+            if conv is not None:
+                conv["calls"].add(call_id)
             item = {"id": item_id, "type": "function_call", "status": "in_progress", "name": sc.tool_name, "call_id": call_id, "arguments": ""}
             await send(ev("response.output_item.added", response_id=resp_id, output_index=0, item=item))
+            if sc.item_events:
+                await send(ev("conversation.item.added", item=item, previous_item_id=None))
             args = sc.tool_args
             step = max(1, len(args) // 3)
             for i in range(0, len(args), step):
@@ -266,9 +310,13 @@ class RealtimeLikeServer:
             await send(ev("response.function_call_arguments.done", response_id=resp_id, item_id=item_id, output_index=0, call_id=call_id, name=sc.tool_name, arguments=args))
             item = {**item, "status": "completed", "arguments": args}
             await send(ev("response.output_item.done", response_id=resp_id, output_index=0, item=item))
+            if sc.item_events and not sc.beta:
+                await send(ev("conversation.item.done", item=item, previous_item_id=None))
         else:
             item = {"id": item_id, "type": "message", "role": "assistant", "status": "in_progress", "content": []}
             await send(ev("response.output_item.added", response_id=resp_id, output_index=0, item=item))
+            if sc.item_events:
+                await send(ev("conversation.item.added", item=item, previous_item_id=None))
             if sc.modality == "audio":
                 part = {"type": "audio", "transcript": ""}
             else:
@@ -300,10 +348,17 @@ class RealtimeLikeServer:
                 await send(ev("response.output_text.done", response_id=resp_id, item_id=item_id, output_index=0, content_index=0, text=sc.transcript))
                 part = {"type": "text", "text": sc.transcript}
             await send(ev("response.content_part.done", response_id=resp_id, item_id=item_id, output_index=0, content_index=0, part=part))
-            item = {**item, "status": "completed", "content": [part]}
+            content = part
+            if sc.output_content and not sc.beta:
+                content = {**part, "type": "output_" + part["type"]}
+            item = {**item, "status": "completed", "content": [content]}
             await send(ev("response.output_item.done", response_id=resp_id, output_index=0, item=item))
+            if sc.item_events and not sc.beta:
+                await send(ev("conversation.item.done", item=item, previous_item_id=None))
         if not sc.transcription_before_response:
             await self._send_user_transcript(send, ev)
+        if conv is not None:
+            conv["items"][item_id] = item
         done = {**resp, "status": sc.response_status, "output": [item],
                 "status_details": None if sc.response_status == "completed" else {"type": sc.response_status, "reason": "max_output_tokens" if sc.response_status == "incomplete" else "turn_detected"},
                 "usage": {"total_tokens": 100 + self.rng.randint(0, 50), "input_tokens": 40, "output_tokens": 60 + self.rng.randint(0, 50)}}
