@@ -220,6 +220,8 @@ def test_write_failure_mid_session_stops_forwarding(recorder, caplog) -> None:
         _send(addon, f, False, b"cannot be written")
     assert f.websocket.messages[-1].dropped
     assert "no longer forwarded" in caplog.text and sess.writer.path in caplog.text
+    # and the flow is to be closed with 1011 (by rtproxy.record.wsclose, in the layer)
+    assert f.metadata["rtproxy.close"] == "rtproxy: recording failed: Bad file descriptor"
     _send(addon, f, True, b"later")
     assert f.websocket.messages[-1].dropped and len(f.websocket.messages) <= 1
     addon.websocket_end(f)

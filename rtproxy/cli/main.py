@@ -196,7 +196,9 @@ def _show_text(file: str, flt: Any = None) -> None:
     if close:
         out.write(
             f"  close        {visible(close.get('code'))} {visible(repr(close.get('reason') or ''))}"
-            f" by {visible(close.get('closed_by'))}\n"
+            f" by {visible(close.get('closed_by'))}"
+            + (f" ({visible(close['error'])})" if close.get("error") else "")
+            + "\n"
         )
     if rec.truncated:
         out.write("  note         recording was cut short (recorder stopped mid-session); shown up to the cut\n")

@@ -19,6 +19,7 @@ from mitmproxy import ctx, exceptions, http
 
 from rtproxy.io.format import RecordingWriter, recording_filename, split_base64_audio, start_recording
 from rtproxy.io.safefile import make_private_dirs, remove_empty_dirs
+from rtproxy.record import wsclose
 from rtproxy.protocol.events import model_from_url, ws_url
 from rtproxy.protocol.redaction import Redactor, redact_url
 
@@ -92,6 +93,9 @@ class RealtimeRecorder:
         self._failed: set[str] = set()
         # Folders configure() created for rtrec_dir, until a recording is made in them.
         self._created_dirs: list[Path] = []
+        # Closes that tell the client the truth: 1011 when the upstream dropped, or
+        # when this session's recording failed (see rtproxy.record.wsclose).
+        wsclose.install()
 
     def remove_unused_dirs(self) -> None:
         """Remove the folders made for ``rtrec_dir`` if they are still empty: a
@@ -239,13 +243,15 @@ class RealtimeRecorder:
         try:
             self.sessions[flow.id] = self._open(flow, 101)
         except OSError as exc:
-            # Better no session than an unrecorded one (too late to kill the flow here).
+            # Better no session than an unrecorded one (too late to kill the flow
+            # here): the client and the upstream are closed with 1011.
             log.error(
-                "rtproxy: cannot create a recording in %s: %s; this session's messages are not forwarded",
+                "rtproxy: cannot create a recording in %s: %s; closing the session",
                 self.out_dir,
                 exc,
             )
             self._failed.add(flow.id)
+            wsclose.request_close(flow, f"rtproxy: recording failed: {exc.strerror or exc}")
 
     def websocket_message(self, flow: http.HTTPFlow) -> None:
         sess = self.sessions.get(flow.id)
@@ -275,21 +281,26 @@ class RealtimeRecorder:
                     parts=parts,
                 )
             except Exception as exc:  # noqa: BLE001 - any failure must stop the session, loudly
-                self._record_failed(flow.id, sess, exc)
+                what = self._record_failed(flow.id, sess, exc)
                 msg.drop()
+                # The client is told, not starved: close 1011 on both sides once
+                # mitmproxy is done with this message.
+                wsclose.request_close(flow, f"rtproxy: recording failed: {what}")
         if not self.keep_messages and len(ws.messages) > 1:
             # mitmproxy keeps every message of a live flow; the file has them now.
             del ws.messages[:-1]
 
-    def _record_failed(self, flow_id: str, sess: _Session, exc: BaseException) -> None:
-        """A message could not be recorded: stop forwarding this session and say why.
+    def _record_failed(self, flow_id: str, sess: _Session, exc: BaseException) -> str:
+        """A message could not be recorded: stop forwarding this session and say why
+        (returned, for the close reason).
 
-        mitmproxy cannot kill a flow once its WebSocket has started; dropping its
-        messages from now on is how nothing passes unrecorded.
+        mitmproxy cannot kill a flow once its WebSocket has started: its messages
+        are dropped from now on, so nothing passes unrecorded, and the caller
+        closes it (:func:`rtproxy.record.wsclose.request_close`).
         """
         what = f"{exc.strerror or exc}" if isinstance(exc, OSError) else f"{type(exc).__name__}: {exc}"
         log.error(
-            "rtproxy: recording %s failed: %s; this session's messages are no longer forwarded",
+            "rtproxy: recording %s failed: %s; this session's messages are no longer forwarded, and it is closed (1011)",
             sess.writer.path,
             what,
         )
@@ -299,6 +310,7 @@ class RealtimeRecorder:
             sess.writer.close(error=f"recording failed: {what}")
         except Exception:  # noqa: BLE001 - the descriptor is closed all the same
             pass
+        return what
 
     def websocket_end(self, flow: http.HTTPFlow) -> None:
         self._failed.discard(flow.id)
@@ -309,13 +321,20 @@ class RealtimeRecorder:
         assert ws is not None
         t_ns = time.monotonic_ns() - sess.t0_ns
         closed_by = None if ws.closed_by_client is None else ("client" if ws.closed_by_client else "server")
+        error = flow.error.msg if flow.error else None
+        if ws.close_code == 1006 and closed_by is not None:
+            # No close frame: the TCP connection was dropped. The other side was
+            # sent 1011 with this reason (rtproxy.record.wsclose), not a clean 1000.
+            who, other = ("upstream", "client") if closed_by == "server" else ("client", "upstream")
+            dropped = f"{who} dropped the connection without a close frame; the {other} was sent 1011"
+            error = f"{dropped} ({error})" if error else dropped
         try:
             sess.writer.write_close(
                 t_ns=t_ns,
                 code=ws.close_code,
                 reason=ws.close_reason,
                 closed_by=closed_by,
-                error=flow.error.msg if flow.error else None,
+                error=error,
             )
         except OSError as exc:
             log.error("rtproxy: writing %s failed: %s", sess.writer.path, exc)
