@@ -431,7 +431,7 @@ class RtproxyFixture:
             msg = _unconsumed_message(self, s)
             if msg:
                 return msg
-        if final and not self._server.sessions:
+        if not self._server.sessions and not self._server.open_sessions:
             return (
                 f"rtproxy: the test never connected to the replay of {_rel(self.cassette)}: point the app at "
                 f"rtproxy.websocket_base_url ({self.websocket_base_url}) or rtproxy.url"
@@ -546,7 +546,7 @@ def _messages(path: Path | None) -> list[tuple[int, bool, float, bytes | None, s
     from rtproxy.io.format import open_recording
     from rtproxy.protocol.events import event_type
 
-    out = []
+    out: list[tuple[int, bool, float, bytes | None, str | None]] = []
     with open_recording(path) as r:
         for i, m in enumerate(r.messages()):
             typ = event_type(m.head) if m.is_text else None

@@ -231,7 +231,7 @@ class _Tap:
         red_path, _ = self._red.url(f"ws://127.0.0.1:{port}{req_path}")
         self._w = start_recording(
             path, url=red_path, started=time.time(), recorder="rtproxy.testing (live run of a replay)",
-            model=(query.get("model") or [None])[0], subprotocol=ws.subprotocol,
+            model=next(iter(query.get("model") or []), None), subprotocol=ws.subprotocol,
             header_extra={"replay_of": str(cassette)},
         )
 
@@ -376,7 +376,7 @@ class ReplayServer:
         Raises RecordingError for a bad cassette, OSError if the port cannot be bound."""
         from rtproxy.replay.server import load_summary
 
-        _, self._handshake = load_summary(self.cassette)
+        _, self._handshake = load_summary(str(self.cassette))
         if self._live_dir is None:
             import tempfile
 
