@@ -20,11 +20,11 @@ from rtproxy.view.events import open as open_recording
 
 __all__ = ["Checker", "check_events", "check_file", "filter_findings"]
 
-_NOT_PARSED = frozenset({"input_audio_buffer.append"})
+_APPEND, _DELTA, _PARSE, _NONE = 0, 1, 2, 3
 
 
 def _obj(ev: Any) -> dict[str, Any] | None:
-    """The event's JSON without its audio (cheap for audio deltas)."""
+    """The event's JSON without its audio."""
     head = getattr(ev, "head", None)
     if head:
         return parse_event(head)
@@ -40,24 +40,38 @@ class Checker:
         self.rules: list[Rule] = [cls(self.options) for cls in RUN_ORDER]
         self.state = SessionState()
         self.findings: list[Finding] = []
-        self._dispatch: dict[str | None, tuple[str | None, list[Rule], bool]] = {}
+        self._dispatch: dict[tuple[str | None, bool], tuple[str | None, list[Rule], int]] = {}
 
-    def _route(self, typ: str | None) -> tuple[str | None, list[Rule], bool]:
+    def _route(self, ev: Any) -> tuple[str | None, list[Rule], int]:
+        typ, client = ev.type, ev.from_client
         ctype = canonical_event_type(typ)
-        rules = [r for r in self.rules if r.types is None or (ctype is not None and ctype in r.types)]
-        route = (ctype, rules, ctype not in _NOT_PARSED and typ is not None)
-        self._dispatch[typ] = route
+        rules = [r for r in self.rules if r.wants(typ, ctype, client)]
+        mode = (_NONE if typ is None else _APPEND if ctype == "input_audio_buffer.append"
+                else _DELTA if ctype == "response.output_audio.delta" else _PARSE)
+        route = (ctype, rules, mode)
+        self._dispatch[(typ, client)] = route
+        self.state.first_of[("client" if client else "server", typ)] = ev
         return route
 
     def set_handshake(self, handshake: Any) -> None:
         self.state.handshake = handshake
 
     def feed(self, ev: Any) -> None:
-        typ = ev.type
-        route = self._dispatch.get(typ) or self._route(typ)
-        ctype, rules, parse = route
-        obj = _obj(ev) if parse else None
+        route = self._dispatch.get((ev.type, ev.from_client)) or self._route(ev)
+        ctype, rules, mode = route
         st = self.state
+        if mode == _APPEND:
+            obj = None
+            st.nbytes = ev.audio_bytes
+        elif mode == _DELTA:
+            obj = _obj(ev)
+            st.nbytes = ev.audio_bytes
+        elif mode == _PARSE:
+            obj = _obj(ev)
+            st.nbytes = 0
+        else:
+            obj = None
+            st.nbytes = 0
         for r in rules:
             try:
                 res = r.feed(ev, ctype, obj, st)

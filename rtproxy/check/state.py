@@ -166,6 +166,10 @@ class SessionState:
         self.cut_short = False
         self.end_t = 0.0
         self.last_index: int | None = None
+        self.nbytes = 0
+        self.first_of: dict[tuple[str, str | None], Any] = {}
+        """The first event of each (side, type), in order of first appearance."""
+        """Decoded audio bytes of the event being looked at (appends and audio deltas; else 0)."""
 
     # ------------------------------------------------------------ lookups
     def cause_of(self, err: dict[str, str | None]) -> tuple[int, str | None, float] | None:
@@ -183,16 +187,17 @@ class SessionState:
     def apply(self, ev: Any, ctype: str | None, obj: dict[str, Any] | None) -> None:
         """Account for one event (after the rules have seen it)."""
         i, t = ev.index, ev.t
-        self.index, self.t = i, t
-        self.last_index = i
-        self.end_t = max(self.end_t, t)
-        client = ev.side == "client"
-        if client:
+        self.index = self.last_index = i
+        self.t = t
+        if t > self.end_t:
+            self.end_t = t
+        if ev.from_client:
             if ctype == "input_audio_buffer.append":
-                ms = ev.format.duration_ms(ev.audio_bytes)
+                fmt = ev.format
+                ms = self.nbytes / fmt.bytes_per_ms
                 self.input_ms += ms
                 self.audio_in_ms += ms
-                self.input_format = ev.format
+                self.input_format = fmt
                 self.last_client = (i, ctype, t)
                 return
             self.last_client = (i, ctype, t)
@@ -312,7 +317,7 @@ class SessionState:
             it = self.items[iid] = Item(iid, ev.index, announced=False, response_id=s(o.get("response_id")))
         ci = o.get("content_index", 0)
         ci = ci if isinstance(ci, int) and not isinstance(ci, bool) else 0
-        ms = ev.format.duration_ms(audio_len(ev, obj, "delta"))
+        ms = ev.format.duration_ms(self.nbytes or audio_len(ev, obj, "delta"))
         it.audio_ms[ci] = it.audio_ms.get(ci, 0.0) + ms
         if it.first_audio_t is None:
             it.first_audio_t, it.first_audio_index = t, ev.index

@@ -37,6 +37,11 @@ class Rule:
     def __init__(self, options: Options) -> None:
         self.options = options
 
+    def wants(self, typ: str | None, ctype: str | None, from_client: bool) -> bool:
+        """Whether events of this type from this side are fed to the rule (asked once per
+        type and side): by default, those in :attr:`types`."""
+        return self.types is None or (ctype is not None and ctype in self.types)
+
     def feed(self, ev: Any, ctype: str | None, obj: dict[str, Any] | None, st: SessionState) -> list[Finding] | None:
         return None
 

@@ -211,6 +211,9 @@ Deduplicate by event_id in the relay or client.
         self.seen: dict[str, int] = {}
         self.dups: list[tuple[Any, int, str]] = []
 
+    def wants(self, typ: str | None, ctype: str | None, from_client: bool) -> bool:
+        return not from_client and typ is not None
+
     def feed(self, ev: Any, ctype: str | None, obj: dict[str, Any] | None, st: SessionState) -> list[Finding] | None:
         if obj is None or ev.side != "server":
             return None

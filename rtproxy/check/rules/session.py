@@ -198,6 +198,13 @@ event types and log them.
         self.beta_error: Any = None
         self.last_bad_client: int | None = None
 
+    def wants(self, typ: str | None, ctype: str | None, from_client: bool) -> bool:
+        if typ is None:
+            return True
+        if from_client:
+            return typ not in CLIENT_TYPES or typ == "session.update"
+        return typ not in SERVER_TYPES or typ in ("session.created", "session.updated", "error")
+
     def feed(self, ev: Any, ctype: str | None, obj: dict[str, Any] | None, st: SessionState) -> list[Finding] | None:
         typ = ev.type
         client = ev.side == "client"
@@ -217,10 +224,6 @@ event types and log them.
             return None
         if typ not in SERVER_TYPES:
             self.unknown.setdefault(("server", typ), []).append(ev)
-        elif typ in BETA_ONLY_SERVER:
-            self.beta_at = self.beta_at or ev
-        elif typ in GA_ONLY_SERVER:
-            self.ga_at = self.ga_at or ev
         elif typ in ("session.created", "session.updated") and obj is not None:
             sess = d(obj.get("session"))
             if isinstance(sess.get("audio"), dict) or "output_modalities" in sess:
@@ -244,6 +247,11 @@ event types and log them.
 
     def finish(self, st: SessionState) -> list[Finding] | None:
         out = []
+        for (side, typ), first in st.first_of.items():
+            if side == "server" and typ in BETA_ONLY_SERVER:
+                self.beta_at = self.beta_at or first
+            elif side == "server" and typ in GA_ONLY_SERVER:
+                self.ga_at = self.ga_at or first
         for (side, typ), evs in self.unknown.items():
             out.append(self.on(evs[0], f"{side} event type {q(typ)} is in neither the GA nor the beta protocol"
                                        + (f" ({len(evs)} times)" if len(evs) > 1 else ""),

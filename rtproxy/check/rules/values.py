@@ -54,8 +54,6 @@ FIELDS: dict[str, list[tuple[str, str, float, float, bool]]] = {
     ],
     "session.created": [("session.expires_at", "num", 0, 1e11, False)],
     "session.updated": [("session.expires_at", "num", 0, 1e11, False)],
-    "response.output_audio.delta": [("content_index", "int", 0, 1000, False), ("output_index", "int", 0, 1e6, False),
-                                    ("item_id", "str", 0, 0, False)],
     "response.function_call_arguments.done": [("call_id", "str", 0, 0, False), ("arguments", "str", 0, 0, False)],
 }
 
