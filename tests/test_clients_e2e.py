@@ -10,8 +10,9 @@ Recording: the driver talks to `rtproxy record` in front of the Realtime-like se
 (with the Scenario switches that make it behave like the API where these clients depend
 on it); the file must hold exactly what the server received and sent, byte for byte.
 Replay: the same driver against `rtproxy replay FILE --listen-port P --once`; the flow
-must complete and the replay report no divergence. Clients that pick their own item ids
-cannot pass that until replay substitutes ids (xfail, naming the failure).
+must complete and the replay report no divergence (clients that pick their own item ids,
+LiveKit and pipecat, rely on replay putting those ids into the server messages). A client
+whose replay cannot pass yet gets ``replay_xfail``, naming the failure.
 """
 
 from __future__ import annotations
@@ -80,13 +81,9 @@ CLIENTS = [
         record_url=lambda p: f"ws://127.0.0.1:{p}/v1/realtime?model=gpt-realtime",
         replay_url=lambda p: f"ws://127.0.0.1:{p}/v1/realtime?model=gpt-realtime",
         scenario=dict(tool_name="get_weather"), needs="node",
-        replay_xfail=(
-            "agents-realtime sends a tracing-only session.update when session.created arrives and "
-            "its full session.update when the socket opens; which goes first depends on timing "
-            "(through the recorder session.created came in the same read as the 101, from the "
-            "replay it comes later), and replay matches the two session.updates in order: "
-            "3 divergences (session.update fields, then response.create / session.update out of place)"
-        ),
+        # Its tracing-only session.update (sent when session.created arrives) and its full one
+        # (sent when the socket opens) come in either order, by timing: replay takes a swapped
+        # pair of client events as no divergence.
     ),
     Client(
         "pipecat", PY + ["pipecat_openai.py"],
@@ -98,13 +95,9 @@ CLIENTS = [
         "livekit", PY + ["livekit_openai.py"],
         record_url=lambda p: f"http://127.0.0.1:{p}/v1", replay_url=lambda p: f"http://127.0.0.1:{p}/v1",
         needs="livekit.plugins.openai",
-        replay_xfail=(
-            "LiveKit picks its own item ids (conversation.item.create item.id) and waits for "
-            "conversation.item.added to echo them; the replay sends the recorded id, so "
-            "update_chat_ctx times out (RealtimeError 'update_chat_ctx timed out.') and the replay "
-            "reports 'nothing arrived within 3 s: recording expected response.create'; "
-            "generate_reply's response.metadata client_event_id needs the same substitution"
-        ),
+        # LiveKit picks its own item ids and response.metadata client_event_id and waits for the
+        # server to echo them (update_chat_ctx, generate_reply time out otherwise): replay puts
+        # the values the live client chose into the server messages that name them.
     ),
     Client(
         # Voice Live speaks the beta event names and sends no rate_limits.updated.
