@@ -488,3 +488,9 @@ def test_select_ignore_min_severity_in_api(tmp_path) -> None:
     assert codes(p, min_severity="warning") == set()
     with pytest.raises(ValueError):
         check_file(p, select=["RT999"])
+
+
+def test_docs_catalogue_lists_every_rule() -> None:
+    text = (ROOT / "docs" / "CHECK.md").read_text()
+    for code, r in RULES.items():
+        assert f"## {code}" in text and r.title in text
