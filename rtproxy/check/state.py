@@ -310,23 +310,30 @@ class SessionState:
                 self.responses[rid].call_ids.append(cid)  # type: ignore[index]
 
     def _audio(self, ev: Any, obj: dict[str, Any] | None, t: float) -> None:
-        o = d(obj)
-        iid = s(o.get("item_id")) or "?"
+        # the hot path of a voice session: one call per audio delta
+        o = obj if obj.__class__ is dict else {}
+        iid = o.get("item_id")
+        if iid.__class__ is not str:
+            iid = "?"
         it = self.items.get(iid)
         if it is None:
             it = self.items[iid] = Item(iid, ev.index, announced=False, response_id=s(o.get("response_id")))
         ci = o.get("content_index", 0)
-        ci = ci if isinstance(ci, int) and not isinstance(ci, bool) else 0
-        ms = ev.format.duration_ms(self.nbytes or audio_len(ev, obj, "delta"))
-        it.audio_ms[ci] = it.audio_ms.get(ci, 0.0) + ms
+        if ci.__class__ is not int:
+            ci = 0
+        ms = (self.nbytes or audio_len(ev, obj, "delta")) / ev.format.bytes_per_ms
+        am = it.audio_ms
+        am[ci] = am.get(ci, 0.0) + ms
         if it.first_audio_t is None:
             it.first_audio_t, it.first_audio_index = t, ev.index
             self.audio_items.append(it)
             if len(self.audio_items) > 8:
                 del self.audio_items[0]
         it.last_audio_t = t
-        it.play_end = max(it.play_end or t, t) + ms / 1000.0
+        pe = it.play_end
+        it.play_end = (pe if pe is not None and pe > t else t) + ms / 1000.0
         self.audio_out_ms += ms
         rid = it.response_id or s(o.get("response_id"))
-        if rid in self.responses:
-            self.responses[rid].audio_ms += ms  # type: ignore[index]
+        r = self.responses.get(rid) if rid else None
+        if r is not None:
+            r.audio_ms += ms

@@ -3,6 +3,7 @@ message size (RT015), echo (RT019), VAD turns that never end (RT020)."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from rtproxy.check.finding import Finding
@@ -474,6 +475,7 @@ playing, or raise the VAD threshold / use semantic VAD with low eagerness.
         self.cancelled_run: list[int] = []
         self.reported_run = False
         self.last_assistant = ""
+        self._last_norm: str | None = None
 
     def feed(self, ev: Any, ctype: str | None, obj: dict[str, Any] | None, st: SessionState) -> list[Finding] | None:
         o = d(obj)
@@ -491,7 +493,7 @@ playing, or raise the VAD threshold / use semantic VAD with low eagerness.
                 for c in d(out).get("content") or () if isinstance(d(out).get("content"), list) else ():
                     tr = s(d(c).get("transcript"))
                     if tr:
-                        self.last_assistant = tr
+                        self.last_assistant, self._last_norm = tr, None
             reason = s(d(r.get("status_details")).get("reason"))
             if s(r.get("status")) == "cancelled" and reason == "turn_detected":
                 self.cancelled_run.append(ev.index)
@@ -503,13 +505,20 @@ playing, or raise the VAD threshold / use semantic VAD with low eagerness.
                 self.cancelled_run = []
             return None
         tr = s(o.get("transcript"))
-        if tr and self.last_assistant and len(tr) >= 12 and _norm(tr) in _norm(self.last_assistant):
+        if not tr or not self.last_assistant or len(tr) < 12:
+            return None
+        if self._last_norm is None:
+            self._last_norm = _norm(self.last_assistant)
+        if _norm(tr) in self._last_norm:
             return [self.on(ev, f"user transcript {q(tr)} repeats the assistant's last answer", severity="info")]
         return None
 
 
+_PUNCT = re.compile(r"[^\w\s]+")
+
+
 def _norm(text: str) -> str:
-    return " ".join("".join(c for c in text.lower() if c.isalnum() or c.isspace()).split())
+    return " ".join(_PUNCT.sub("", text.lower()).split())
 
 
 class SpeechNeverStopped(Rule):
