@@ -494,3 +494,27 @@ def test_docs_catalogue_lists_every_rule() -> None:
     text = (ROOT / "docs" / "CHECK.md").read_text()
     for code, r in RULES.items():
         assert f"## {code}" in text and r.title in text
+
+
+def test_delta_cache_gives_what_a_parse_gives() -> None:
+    import json as _json
+
+    from rtproxy.check.engine import _DeltaCache, _parse
+
+    class E:
+        def __init__(self, obj: object) -> None:
+            self.head = _json.dumps(obj, separators=(",", ":")).encode()
+            self.json = _parse(self.head)
+
+    cache = _DeltaCache()
+    heads = [
+        {"type": "response.output_audio.delta", "event_id": f"ev_{i}", "response_id": "r", "item_id": it,
+         "content_index": 0, "delta": ""} for i, it in enumerate(["a", "a", "b", "a"])
+    ] + [
+        {"type": "response.output_audio.delta", "x": {"event_id": "inner"}, "event_id": "outer", "item_id": "a"},
+        {"type": "response.output_audio.delta", "x": {"event_id": "inner2"}, "event_id": "outer", "item_id": "a"},
+        {"type": "response.output_audio.delta", "event_id": "q\"uote", "item_id": "a"},
+    ]
+    for h in heads:
+        e = E(h)
+        assert cache.get(e) == _parse(e.head) == h

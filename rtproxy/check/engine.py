@@ -25,7 +25,7 @@ __all__ = ["Checker", "check_events", "check_file", "filter_findings"]
 _APPEND, _DELTA, _PARSE, _NONE = 0, 1, 2, 3
 
 
-_scan = json.scanner.make_scanner(json.JSONDecoder())
+_scan = json.scanner.make_scanner(json.JSONDecoder())  # type: ignore[arg-type]
 _WS = " \t\n\r"
 
 
@@ -84,12 +84,12 @@ class _DeltaCache:
             obj = dict(hit)
             obj["event_id"] = raw.decode("utf-8", "surrogatepass")
             return obj
-        obj = _parse(head)
-        if obj is not None and obj.get("event_id") == raw.decode("utf-8", "surrogatepass"):
+        parsed = _parse(head)
+        if parsed is not None and parsed.get("event_id") == raw.decode("utf-8", "surrogatepass"):
             if len(self.entries) > 64:
                 self.entries.clear()
-            self.entries[key] = obj
-        return obj
+            self.entries[key] = parsed
+        return parsed
 
 
 class Checker:
