@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import os
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -505,3 +507,283 @@ def test_text_and_binary_frames_keep_their_opcode_and_the_close_its_code(tmp_pat
     assert [type(g) for g in got] == [str, bytes, str, str, bytes]
     assert [g.encode() if isinstance(g, str) else g for g in got] == [d for _, _, d in sent]
     assert (code, reason) == (4001, "recorded reason")
+
+
+# ------------------------------------------- ids the live side chose (substitutions)
+TOOL_SCENARIO = dict(strict_ids=True, tool_name="get_weather", tool_followup=True, echo_metadata=True, audio_ms=400)
+
+
+async def tool_and_truncate_turn(url: str) -> list[dict]:
+    """A text turn answered with a tool call, its output, the spoken answer, a barge-in
+    truncate, a retrieve and a delete: every id the server assigned is used again."""
+    got: list[dict] = []
+    async with websockets.connect(url, compression=None, max_size=None) as ws:
+        async def until(typ: str) -> dict:
+            while True:
+                ev = json.loads(await asyncio.wait_for(ws.recv(), 10))
+                got.append(ev)
+                if ev["type"] in (typ, "error"):
+                    return ev
+
+        async def send(obj: dict) -> None:
+            await ws.send(json.dumps(obj))
+
+        await until("session.created")
+        await send({"type": "session.update", "session": SESSION})
+        await until("session.updated")
+        await send({"type": "conversation.item.create", "item": {
+            "type": "message", "role": "user", "content": [{"type": "input_text", "text": "Weather in Paris?"}]}})
+        user_item = (await until("conversation.item.added"))["item"]["id"]
+        await send({"type": "response.create", "response": {"metadata": {"turn": "1"}}})
+        call = (await until("response.done"))["response"]["output"][0]
+        await send({"type": "conversation.item.create", "previous_item_id": call["id"], "item": {
+            "type": "function_call_output", "call_id": call["call_id"], "output": '{"temp_c": 21}'}})
+        await until("conversation.item.added")
+        await send({"type": "response.create"})
+        answer = (await until("response.done"))["response"]["output"][0]["id"]
+        await send({"type": "conversation.item.truncate", "item_id": answer, "content_index": 0, "audio_end_ms": 200})
+        await until("conversation.item.truncated")
+        await send({"type": "conversation.item.retrieve", "item_id": user_item})
+        await until("conversation.item.retrieved")
+        await send({"type": "conversation.item.delete", "item_id": call["id"]})
+        await until("conversation.item.deleted")
+    return got
+
+
+def test_client_replay_uses_the_live_servers_ids_against_a_server_that_checks_them(tmp_path: Path) -> None:
+    with ServerThread(Scenario(seed=1, **TOOL_SCENARIO)) as srv:
+        rec = Recorder(srv.url, tmp_path / "rec")
+        try:
+            first = asyncio.run(tool_and_truncate_turn(rec.ws_base + "/realtime?model=gpt-realtime"))
+            (original,) = rec.wait_files(1)
+        finally:
+            rec.stop()
+    assert not [e for e in first if e["type"] == "error"]
+
+    def rerun(*extra: str) -> tuple[subprocess.CompletedProcess[str], list[dict]]:
+        out_dir = tmp_path / ("exact" if extra else "adapted")
+        with ServerThread(Scenario(seed=7, **TOOL_SCENARIO)) as live:  # other ids, and it checks them
+            proc = subprocess.run(
+                [*RTPROXY, "replay", str(original), "--to", f"ws://127.0.0.1:{live.port}/v1",
+                 "--out-dir", str(out_dir), "--timeout", "5", *extra],
+                capture_output=True, text=True, cwd=ROOT, timeout=60,
+            )
+        (new,) = out_dir.glob("*.rtrec")
+        with open_recording(new) as r:
+            events = [json.loads(m.content) for m in r.messages() if not m.from_client]
+        return proc, events
+
+    proc, events = rerun()
+    assert proc.returncode == 0, proc.stderr
+    errors = [e for e in events if e["type"] == "error"]
+    assert errors == [], errors
+    types = [e["type"] for e in events]
+    for t in ("conversation.item.truncated", "conversation.item.retrieved", "conversation.item.deleted"):
+        assert t in types
+    # call_id and previous_item_id of the output, item_id of truncate, retrieve and delete
+    assert "5 server ids substituted in 4 messages" in proc.stdout, proc.stdout
+    # the byte-exact tape names ids this server never gave: it says so
+    proc, events = rerun("--exact")
+    codes = sorted(e["error"]["code"] for e in events if e["type"] == "error")
+    assert codes == ["invalid_value", "item_not_found", "item_not_found", "item_truncate_invalid_item_id"], codes
+    assert "substituted" not in proc.stdout
+
+
+async def own_ids_client(ws_base: str, *, swap: bool = False) -> list[dict]:
+    """The openai SDK as LiveKit drives it: its own item ids, event ids and response metadata."""
+    client = AsyncOpenAI(api_key=KEY, websocket_base_url=ws_base)
+    got: list[dict] = []
+    async with client.realtime.connect(model="gpt-realtime") as conn:
+        async def until(typ: str) -> dict:
+            while True:
+                ev = json.loads(await asyncio.wait_for(conn.recv_bytes(), 10))
+                got.append(ev)
+                if ev["type"] in (typ, "error"):
+                    return ev
+
+        await until("session.created")
+        updates = [{"type": "realtime", "instructions": "You are a booking assistant."},
+                   {"type": "realtime", "tool_choice": "auto"}]
+        for s in (updates[::-1] if swap else updates):
+            await conn.session.update(session=s, event_id=f"live_evt_{len(got)}_{s.get('tool_choice', 'i')}")
+        await until("session.updated")
+        await until("session.updated")
+        await conn.conversation.item.create(
+            item={"id": "item_36d2eba71704", "type": "message", "role": "user",
+                  "content": [{"type": "input_text", "text": "Book a table"}]},
+            event_id="live_evt_create",
+        )
+        await until("conversation.item.added")
+        await conn.response.create(response={"metadata": {"client_event_id": "live_evt_rc"}}, event_id="live_evt_rc")
+        await until("response.done")
+        await conn.send({"type": "conversation.item.truncate", "item_id": "item_36d2eba71704", "content_index": 0,
+                         "audio_end_ms": 0, "event_id": "live_evt_trunc"})
+        await until("conversation.item.truncated")
+    return got
+
+
+async def recorded_own_ids_client(ws_base: str) -> list[dict]:
+    """What the recorded run sent: the same conversation with other client-made ids."""
+    got: list[dict] = []
+    async with websockets.connect(ws_base + "/realtime?model=gpt-realtime", compression=None, max_size=None) as ws:
+        async def until(typ: str) -> dict:
+            while True:
+                ev = json.loads(await asyncio.wait_for(ws.recv(), 10))
+                got.append(ev)
+                if ev["type"] in (typ, "error"):
+                    return ev
+
+        await until("session.created")
+        await ws.send(json.dumps({"type": "session.update", "event_id": "rec_evt_1",
+                                  "session": {"type": "realtime", "instructions": "You are a booking assistant."}}))
+        await ws.send(json.dumps({"type": "session.update", "event_id": "rec_evt_2",
+                                  "session": {"type": "realtime", "tool_choice": "auto"}}))
+        await until("session.updated")
+        await until("session.updated")
+        await ws.send(json.dumps({"type": "conversation.item.create", "event_id": "rec_evt_3", "item": {
+            "id": "item_0f00c1c0ffee", "type": "message", "role": "user",
+            "content": [{"type": "input_text", "text": "Book a table"}]}}))
+        await until("conversation.item.added")
+        await ws.send(json.dumps({"type": "response.create", "event_id": "rec_evt_4",
+                                  "response": {"metadata": {"client_event_id": "rec_evt_4"}}}))
+        await until("response.done")
+        await ws.send(json.dumps({"type": "conversation.item.truncate", "event_id": "rec_evt_5",
+                                  "item_id": "item_0f00c1c0ffee", "content_index": 0, "audio_end_ms": 0}))
+        await until("conversation.item.truncated")
+    return got
+
+
+@pytest.fixture(scope="module")
+def own_ids_recording(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    with ServerThread(Scenario(echo_metadata=True, audio_ms=200)) as srv:
+        rec = Recorder(srv.url, tmp_path_factory.mktemp("own") / "recordings")
+        try:
+            asyncio.run(recorded_own_ids_client(rec.ws_base))
+            (path,) = rec.wait_files(1)
+        finally:
+            rec.stop()
+    return path
+
+
+def test_server_replay_echoes_the_ids_and_metadata_the_live_client_chose(own_ids_recording: Path) -> None:
+    rp = Replay(own_ids_recording, "--once", "--strict")
+    got = asyncio.run(own_ids_client(rp.ws_base))
+    code, out, err = rp.finish()
+    assert code == 0, out + err
+    assert "0 divergences" in out
+    added = next(e for e in got if e["type"] == "conversation.item.added")
+    assert added["item"]["id"] == "item_36d2eba71704"
+    done = next(e for e in got if e["type"] == "response.done")
+    assert done["response"]["metadata"] == {"client_event_id": "live_evt_rc"}
+    truncated = next(e for e in got if e["type"] == "conversation.item.truncated")
+    assert truncated["item_id"] == "item_36d2eba71704"
+    assert not any(b"item_0f00c1c0ffee" in json.dumps(e).encode() or b"rec_evt_4" in json.dumps(e).encode() for e in got)
+    # everything else as recorded: the same messages once the learned values are put back
+    recorded = server_messages(own_ids_recording)
+    assert len(got) == len(recorded)
+    n = int(out.split(" values the client chose substituted")[0].rsplit("; ", 1)[1])
+    assert n >= 4, out  # item.added (x2 with .done), response.created/done metadata, truncated
+    print(f"server replay substitutions: {out.strip().splitlines()[-1]}")
+
+
+def test_server_replay_exact_keeps_the_recorded_bytes(own_ids_recording: Path) -> None:
+    rp = Replay(own_ids_recording, "--once", "--exact")
+    got = asyncio.run(own_ids_client(rp.ws_base))
+    code, out, err = rp.finish()
+    assert code == 0, out + err
+    assert [json.dumps(e) for e in got] == [json.dumps(json.loads(m)) for m in server_messages(own_ids_recording)]
+    assert "substituted" not in out and "exact (no substitutions)" in out
+
+
+def test_swapped_session_updates_do_not_close_a_strict_replay(own_ids_recording: Path) -> None:
+    rp = Replay(own_ids_recording, "--once", "--strict")
+    got = asyncio.run(own_ids_client(rp.ws_base, swap=True))
+    code, out, err = rp.finish()
+    assert code == 0, out + err
+    assert "0 divergences" in out and "4900" not in out
+    assert [e["type"] for e in got][-1] == "conversation.item.truncated"
+
+
+def test_tls_replay_serves_wss_with_a_certificate_the_client_can_trust(recording: Path, tmp_path: Path) -> None:
+    import ssl
+
+    cert_dir = tmp_path / "certs"
+    rp = Replay(recording, "--once", "--tls", "--cert-dir", str(cert_dir))
+    cert = cert_dir / "rtproxy-replay-cert.pem"
+    ctx = ssl.create_default_context(cafile=str(cert))  # verifies the name too (127.0.0.1)
+
+    async def client(port: int) -> list[bytes]:
+        out = []
+        async with websockets.connect(f"wss://127.0.0.1:{port}/v1/realtime?model=gpt-realtime", ssl=ctx,
+                                      compression=None, max_size=None) as ws:
+            out.append(await ws.recv(decode=False))
+        return out
+
+    got = asyncio.run(client(rp.port))
+    code, out, err = rp.finish()
+    assert code == 0, err
+    assert got == server_messages(recording)[:1]
+    assert f"on wss://127.0.0.1:{rp.port}" in out and f"websocket_base_url=wss://127.0.0.1:{rp.port}/v1" in out
+    assert f"NODE_EXTRA_CA_CERTS={cert}" in out and f"SSL_CERT_FILE={cert}" in out
+    # the same certificate next time (clients keep trusting it); plain ws:// is refused by a TLS client
+    before = cert.read_bytes()
+    rp2 = Replay(recording, "--once", "--tls", "--cert-dir", str(cert_dir))
+    assert asyncio.run(client(rp2.port)) == server_messages(recording)[:1]
+    rp2.finish()
+    assert cert.read_bytes() == before
+    # the openai SDK through SSL_CERT_FILE, as the printed hint says
+    rp3 = Replay(recording, "--once", "--tls", "--cert-dir", str(cert_dir))
+    proc = subprocess.run(
+        [sys.executable, "-c", (
+            "import asyncio\nfrom openai import AsyncOpenAI\n"
+            "async def main():\n"
+            f"    c = AsyncOpenAI(api_key='{KEY}', websocket_base_url='wss://localhost:{rp3.port}/v1')\n"
+            "    async with c.realtime.connect(model='gpt-realtime') as conn:\n"
+            "        print((await conn.recv()).type)\n"
+            "asyncio.run(main())\n")],
+        capture_output=True, text=True, timeout=60, env={**os.environ, "SSL_CERT_FILE": str(cert)},
+    )
+    rp3.finish()
+    assert proc.stdout.strip() == "session.created", proc.stderr
+
+
+def test_tls_with_a_given_certificate_and_key(recording: Path, tmp_path: Path) -> None:
+    import ssl
+
+    from rtproxy.replay.tls import self_signed
+
+    cert, key = tmp_path / "c.pem", tmp_path / "k.pem"
+    self_signed(cert, key)
+    rp = Replay(recording, "--once", "--cert", str(cert), "--key", str(key))
+    ctx = ssl.create_default_context(cafile=str(cert))
+
+    async def client() -> bytes:
+        async with websockets.connect(f"wss://localhost:{rp.port}/v1/realtime", ssl=ctx) as ws:
+            return await ws.recv(decode=False)
+
+    assert asyncio.run(client()) == server_messages(recording)[0]
+    code, out, _ = rp.finish()
+    assert code == 0 and f"TLS: certificate {cert}" in out
+
+
+NODE_CLIENTS = ROOT / "tests" / "clients"
+
+
+@pytest.mark.skipif(
+    not (NODE_CLIENTS / "node_modules" / "ws").is_dir() or __import__("shutil").which("node") is None,
+    reason="node and tests/clients/node_modules (ws) not installed",
+)
+def test_tls_replay_is_trusted_by_node_through_node_extra_ca_certs(recording: Path, tmp_path: Path) -> None:
+    rp = Replay(recording, "--once", "--tls", "--cert-dir", str(tmp_path))
+    script = (
+        'const WebSocket = require("ws");'
+        f'const ws = new WebSocket("wss://localhost:{rp.port}/v1/realtime?model=gpt-realtime");'
+        'ws.on("message", m => { console.log(JSON.parse(m).type); ws.close(1000); });'
+        'ws.on("error", e => { console.log("error " + e.message); process.exit(1); });'
+    )
+    proc = subprocess.run(
+        ["node", "-e", script], capture_output=True, text=True, timeout=60, cwd=NODE_CLIENTS,
+        env={**os.environ, "NODE_EXTRA_CA_CERTS": str(tmp_path / "rtproxy-replay-cert.pem")},
+    )
+    rp.finish()
+    assert proc.stdout.strip() == "session.created", proc.stdout + proc.stderr
