@@ -727,7 +727,14 @@ def test_unreachable_upstream_is_reported_without_secrets(tmp_path: Path) -> Non
     assert status == 502
     assert "upstream not reached" in rec.errors and "Connect call failed" in rec.errors
     assert S not in rec.errors + rec.output
-    assert rec.files() == []
+    # a recording all the same: the status the client got, the error text, no messages
+    [path] = rec.files()
+    r, msgs = read(path)
+    assert msgs == [] and not r.truncated and r.end["refused"] is True
+    assert (r.handshake["status"], r.handshake["reason"]) == (502, "Bad Gateway")
+    assert "Connect call failed" in r.end["error"] and b"Connect call failed" in r.handshake["response_body"]
+    assert S not in r.header["url"] and S not in str(r.handshake["request_headers"])
+    assert f"recorded {path}: refused upgrade: HTTP 502;" in rec.output
 
 
 def test_regular_mode_records_wss_with_mitmproxys_ca(tmp_path: Path) -> None:
@@ -762,3 +769,113 @@ def test_regular_mode_records_wss_with_mitmproxys_ca(tmp_path: Path) -> None:
     assert len(msgs) == 4
     assert r.header["url"].startswith(f"wss://127.0.0.1:{port}/v1/realtime?model=gpt-realtime&api-key=")
     assert S not in r.header["url"] and f"sk-{S}regular" in app.logs[0].path
+
+
+# ------------------------------------------- the closing handshake (RFC 6455 section 7)
+CLOSE_RACE_RUNS = 20
+
+
+def test_close_race_what_the_upstream_sent_after_the_clients_close_is_recorded(tmp_path: Path) -> None:
+    """A client that closes while the server still sends 6 messages: the file holds every
+    message the upstream socket carried (up to the server's own Close), run after run."""
+    carried: list[list[str]] = []
+
+    async def upstream(ws) -> None:  # type: ignore[no-untyped-def]
+        sent: list[str] = []
+        carried.append(sent)
+        await ws.recv()
+        try:
+            for i in range(6):
+                m = json.dumps({"type": "response.output_audio_transcript.delta", "n": i, "delta": "x" * 300})
+                await ws.send(m)
+                sent.append(m)  # written to the socket: on its way to the proxy
+                await asyncio.sleep(0.002)
+        except websockets.ConnectionClosed:
+            pass
+        await ws.wait_closed()
+
+    async def client(url: str) -> int:
+        async with websockets.connect(url, compression=None) as ws:
+            await ws.send('{"type":"response.create"}')
+            await ws.recv()
+        # leaving the block sends Close (1000) while the server is still sending
+        assert ws.close_code == 1000
+        return 1
+
+    with threaded_server(upstream, compression=None) as port:
+        rec = Recorder(f"http://127.0.0.1:{port}", tmp_path / "rec")
+        try:
+            for n in range(CLOSE_RACE_RUNS):
+                asyncio.run(client(ws_url(rec)))
+                rec.wait_files(n + 1)
+        finally:
+            rec.stop()
+    files = rec.files()
+    assert len(files) == CLOSE_RACE_RUNS == len(carried)
+    by_first = {}
+    for path in files:
+        r, msgs = read(path)
+        server = [m.content.decode() for m in msgs if not m.from_client]
+        assert (r.close["code"], r.close["closed_by"]) == (1000, "client")
+        by_first[r.handshake["t_request"]] = server
+    recorded = [by_first[k] for k in sorted(by_first)]
+    counts = [(len(c), len(s)) for c, s in zip(carried, recorded)]
+    print(f"close race over {CLOSE_RACE_RUNS} runs, (carried, recorded) server messages: {counts}")
+    assert recorded == carried, counts
+    assert sum(len(c) for c in carried) > CLOSE_RACE_RUNS  # the server did send after the first message
+
+
+def test_pings_and_pongs_are_recorded(tmp_path: Path) -> None:
+    async def client(url: str) -> None:
+        async with websockets.connect(url, compression=None) as ws:
+            await ws.send('{"type":"x"}')
+            await ws.recv()
+            pong = await ws.ping(b"are-you-there")
+            await asyncio.wait_for(pong, 5)
+            await ws.send('{"type":"y"}')
+            await ws.recv()
+
+    with recording(tmp_path, Scenario(echo=True)) as (srv, rec):
+        asyncio.run(client(ws_url(rec)))
+        [path] = rec.wait_files(1)
+    r, msgs = assert_file_matches_log(path, srv.logs[0])
+    assert [(p["k"], p["from"], p["payload"]) for p in r.pings] == [
+        ("ping", "client", b"are-you-there"), ("pong", "server", b"are-you-there")]
+    assert msgs[1].t_ns <= r.pings[0]["t_ns"] <= r.pings[1]["t_ns"] <= msgs[2].t_ns
+    out = rtproxy("show", str(path))  # readers that do not know the records skip them
+    assert out.returncode == 0, out.stderr
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_stopping_the_recorder_sends_1001_to_both_sides_and_records_it(tmp_path: Path, sig: int) -> None:
+    upstream_close: list[tuple[int | None, str | None]] = []
+
+    async def upstream(ws) -> None:  # type: ignore[no-untyped-def]
+        with contextlib.suppress(websockets.ConnectionClosed):
+            async for m in ws:
+                await ws.send(m)
+        upstream_close.append((ws.close_code, ws.close_reason))
+
+    async def client(url: str, rec: Recorder) -> tuple[int | None, str | None, int]:
+        async with websockets.connect(url, compression=None) as ws:
+            await ws.send('{"type":"response.create"}')
+            await ws.recv()
+            code = await asyncio.to_thread(rec.stop, sig)
+            with contextlib.suppress(websockets.ConnectionClosed):
+                await asyncio.wait_for(ws.recv(), 5)
+            return ws.close_code, ws.close_reason, code
+
+    with threaded_server(upstream, compression=None) as port:
+        rec = Recorder(f"http://127.0.0.1:{port}", tmp_path / "rec")
+        try:
+            got_code, got_reason, exit_code = asyncio.run(client(ws_url(rec), rec))
+        finally:
+            rec.stop()
+        [path] = rec.files()
+    assert exit_code == 0, rec.errors
+    assert (got_code, got_reason) == (1001, "rtproxy stopped")
+    assert upstream_close == [(1001, "rtproxy stopped")]
+    r, msgs = read(path)
+    assert len(msgs) == 2 and not r.truncated and r.end["stopped"] is True
+    assert (r.close["code"], r.close["reason"], r.close["closed_by"]) == (1001, "rtproxy stopped", "proxy")
+    assert f"recorded {path}: " in rec.output and "close 1001;" in rec.output

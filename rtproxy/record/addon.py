@@ -19,7 +19,7 @@ from mitmproxy import ctx, exceptions, http
 
 from rtproxy.io.format import RecordingWriter, recording_filename, split_base64_audio, start_recording
 from rtproxy.io.safefile import make_private_dirs, remove_empty_dirs
-from rtproxy.record import wsclose
+from rtproxy.record import wsclose, wsclosing
 from rtproxy.protocol.events import model_from_url, ws_url
 from rtproxy.protocol.redaction import Redactor, redact_url
 
@@ -93,9 +93,16 @@ class RealtimeRecorder:
         self._failed: set[str] = set()
         # Folders configure() created for rtrec_dir, until a recording is made in them.
         self._created_dirs: list[Path] = []
+        # The closing handshake kept (what the other side sends after one side's
+        # Close is recorded), pings seen, proxy-made closes (rtproxy.record.wsclosing);
+        # installed first: wsclose wraps it.
+        wsclosing.install()
         # Closes that tell the client the truth: 1011 when the upstream dropped, or
         # when this session's recording failed (see rtproxy.record.wsclose).
         wsclose.install()
+        # Open flows by id, to close them with 1001 when rtproxy stops (going_away).
+        self._flows: dict[str, http.HTTPFlow] = {}
+        self._stopping = False
 
     def remove_unused_dirs(self) -> None:
         """Remove the folders made for ``rtrec_dir`` if they are still empty: a
@@ -231,13 +238,42 @@ class RealtimeRecorder:
         self._finish(flow.id, sess, flow.response.status_code, refused=True)
 
     def error(self, flow: http.HTTPFlow) -> None:
-        """An upgrade that never reached the upstream: nothing to record, but say so."""
+        """An upgrade that never reached the upstream is a recording too: the status the
+        client got from the proxy (502), the error text, no messages."""
         if flow.response is None and flow.websocket is None and _is_upgrade(flow):
             msg = flow.error.msg if flow.error else "no response"
             url = redact_url(flow.request.url)[0]
-            log.warning("rtproxy: %s: upstream not reached (%s); nothing recorded", url, msg)
+            try:
+                path = self._record_unreached(flow, msg)
+            except OSError as exc:
+                log.warning("rtproxy: %s: upstream not reached (%s); cannot record it: %s", url, msg, exc)
+                return
+            log.warning("rtproxy: %s: upstream not reached (%s); recorded as HTTP 502 in %s", url, msg, path)
+
+    def _record_unreached(self, flow: http.HTTPFlow, msg: str) -> str:
+        red = Redactor()
+        red.learn_request(flow.request.url, flow.request.headers.items(multi=True))
+        text, _ = red.payload(msg.encode("utf-8", "replace"))
+        error = text.decode("utf-8", "replace")
+        try:
+            # The very response mitmproxy sends the client (its HTTP/1 layer's error page).
+            from mitmproxy.proxy.layers.http._http1 import make_error_response
+
+            raw = make_error_response(502, error)
+        except ImportError:  # another mitmproxy: the status and the text are what matter
+            raw = b"HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/plain\r\n\r\n" + error.encode()
+        head, _, body = raw.partition(b"\r\n\r\n")
+        fields = [line.split(b": ", 1) for line in head.split(b"\r\n")[1:] if b": " in line]
+        flow.response = http.Response.make(502, body, http.Headers([(k, v) for k, v in fields]))
+        try:
+            sess = self._open(flow, 502)
+        finally:
+            flow.response = None
+        self._finish(flow.id, sess, 502, refused=True, error=error)
+        return sess.writer.path
 
     def websocket_start(self, flow: http.HTTPFlow) -> None:
+        self._flows[flow.id] = flow
         if flow.id in self.sessions:
             return  # opened in response()
         try:
@@ -312,8 +348,36 @@ class RealtimeRecorder:
             pass
         return what
 
+    def websocket_control(self, data: wsclosing.ControlFrame) -> None:
+        """A Ping or Pong (rtproxy.record.wsclosing): a ``ping``/``pong`` record in the file."""
+        sess = self.sessions.get(data.flow.id)
+        if sess is None:
+            return
+        try:
+            sess.writer.write_control(
+                data.kind, t_ns=time.monotonic_ns() - sess.t0_ns,
+                **{"from": "client" if data.from_client else "server"}, payload=data.payload,
+            )
+        except OSError as exc:
+            log.error("rtproxy: writing %s failed: %s", sess.writer.path, exc)
+
+    async def going_away(self, proxyserver: object, timeout: float = wsclosing.CLOSE_TIMEOUT + 1.0) -> int:
+        """rtproxy is stopping: close every open session on both sides with 1001 and wait
+        (up to ``timeout`` s) until their files are complete. Returns how many were open."""
+        import asyncio
+
+        self._stopping = True
+        flows = [f for fid, f in self._flows.items() if fid in self.sessions]
+        for f in flows:
+            wsclosing.close_flow(proxyserver, f, wsclosing.GOING_AWAY, "rtproxy stopped")
+        deadline = time.monotonic() + timeout
+        while any(f.id in self.sessions for f in flows) and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        return len(flows)
+
     def websocket_end(self, flow: http.HTTPFlow) -> None:
         self._failed.discard(flow.id)
+        self._flows.pop(flow.id, None)
         sess = self.sessions.pop(flow.id, None)
         if sess is None:
             return
@@ -321,6 +385,8 @@ class RealtimeRecorder:
         assert ws is not None
         t_ns = time.monotonic_ns() - sess.t0_ns
         closed_by = None if ws.closed_by_client is None else ("client" if ws.closed_by_client else "server")
+        if closed_by is None and ws.close_code is not None:
+            closed_by = "proxy"  # a close the proxy made (1001 when stopping, 1011...) always has its code
         error = flow.error.msg if flow.error else None
         if ws.close_code == 1006 and closed_by is not None:
             # No close frame: the TCP connection was dropped. The other side was
@@ -340,20 +406,26 @@ class RealtimeRecorder:
             log.error("rtproxy: writing %s failed: %s", sess.writer.path, exc)
         if not self.keep_messages:
             ws.messages.clear()
+        if self._stopping and closed_by == "proxy":
+            self._finish(flow.id, sess, 101, close_code=ws.close_code, stopped=True)
+            return
         self._finish(flow.id, sess, 101, close_code=ws.close_code)
 
     def done(self) -> None:
         """Proxy shutting down: close out every open session in its file."""
         for flow_id, sess in list(self.sessions.items()):
             try:
+                # The proxy closes these connections as it exits: that close is 1001
+                # (going away), the code going_away() sends when it can.
                 sess.writer.write_close(
                     t_ns=time.monotonic_ns() - sess.t0_ns,
-                    code=None,
-                    reason=None,
+                    code=wsclosing.GOING_AWAY,
+                    reason="rtproxy stopped",
                     closed_by="proxy",
                     error="rtproxy stopped while the session was open",
                 )
             except OSError:
                 pass
-            self._finish(flow_id, sess, 101, close_code=None, stopped=True)
+            self._finish(flow_id, sess, 101, close_code=wsclosing.GOING_AWAY, stopped=True)
         self.sessions.clear()
+        self._flows.clear()

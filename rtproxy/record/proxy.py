@@ -136,8 +136,25 @@ async def _run(cfg: RecordConfig, on_ready: Callable[[], None], on_end: Callable
             raise ProxyStartError(str(exc)) from None
 
         loop = asyncio.get_running_loop()
+        stopping: list[asyncio.Task[None]] = []
+
+        async def stop() -> None:
+            # Close every open session with 1001 on both sides (recorded as such), then exit.
+            try:
+                ps = m.addons.get("proxyserver")
+                if ps is not None:
+                    await recorder.going_away(ps)
+            finally:
+                m.shutdown()
+
+        def on_signal() -> None:
+            if stopping:  # a second Ctrl-C: stop now
+                m.shutdown()
+                return
+            stopping.append(asyncio.ensure_future(stop()))
+
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, m.shutdown)
+            loop.add_signal_handler(sig, on_signal)
         await m.run()
     except BaseException:
         # Could not start (a port in use, a bad option): no empty --out-dir is left behind.
