@@ -91,10 +91,11 @@ def test_page_renders_counts_and_shows_event_json(browser, rec: Path, tmp_path: 
     assert "response.create" in page.locator("#errors tr.err").first.text_content()
     assert page.evaluate("rtproxy.count") == n_events
     assert int(page.evaluate("document.body.dataset.drawn")) > 0
-    # audio bars for both sides, each a playable WAV clip
+    # audio bars for both sides, each a playable clip: WebM (Opus) by default
     bars = page.evaluate("rtproxy.data.bars")
     assert {b["side"] for b in bars} == {0, 1}
-    assert page.evaluate("atob(document.getElementById('clip-0').textContent).slice(0, 4)") == "RIFF"
+    assert page.evaluate("rtproxy.data.clip_type") == "audio/webm"
+    assert page.evaluate("atob(document.getElementById('clip-0').textContent).slice(0, 4)") == "\x1aE\xdf\xa3"
     SHOT_DIR.mkdir(exist_ok=True)
     shot = tmp_path / "session.png"
     page.screenshot(path=str(shot), full_page=True)
@@ -135,10 +136,12 @@ def test_error_row_selects_error_event(browser, rec: Path, tmp_path: Path) -> No
     assert problems == []
 
 
-def test_audio_bars_decode_in_the_browser_and_play_on_click(browser, rec: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("mode", ["speech", "full"])
+def test_audio_bars_decode_in_the_browser_and_play_on_click(browser, rec: Path, tmp_path: Path, mode: str) -> None:  # type: ignore[no-untyped-def]
     out = tmp_path / "a.html"
-    assert run("export", rec, "--format", "html", "-o", out).returncode == 0
+    assert run("export", rec, "--format", "html", "--audio", mode, "-o", out).returncode == 0
     page, problems, _ = open_page(browser, out)
+    assert page.evaluate("rtproxy.data.clip_type") == {"speech": "audio/webm", "full": "audio/wav"}[mode]
     bars = page.evaluate("rtproxy.data.bars")
     # Chromium decodes each clip, and its length is the bar's
     for b in bars:
@@ -147,13 +150,14 @@ def test_audio_bars_decode_in_the_browser_and_play_on_click(browser, rec: Path, 
                 const s = atob(document.getElementById("clip-" + clip).textContent);
                 const u8 = new Uint8Array(s.length);
                 for (let i = 0; i < s.length; i++) u8[i] = s.charCodeAt(i);
-                const a = new Audio(URL.createObjectURL(new Blob([u8], {type: "audio/wav"})));
+                const a = new Audio(URL.createObjectURL(new Blob([u8], {type: rtproxy.data.clip_type})));
                 a.onloadedmetadata = () => ok(a.duration);
                 a.onerror = () => bad("cannot decode clip " + clip);
             })""",
             b["clip"],
         )
-        assert secs == pytest.approx((b["t1"] - b["t0"]) / 1000, abs=0.01)
+        # Opus codes 20 ms frames: its clips may end up to a frame late
+        assert secs == pytest.approx((b["t1"] - b["t0"]) / 1000, abs=0.01 if mode == "full" else 0.03)
     users = [b for b in bars if b["side"] == 0]
     # the 1.2 s the client sent, its quiet 100 ms appends left out of the page
     assert users[-1]["t1"] - users[0]["t0"] <= 1200 + 1
@@ -181,7 +185,9 @@ def test_hostile_recording_runs_no_script_and_the_timeline_draws(browser, tmp_pa
     assert p.returncode == 0, p.stderr
     page_text = out.read_text(encoding="utf-8")
     # the data blocks hold no "<" at all: nothing in them can end the element
-    for block in re.findall(r'<script type="application/json" id="rt-[a-z]+">(.*?)</script>', page_text, re.S):
+    blocks = re.findall(r'<script type="[a-z/]+" id="rt-[a-z]+">(.*?)</script>', page_text, re.S)
+    assert len(blocks) == 2
+    for block in blocks:
         assert "<" not in block and ">" not in block and "&" not in block
 
     page, problems, requests = open_page(browser, out)
@@ -209,3 +215,101 @@ def test_hostile_recording_runs_no_script_and_the_timeline_draws(browser, tmp_pa
     shown = json.loads(page.locator("#json").text_content())
     assert shown["item"]["content"][0]["text"] == HOSTILE
     assert page.evaluate("typeof window.pwned") == "undefined"
+
+
+def _long_speech_recording(path: Path, seconds: float = 8.0) -> Path:
+    """A client streaming ``seconds`` of real speech (100 ms appends), one server audio answer."""
+    import base64 as b64
+
+    from rtproxy.io.format import start_recording
+    from tests.realtime_server import speech_pcm
+
+    pcm = speech_pcm()
+    while len(pcm) < int(seconds * 48000):
+        pcm += pcm
+    pcm = pcm[: int(seconds * 48000)]
+    w = start_recording(path, url="ws://127.0.0.1/v1/realtime?model=gpt-realtime", started=1.7e9,
+                        recorder="test", model="gpt-realtime")
+    for i in range(0, len(pcm), 4800):
+        ev = {"type": "input_audio_buffer.append", "audio": b64.b64encode(pcm[i : i + 4800]).decode()}
+        w.write_message(i * 1_000_000_000 // 48000, True, True, json.dumps(ev).encode())
+    t0 = int(seconds * 1e9) + 500_000_000
+    for k, i in enumerate(range(0, 48000 * 3, 9600)):
+        ev = {"type": "response.output_audio.delta", "response_id": "resp_1", "item_id": "item_1",
+              "delta": b64.b64encode(pcm[i : i + 9600]).decode()}
+        w.write_message(t0 + k * 1_000_000, False, True, json.dumps(ev).encode())
+    w.close()
+    return path
+
+
+def test_speech_audio_plays_and_seeks_in_the_browser(browser, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    rec = _long_speech_recording(tmp_path / "long.rtrec")
+    out = tmp_path / "speech.html"
+    p = run("export", rec, "--format", "html", "-o", out)  # --audio speech is the default
+    assert p.returncode == 0, p.stderr
+    page, problems, requests = open_page(browser, out)
+    assert page.evaluate("rtproxy.data.clip_type") == "audio/webm"
+    bars = page.evaluate("rtproxy.data.bars")
+    user = max((b for b in bars if b["side"] == 0), key=lambda b: b["t1"] - b["t0"])
+    dur = (user["t1"] - user["t0"]) / 1000  # the speech, its quiet appends left out
+    assert 5 <= dur <= 8
+    # Opus at speech quality: about 2 KB a second (16 kbit/s), against 48 KB of PCM
+    clip_bytes = page.evaluate(f"atob(document.getElementById('clip-{user['clip']}').textContent).length")
+    assert clip_bytes < dur * 3000
+    # the browser decodes it to speech of the bar's length (not silence)
+    decoded = page.evaluate(
+        """(clip) => {
+            const s = atob(document.getElementById("clip-" + clip).textContent);
+            const u8 = new Uint8Array(s.length);
+            for (let i = 0; i < s.length; i++) u8[i] = s.charCodeAt(i);
+            return new OfflineAudioContext(1, 48000, 48000).decodeAudioData(u8.buffer).then(
+                b => { const x = b.getChannelData(0); let peak = 0;
+                       for (let i = 0; i < x.length; i++) peak = Math.max(peak, Math.abs(x[i]));
+                       return [b.duration, peak]; });
+        }""",
+        user["clip"],
+    )
+    assert decoded[0] == pytest.approx(dur, abs=0.03) and decoded[1] > 0.05
+    # seeking: from any point of the clip
+    for at in (dur * 0.8, dur * 0.15, dur / 2):
+        where = page.evaluate(
+            """([clip, at]) => new Promise((ok, bad) => {
+                const s = atob(document.getElementById("clip-" + clip).textContent);
+                const u8 = new Uint8Array(s.length);
+                for (let i = 0; i < s.length; i++) u8[i] = s.charCodeAt(i);
+                const a = new Audio(URL.createObjectURL(new Blob([u8], {type: rtproxy.data.clip_type})));
+                a.onloadedmetadata = () => { a.onseeked = () => ok([a.currentTime, a.seekable.end(0)]); a.currentTime = at; };
+                a.onerror = () => bad("cannot decode clip " + clip);
+            })""",
+            [user["clip"], at],
+        )
+        assert where[0] == pytest.approx(at, abs=0.05) and where[1] == pytest.approx(dur, abs=0.05)
+    # a click on the bar plays it from the point clicked, and it plays on
+    page.click("#fit")
+    box = page.locator("#tl").bounding_box()
+    at_ms = user["t0"] + 600 * dur
+    x = page.evaluate(f"(() => {{const [a, b] = rtproxy.view; return ({at_ms} - a) / (b - a) * {box['width']};}})()")
+    page.mouse.click(box["x"] + x, box["y"] + 62 + 10)
+    page.wait_for_function("rtproxy.audio && rtproxy.audio.readyState >= 1", timeout=10000)
+    start = page.evaluate("rtproxy.audio.currentTime")
+    assert start == pytest.approx(0.6 * dur, abs=0.1)
+    page.wait_for_function(f"rtproxy.audio.currentTime > {start} + 0.3", timeout=10000)
+    assert problems == []
+    assert all(u.startswith(("file:", "blob:", "data:")) for u in requests), requests
+
+
+@pytest.mark.parametrize("args", [["--audio", "none"], ["--no-audio"]])
+def test_no_audio_page_has_no_clips(browser, tmp_path: Path, args: list[str]) -> None:  # type: ignore[no-untyped-def]
+    rec = _long_speech_recording(tmp_path / "long.rtrec", 2.0)
+    out = tmp_path / "none.html"
+    assert run("export", rec, "--format", "html", *args, "-o", out).returncode == 0
+    assert 'id="clip-' not in out.read_text(encoding="utf-8")
+    page, problems, _ = open_page(browser, out)
+    assert page.evaluate("rtproxy.data.bars") == [] and page.evaluate("rtproxy.count") == 20 + 15
+    assert problems == []
+
+
+def test_contradicting_audio_options_are_an_error(tmp_path: Path) -> None:
+    rec = _long_speech_recording(tmp_path / "long.rtrec", 1.0)
+    p = run("export", rec, "--format", "html", "--no-audio", "--audio", "full", "-o", tmp_path / "x.html")
+    assert p.returncode == 2 and "contradict" in p.stderr

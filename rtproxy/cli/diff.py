@@ -53,13 +53,17 @@ Exit status: 0 equivalent; 1 different; 2 error (unreadable file, bad option).
 def diff(a: str, b: str, fmt: str, ignore: tuple[str, ...], keep: tuple[str, ...], timing_tolerance: float, no_timing: bool) -> None:
     from rtproxy.cli.common import Exit, fail
 
+    from rtproxy.cli.progress import progress_bar
+
     try:
-        result = diff_files(
-            a, b,
-            ignore=DEFAULT_IGNORES + ignore,
-            keep=keep,
-            tolerance_ms=None if no_timing else timing_tolerance,
-        )
+        with progress_bar("diff") as progress:
+            result = diff_files(
+                a, b,
+                ignore=DEFAULT_IGNORES + ignore,
+                keep=keep,
+                tolerance_ms=None if no_timing else timing_tolerance,
+                progress=progress,
+            )
     except RecordingError as exc:
         fail(f"{exc}; diff needs two .rtrec files written by rtproxy record")
     except PathError as exc:

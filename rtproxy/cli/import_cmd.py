@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from rtproxy.cli.common import fail
+from rtproxy.cli.progress import progress_bar
 from rtproxy.io.importer import ImportError_, import_file
 
 __all__ = ["import_cmd"]
@@ -22,7 +23,8 @@ def import_cmd(file: str, out_dir: str) -> None:
     Prints what the source did not hold.
     """
     try:
-        kind, sessions = import_file(file, Path(out_dir))
+        with progress_bar("import") as progress:
+            kind, sessions = import_file(file, Path(out_dir), progress)
     except ImportError_ as exc:
         fail(str(exc))
         return

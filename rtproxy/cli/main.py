@@ -7,7 +7,9 @@ Exit codes (see :class:`Exit`): 0 ok, 1 a difference or divergence was found,
 from __future__ import annotations
 
 import json
+import shutil
 import sys
+import tempfile
 from datetime import datetime, timezone
 from typing import Any
 
@@ -161,15 +163,26 @@ def _show_summary(file: str, as_json: bool) -> None:
 
 def _show_text(file: str, flt: Any = None) -> None:
     out = sys.stdout
-    # Two streaming passes: totals for the header first, then the timeline,
-    # so a one-hour session is never held in memory.
+    # One pass: the timeline is spooled (to a temporary file past 32 MiB) while
+    # the header's totals are counted, then the header and the timeline are written.
     totals = AudioTotals()
     counts = {"client": 0, "server": 0}
     last_ns = 0
+    timeline = tempfile.SpooledTemporaryFile(32 << 20, mode="w+", encoding="utf-8", newline="")
     with open_recording(file) as reader:
+        put = timeline.write
         for e in annotate(reader.messages(), totals):
-            counts[e.msg.direction] += 1
-            last_ns = e.msg.t_ns
+            m = e.msg
+            counts[m.direction] += 1
+            last_ns = m.t_ns
+            if flt is not None and not flt.keep(e):
+                continue
+            arrow = "->" if m.from_client else "<-"
+            typ = visible(e.type) if e.type else ("(binary)" if not m.is_text else "(no type)")
+            put(
+                f"{m.t_ns / 1e6:10.1f} ms  {m.direction:6} {arrow} {typ:56} {m.size:>10,} B  {visible(e.detail)}".rstrip()
+                + "\n"
+            )
         rec = reader.recording
     h = rec.header
     hs = rec.handshake or {}
@@ -202,17 +215,9 @@ def _show_text(file: str, flt: Any = None) -> None:
         )
     if rec.truncated:
         out.write("  note         recording was cut short (recorder stopped mid-session); shown up to the cut\n")
-    with open_recording(file) as reader:
-        for e in annotate(reader.messages()):
-            if flt is not None and not flt.keep(e):
-                continue
-            m = e.msg
-            arrow = "->" if m.from_client else "<-"
-            typ = visible(e.type) if e.type else ("(binary)" if not m.is_text else "(no type)")
-            out.write(
-                f"{m.t_ns / 1e6:10.1f} ms  {m.direction:6} {arrow} {typ:56} {m.size:>10,} B  {visible(e.detail)}".rstrip()
-                + "\n"
-            )
+    with timeline:
+        timeline.seek(0)
+        shutil.copyfileobj(timeline, out, 1 << 20)
 
 
 from rtproxy.cli.check import check  # noqa: E402

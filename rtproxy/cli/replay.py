@@ -211,7 +211,11 @@ def _client_replay(
     if not any(k.lower() in ("authorization", "api-key") for k, _ in extra) and os.environ.get("OPENAI_API_KEY"):
         extra.append(("Authorization", f"Bearer {os.environ['OPENAI_API_KEY']}"))
     try:
-        result = run_client_replay(file, url, out_dir, extra, pace=pace, speed=speed, timeout=timeout, exact=exact)
+        from rtproxy.cli.progress import progress_bar
+
+        with progress_bar("replay") as progress:
+            result = run_client_replay(file, url, out_dir, extra, pace=pace, speed=speed, timeout=timeout, exact=exact,
+                                       progress=progress)
     except RecordingError as exc:
         fail(str(exc))
     except ClientReplayError as exc:

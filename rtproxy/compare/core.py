@@ -27,6 +27,7 @@ from difflib import SequenceMatcher
 from typing import Any, Iterable, Iterator, Sequence
 
 from rtproxy.io.format import CorruptRecording, open_recording
+from rtproxy.io.progress import Progress, reading
 from rtproxy.compare.normalize import GA_ONLY, TEXT_JOIN, Event, Normalized, PathRules, Ref, Turn, normalize
 
 __all__ = [
@@ -595,12 +596,17 @@ def _beta_handshake(hs: dict[str, Any]) -> bool:
     return False
 
 
-def normalize_file(path: str | os.PathLike[str], rules: PathRules | None = None) -> Normalized:
-    """Read and normalise one recording; raises :class:`rtproxy.io.format.RecordingError`."""
+def normalize_file(
+    path: str | os.PathLike[str], rules: PathRules | None = None, progress: Progress | None = None, what: str = "reading"
+) -> Normalized:
+    """Read and normalise one recording; raises :class:`rtproxy.io.format.RecordingError`.
+    ``progress``: see :mod:`rtproxy.io.progress`."""
     with open_recording(path) as reader:
         rec = reader.recording
         try:
-            n = normalize(reader.messages(), rules, header=rec.header, handshake=rec.handshake)
+            msgs = reading(reader.messages(), reader, progress, what)
+            n = normalize(msgs, rules, header=rec.header, handshake=rec.handshake)
+
         except CorruptRecording as exc:
             if exc.path != "<stream>":
                 raise
@@ -622,13 +628,15 @@ def diff_files(
     ignore: Iterable[str] | None = None,
     keep: Iterable[str] = (),
     tolerance_ms: float | None = DEFAULT_TOLERANCE_MS,
+    progress: Progress | None = None,
 ) -> DiffResult:
     """Diff two recordings. ``ignore=None`` uses the default ignores; extra ones
     are added by passing ``DEFAULT_IGNORES + (...)``. Raises ``RecordingError``
-    (unreadable file) or ``PathError`` (bad pattern) for the caller to report."""
+    (unreadable file) or ``PathError`` (bad pattern) for the caller to report.
+    ``progress``: "reading A" / "reading B" in bytes (:mod:`rtproxy.io.progress`)."""
     from rtproxy.compare.normalize import DEFAULT_IGNORES
 
     rules = PathRules(DEFAULT_IGNORES if ignore is None else ignore, keep)
-    na = normalize_file(a, rules)
-    nb = normalize_file(b, rules)
+    na = normalize_file(a, rules, progress, "reading A")
+    nb = normalize_file(b, rules, progress, "reading B")
     return diff_normalized(na, nb, a_path=str(a), b_path=str(b), rules=rules, tolerance_ms=tolerance_ms)

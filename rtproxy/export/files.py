@@ -17,7 +17,9 @@ from pathlib import Path
 
 
 from rtproxy.view.audio import ConversationAudio, render_track, write_wav
+from rtproxy.io.batch import unpack_ahead
 from rtproxy.io.format import RecordingWriter, open_recording
+from rtproxy.io.progress import Progress, reading
 from rtproxy.io.har import har_document, har_entry
 from rtproxy.io.safefile import atomic_output, temp_path_for, write_atomic
 from rtproxy.export.html import ReportBuilder
@@ -35,23 +37,31 @@ def default_output(file: str, fmt: str) -> str:
     return str(Path(file).with_suffix(_EXT[fmt]))
 
 
-def export_html(file: str, out: str, *, audio: bool = True) -> int:
-    """Write the HTML timeline of ``file`` to ``out``; returns its size in bytes."""
+def export_html(file: str, out: str, *, audio: bool | str = True, progress: Progress | None = None) -> int:
+    """Write the HTML timeline of ``file`` to ``out``; returns its size in bytes.
+
+    ``audio``: ``"speech"`` (Opus at speech quality, the default; True means it too),
+    ``"full"`` (PCM WAV as recorded) or ``"none"`` (False). ``progress``: see
+    :mod:`rtproxy.io.progress`.
+    """
     builder = ReportBuilder(Path(file).name, audio=audio)
     with open_recording(file) as reader:
-        for e in annotate(reader.messages()):
+        messages = reading(reader.messages(), reader, progress)
+        if builder.with_audio:
+            messages = unpack_ahead(messages)  # every message's audio is used: unpacked in batches
+        for e in annotate(messages, details=False):
             builder.feed(e)
-        page = builder.html(reader.recording)
+        page = builder.html(reader.recording, progress)
     data = page.encode("utf-8")
     _write_atomic(out, data)
     return len(data)
 
 
-def conversation_audio(file: str) -> ConversationAudio:
+def conversation_audio(file: str, progress: Progress | None = None) -> ConversationAudio:
     """The recording's audio placed on its timeline (see :class:`ConversationAudio`)."""
     conv = ConversationAudio()
     with open_recording(file) as reader:
-        for e in annotate(reader.messages()):
+        for e in annotate(unpack_ahead(reading(reader.messages(), reader, progress)), details=False):
             m = e.msg
             head = event_head(m) if m.is_text and e.type is not None else None
             conv.feed(e.index, m.t_ns, m.from_client, e.type, head, m.audio)
@@ -59,12 +69,12 @@ def conversation_audio(file: str) -> ConversationAudio:
     return conv
 
 
-def export_wav(file: str, out: str, *, split: bool = False) -> list[tuple[str, int]]:
+def export_wav(file: str, out: str, *, split: bool = False, progress: Progress | None = None) -> list[tuple[str, int]]:
     """Write the conversation as heard: stereo (user left, assistant right) or two
     mono files (``-user.wav`` and ``-assistant.wav``) with ``split``.
     Returns ``[(path, bytes)]``.
     """
-    conv = conversation_audio(file)
+    conv = conversation_audio(file, progress)
     n = max([s.end for s in conv.user + conv.assistant] or [0])
     left = render_track(conv.user, n)
     right = render_track(conv.assistant, n)
@@ -83,11 +93,11 @@ def export_wav(file: str, out: str, *, split: bool = False) -> list[tuple[str, i
     return written
 
 
-def export_har(file: str, out: str) -> int:
+def export_har(file: str, out: str, *, progress: Progress | None = None) -> int:
     """Write a HAR 1.2 file with one entry for the session; returns its size."""
     with open_recording(file) as reader:
         rec = reader.recording
-        entry = har_entry(rec.header, rec.handshake, reader.messages())
+        entry = har_entry(rec.header, rec.handshake, reading(reader.messages(), reader, progress))
     data = json.dumps(har_document([entry]), ensure_ascii=False, indent=1).encode("utf-8")
     _write_atomic(out, data)
     return len(data)
@@ -97,7 +107,7 @@ def _write_atomic(out: str, data: bytes) -> None:
     write_atomic(out, data)
 
 
-def redact_recording(file: str, out: str, options: StripOptions) -> tuple[int, int]:
+def redact_recording(file: str, out: str, options: StripOptions, progress: Progress | None = None) -> tuple[int, int]:
     """Write a stripped copy of ``file`` to ``out`` (same timestamps, header lists what
     was stripped). Returns (messages, messages changed)."""
     stripper = Stripper(options)
@@ -114,7 +124,7 @@ def redact_recording(file: str, out: str, options: StripOptions) -> tuple[int, i
             w.write_header(**header)
             if rec.handshake is not None:
                 w.write_handshake(**{k: v for k, v in rec.handshake.items() if k != "k"})
-            for m in reader.messages():
+            for m in reading(reader.messages(), reader, progress):
                 w.write_message(m.t_ns, m.from_client, m.is_text, stripper.content(m), redacted=m.redacted)
                 n += 1
             if rec.close is not None:

@@ -6,7 +6,11 @@ one by one (it runs a :class:`rtproxy.view.summary.Summarizer` and a
 returns one HTML document: inline CSS and JS, no network. The page draws the
 timeline on a canvas, so tens of thousands of events stay fluid; each event's
 JSON (audio replaced by a note of its size) is embedded once, and audio is
-embedded as one WAV clip per stretch of speech, decoded only when played.
+embedded as one clip per stretch of speech, decoded only when played: Opus in
+WebM at speech quality by default (:mod:`rtproxy.export.speech`, about 2 KB
+a second), 24 kHz PCM WAV as recorded with ``audio="full"``, or none. The
+page's data and event JSON are embedded deflated (base64), and inflated by the
+browser's own ``DecompressionStream`` when the page opens.
 """
 
 from __future__ import annotations
@@ -15,11 +19,14 @@ import base64
 import html
 import json
 import re
-from array import array
+import zlib
 from typing import Any
+
+import numpy as np
 
 from rtproxy.view.audio import RATE, AudioSegment, ConversationAudio, render_track, wav_bytes
 from rtproxy.io.format import Recording
+from rtproxy.io.progress import Progress
 from rtproxy.protocol.events import canonical_event_type
 from rtproxy.view.summary import SessionSummary, Summarizer, event_head
 from rtproxy.view.timeline import Entry
@@ -45,8 +52,10 @@ _KIND_INDEX = {k: i for i, (k, _) in enumerate(KINDS)}
 
 #: Longest event JSON kept for the page (longer ones are cut, with a note).
 MAX_JSON_CHARS = 20000
-#: Audio in the page is 12 kHz (every other 24 kHz sample): half the size, speech intact.
-PAGE_AUDIO_RATE = RATE // 2
+#: What ``audio=`` may be: no audio, Opus at speech quality (the default), or PCM as recorded.
+AUDIO_MODES = ("none", "speech", "full")
+#: The media type of the page's clips, per audio mode.
+CLIP_TYPES = {"none": None, "speech": "audio/webm", "full": "audio/wav"}
 #: Segments closer than this are one playable bar.
 _BAR_GAP_SAMPLES = RATE // 4
 _BAR_MAX_SAMPLES = RATE * 60
@@ -80,7 +89,10 @@ def event_kind(typ: str | None, is_text: bool) -> str:
     return "other"
 
 
-def _display_json(payload: bytes | list[bytes], is_text: bool) -> str:
+def _display_json(payload: bytes | list[bytes], is_text: bool, audio_sizes: list[int] | None = None) -> str:
+    """What the page shows for an event: its text with each audio value replaced by a note
+    of its size. ``payload``: the text parts (``audio_sizes`` the audio values' sizes
+    between them), or the message's payload; binary messages as base64, cut at 512 bytes."""
     if not is_text:
         data = payload if isinstance(payload, bytes) else b"".join(payload)
         return f"(binary message, {len(data)} bytes) base64: {base64.b64encode(data[:512]).decode()}" + (
@@ -88,6 +100,12 @@ def _display_json(payload: bytes | list[bytes], is_text: bool) -> str:
         )
     if isinstance(payload, (bytes, bytearray)):
         text = bytes(payload).decode("utf-8", "replace")
+    elif audio_sizes is not None:
+        parts = [payload[0]]
+        for n, p in zip(audio_sizes, payload[1:]):
+            parts.append(f"[{n} bytes of audio]".encode())
+            parts.append(p)
+        text = b"".join(parts).decode("utf-8", "replace")
     else:
         parts = []
         for i, p in enumerate(payload):
@@ -103,9 +121,8 @@ QUIET_PEAK = 200
 
 
 def _audible(pcm: bytes) -> bool:
-    a = array("h")
-    a.frombytes(pcm[: len(pcm) - len(pcm) % 2])
-    return bool(a) and max(a) >= QUIET_PEAK or (bool(a) and -min(a) >= QUIET_PEAK)
+    a = np.frombuffer(pcm, dtype="<i2", count=len(pcm) // 2)
+    return bool(a.size) and (int(a.max()) >= QUIET_PEAK or -int(a.min()) >= QUIET_PEAK)
 
 
 def _bars(segments: list[AudioSegment]) -> list[tuple[int, int, list[AudioSegment]]]:
@@ -123,9 +140,13 @@ def _bars(segments: list[AudioSegment]) -> list[tuple[int, int, list[AudioSegmen
 class ReportBuilder:
     """Collects what the page shows; :meth:`feed` every entry, then :meth:`html`."""
 
-    def __init__(self, title: str, *, audio: bool = True) -> None:
+    def __init__(self, title: str, *, audio: bool | str = True) -> None:
         self.title = title
-        self.with_audio = audio
+        #: "none", "speech" (Opus, the default) or "full" (24 kHz PCM WAV, as recorded).
+        self.audio_mode = audio if isinstance(audio, str) else ("speech" if audio else "none")
+        if self.audio_mode not in AUDIO_MODES:
+            raise ValueError(f"audio mode {audio!r}: expected one of {', '.join(AUDIO_MODES)}")
+        self.with_audio = self.audio_mode != "none"
         self.summarizer = Summarizer()
         self.audio = ConversationAudio()
         self.types: list[str] = []
@@ -154,27 +175,30 @@ class ReportBuilder:
         self.type.append(ti)
         self.kind.append(_KIND_INDEX[event_kind(e.type, m.is_text)])
         self.size.append(m.size)
-        self.json.append(_display_json(m.payload, m.is_text))
+        self.json.append(_display_json(m.text_parts if m.is_text else m.payload, m.is_text, m.audio_sizes))
 
-    def data(self, rec: Recording) -> tuple[dict[str, Any], list[str]]:
-        """The page's data object and its audio clips (base64 WAV, referenced by index)."""
+    def data(self, rec: Recording, progress: Progress | None = None) -> tuple[dict[str, Any], list[str]]:
+        """The page's data object and its audio clips (base64 WebM/Opus or WAV, referenced by index)."""
         s: SessionSummary = self.summarizer.finish(rec)
         clips: list[str] = []
         bars = []
         if self.with_audio:
             user, assistant = self.audio.finish()
+            tracks: list[bytes] = []
             for side, segs in ((0, user), (1, assistant)):
                 # A microphone streams all the time: leave its quiet stretches out of the page.
                 for a, b, group in _bars([x for x in segs if _audible(x.pcm)]):
                     track = render_track([AudioSegment(x.side, x.start - a, x.pcm, x.index) for x in group], b - a)
-                    pcm = bytes(track)
-                    # Every other sample: 12 kHz (slicing keeps this at C speed).
-                    half = bytearray(len(pcm) // 4 * 2)
-                    half[0::2] = pcm[0::4][: len(half) // 2]
-                    half[1::2] = pcm[1::4][: len(half) // 2]
-                    clips.append(base64.b64encode(wav_bytes(bytes(half), 1, PAGE_AUDIO_RATE)).decode())
-                    bars.append({"side": side, "t0": a * 1000 / RATE, "t1": b * 1000 / RATE, "clip": len(clips) - 1,
+                    tracks.append(bytes(track))
+                    bars.append({"side": side, "t0": a * 1000 / RATE, "t1": b * 1000 / RATE, "clip": len(tracks) - 1,
                                  "i": group[0].index})
+            if self.audio_mode == "speech":
+                from rtproxy.export.speech import encode_all
+
+                encoded = encode_all(tracks, progress=progress)
+            else:
+                encoded = [wav_bytes(t, 1, RATE) for t in tracks]
+            clips = [base64.b64encode(c).decode("ascii") for c in encoded]
         hs = rec.handshake or {}
         responses = [
             {
@@ -203,12 +227,13 @@ class ReportBuilder:
             "title": self.title, "summary": summary, "kinds": KINDS, "types": self.types,
             "ev": {"t": self.t, "side": self.side, "type": self.type, "kind": self.kind, "size": self.size},
             "responses": responses, "errors": errors, "bars": bars,
+            "clip_type": CLIP_TYPES[self.audio_mode],
         }
         return data, clips
 
-    def html(self, rec: Recording) -> str:
-        """The whole page."""
-        data, clips = self.data(rec)
+    def html(self, rec: Recording, progress: Progress | None = None) -> str:
+        """The whole page (``progress``: see :mod:`rtproxy.io.progress`)."""
+        data, clips = self.data(rec, progress)
         s = data["summary"]
         esc = _html_text
         status_txt = ", ".join(f"{n} {k}" for k, n in s["statuses"].items()) or "none"
@@ -248,8 +273,8 @@ class ReportBuilder:
             for x in data["errors"]
         )
         legend = "".join(f'<span class="lg"><i style="background:{c}"></i>{esc(k)}</span>' for k, c in KINDS)
-        payload = _script_json(data)
-        texts = _script_json(self.json)
+        payload = _packed_json(data)
+        texts = _packed_json(self.json)
         clip_tags = "".join(f'<script type="text/plain" id="clip-{i}">{c}</script>' for i, c in enumerate(clips))
         values = {
             "TITLE": esc(self.title), "SUMMARY": summary_html, "NEVENTS": str(len(self.t)),
@@ -283,6 +308,14 @@ _SLOT = re.compile(r"%(TITLE|SUMMARY|NEVENTS|NRESP|NERR|RESPROWS|ERRROWS|LEGEND|
 #: "-->", no entity), U+2028/U+2029 for older JavaScript parsers, and lone
 #: surrogates (an event's JSON may hold "\\ud800") so the page encodes as UTF-8.
 _SCRIPT_UNSAFE = re.compile("[<>&\u2028\u2029\ud800-\udfff]")
+
+
+def _packed_json(obj: Any) -> str:
+    """``obj`` as JSON, deflated (zlib) and base64-encoded: for a ``<script type="text/plain">``
+    block the page inflates with ``DecompressionStream("deflate")``. Base64 is inert in
+    any element; the JSON is ASCII (lone surrogates stay ``\\ud800`` escapes)."""
+    text = json.dumps(obj, separators=(",", ":"))
+    return base64.b64encode(zlib.compress(text.encode("ascii"), 6)).decode("ascii")
 
 
 def _script_json(obj: Any) -> str:
@@ -339,14 +372,15 @@ canvas{display:block;width:100%;cursor:crosshair}
 <div id="wrap"><canvas id="tl" height="250"></canvas><div id="tip"></div></div>
 <div id="detail"><div id="sel">Click an event on the timeline.</div><pre id="json"></pre></div>
 %CLIPS%
-<script type="application/json" id="rt-data">%DATA%</script>
-<script type="application/json" id="rt-texts">%TEXTS%</script>
+<script type="text/plain" id="rt-data">%DATA%</script>
+<script type="text/plain" id="rt-texts">%TEXTS%</script>
 <script>
-(function(){
+(async function(){
 "use strict";
-const D=JSON.parse(document.getElementById("rt-data").textContent);
-let TEXTS=null;
-function texts(){if(!TEXTS)TEXTS=JSON.parse(document.getElementById("rt-texts").textContent);return TEXTS;}
+function bytes(id){const s=atob(document.getElementById(id).textContent.trim());const u8=new Uint8Array(s.length);for(let i=0;i<s.length;i++)u8[i]=s.charCodeAt(i);return u8;}
+async function inflate(id){return JSON.parse(await new Response(new Blob([bytes(id)]).stream().pipeThrough(new DecompressionStream("deflate"))).text());}
+const D=await inflate("rt-data"),TEXTS=await inflate("rt-texts");
+function texts(){return TEXTS;}
 const E=D.ev,N=E.t.length,KC=D.kinds.map(k=>k[1]);
 const cv=document.getElementById("tl"),ctx=cv.getContext("2d"),tip=document.getElementById("tip");
 const LANES={client:28,user:62,resp:100,asst:138,server:172};
@@ -399,7 +433,8 @@ function nearest(side,x){const arr=bySide[side];if(!arr.length)return -1;const t
 function laneAt(y){for(const [k,v] of Object.entries(LANES))if(y>=v-2&&y<=v+LH)return k;return null;}
 function play(b,ms){if(player){player.a.pause();URL.revokeObjectURL(player.u);player=null;}
  const s=atob(document.getElementById("clip-"+b.clip).textContent);const u8=new Uint8Array(s.length);for(let i=0;i<s.length;i++)u8[i]=s.charCodeAt(i);
- const u=URL.createObjectURL(new Blob([u8],{type:"audio/wav"}));const a=new Audio(u);a.currentTime=Math.max(0,ms/1000);player={a,u,b};document.body.dataset.playing=b.clip+"@"+Math.round(ms);
+ const u=URL.createObjectURL(new Blob([u8],{type:D.clip_type||"audio/wav"}));const a=new Audio(u),at=Math.max(0,ms/1000);a.currentTime=at;
+ a.addEventListener("loadedmetadata",()=>{if(Math.abs(a.currentTime-at)>0.05)a.currentTime=at;},{once:true});player={a,u,b};document.body.dataset.playing=b.clip+"@"+Math.round(ms);
  a.play().catch(()=>{});const tick=()=>{if(player&&player.a===a&&!a.paused){draw();requestAnimationFrame(tick);}};requestAnimationFrame(tick);a.onended=()=>{draw();};}
 function hit(x,y){const lane=laneAt(y);if(lane==="client"||lane==="server")return{ev:nearest(lane==="server"?1:0,x)};
  const t=T(x);if(lane==="user"||lane==="asst"){const side=lane==="asst"?1:0;for(const b of D.bars)if(b.side===side&&t>=b.t0-(v1-v0)/W*2&&t<=b.t1)return{bar:b,ms:Math.max(0,t-b.t0)};}
@@ -421,7 +456,7 @@ document.getElementById("zout").onclick=()=>zoom(2,W/2);
 function focus(i){const t=E.t[i],w=Math.max(50,Math.min(v1-v0,5000));v0=t-w/2;v1=t+w/2;select(i);cv.scrollIntoView({block:"center"});}
 document.querySelectorAll("tr[data-i]").forEach(tr=>tr.addEventListener("click",()=>focus(+tr.dataset.i)));
 window.addEventListener("resize",resize);
-window.rtproxy={data:D,get view(){return[v0,v1];},select,focus,play,xOf:i=>X(E.t[i]),yOf:i=>(E.side[i]?LANES.server:LANES.client)+LH/2,count:N};
+window.rtproxy={data:D,get view(){return[v0,v1];},get audio(){return player?player.a:null;},select,focus,play,xOf:i=>X(E.t[i]),yOf:i=>(E.side[i]?LANES.server:LANES.client)+LH/2,count:N};
 resize();document.body.dataset.ready="1";
 })();
 </script>

@@ -9,11 +9,16 @@ valid UTF-8 carries ``"base64"`` instead of ``"text"``.
 from __future__ import annotations
 
 import base64
+import binascii
 import json
-from typing import Any, TextIO
+from json.encoder import encode_basestring_ascii
+from typing import Any, Callable, TextIO
 
+from rtproxy.io.batch import unpack_ahead
 from rtproxy.io.format import Message, open_recording
-from rtproxy.view.timeline import AudioTotals, annotate
+from rtproxy.io.progress import Progress, reading
+from rtproxy.view.events import iter_events
+from rtproxy.view.timeline import AudioTotals, Entry
 
 __all__ = ["write_jsonl", "message_json"]
 
@@ -53,7 +58,7 @@ def _jsonable(v: Any) -> Any:
     return v
 
 
-def write_jsonl(path: str, out: TextIO, flt: Any = None) -> bool:
+def write_jsonl(path: str, out: TextIO, flt: Any = None, progress: Progress | None = None) -> bool:
     """The ``show --json`` lines for a recording; returns whether it was cut short.
 
     ``flt`` (an :class:`rtproxy.view.summary.EventFilter`) keeps only matching message
@@ -64,12 +69,21 @@ def write_jsonl(path: str, out: TextIO, flt: Any = None) -> bool:
         header = {k: v for k, v in rec.header.items() if k != "k"}
         out.write(json.dumps({"kind": "header", **_jsonable(header), "handshake": _jsonable(rec.handshake)}) + "\n")
         totals = AudioTotals()
-        for e in annotate(reader.messages(), totals):
-            if flt is not None and not flt.keep(e):
+        write = out.write
+        for ev in iter_events(unpack_ahead(reading(reader.messages(), reader, progress))):
+            m = ev.message
+            if m.is_text:
+                nbytes = m.audio_bytes
+                if nbytes:  # the audio totals, as annotate() counts them
+                    if m.from_client:
+                        totals.client_ms += ev.format.duration_ms(nbytes)
+                    else:
+                        totals.server_ms += ev.format.duration_ms(nbytes)
+            if flt is not None and not flt.keep(Entry(ev.index, m, ev.type, 0.0, "")):
                 continue
             # ASCII only: the exact text survives any pipe, and no control character
             # (ESC, U+009B, U+2028) reaches a terminal raw.
-            out.write(json.dumps(_message_json(e.type, e.msg)) + "\n")
+            write(_message_line(ev.type, m))
         close = rec.close or {}
         end = {
             "kind": "end",
@@ -87,3 +101,41 @@ def write_jsonl(path: str, out: TextIO, flt: Any = None) -> bool:
 
 
 message_json = _message_json
+
+_esc: Callable[[str], str] = encode_basestring_ascii  # what json.dumps uses for str (the C one)
+_b64: Callable[..., bytes] = binascii.b2a_base64
+_float_repr = float.__repr__  # how json.dumps writes a float
+_SIDE = {True: '"from": "client", ', False: '"from": "server", '}
+
+
+def _message_line(e_type: str | None, m: Message) -> str:
+    """``json.dumps(_message_json(e_type, m)) + "\\n"``, byte for byte, built directly:
+    the base64 of audio needs no escaping, so it is never scanned, and the text
+    around it is escaped piece by piece."""
+    head = (
+        '{"kind": "message", "t": ' + _float_repr(m.t_ns / 1e9) + ", " + _SIDE[m.from_client]
+        + ('"opcode": "text", ' if m.is_text else '"opcode": "binary", ')
+        + '"size": ' + str(m.size) + ', "type": ' + ("null" if e_type is None else _esc(e_type))
+    )
+    tail = ', "redacted": true}\n' if m.redacted else "}\n"
+    if not m.is_text:
+        return head + ', "base64": "' + _b64(m.content, newline=False).decode("ascii") + '"' + tail
+    payload = m.payload
+    if isinstance(payload, (bytes, bytearray)):
+        try:
+            return head + ', "text": ' + _esc(bytes(payload).decode("utf-8")) + tail
+        except UnicodeDecodeError:
+            return head + ', "base64": "' + _b64(payload, newline=False).decode("ascii") + '"' + tail
+    pieces = [head, ', "text": "']
+    try:
+        for i, part in enumerate(payload):
+            if i % 2:
+                pieces.append(_b64(part, newline=False).decode("ascii"))
+            else:
+                pieces.append(_esc(part.decode("utf-8"))[1:-1])
+    except UnicodeDecodeError:
+        # Not valid UTF-8 piece by piece (the whole may still be): the plain way.
+        return json.dumps(_message_json(e_type, m)) + "\n"
+    pieces.append('"')
+    pieces.append(tail)
+    return "".join(pieces)

@@ -238,6 +238,24 @@ class Message:
         return cast("list[bytes]", self._payload)[1::2]
 
     @property
+    def text_parts(self) -> list[bytes]:
+        """The text around the audio values (``[text0, text1, ...]``), without unpacking audio;
+        ``[content]`` for a message that holds none."""
+        p = self._payload
+        if isinstance(p, (bytes, bytearray)):
+            return [bytes(p)]
+        return list(p[0::2])
+
+    @property
+    def audio_sizes(self) -> list[int]:
+        """The decoded size of each audio value, without unpacking."""
+        p = self._payload
+        if isinstance(p, (bytes, bytearray)):
+            return []
+        extra = 1 if self._packed else 0
+        return [len(a) - extra for a in p[1::2]]
+
+    @property
     def audio(self) -> list[bytes]:
         """Decoded base64 audio values found in this message (often empty)."""
         p = self.payload
@@ -644,6 +662,22 @@ class RecordingReader:
                 self._control(rec)
             rec = None
         self.close()
+
+    @property
+    def position(self) -> int:
+        """Bytes of the file read so far (a progress display's numerator)."""
+        try:
+            return self._fh.tell()
+        except (OSError, ValueError):
+            return 0
+
+    @property
+    def file_size(self) -> int:
+        """The file's size in bytes (0 for a stream whose size is unknown)."""
+        try:
+            return os.fstat(self._fh.fileno()).st_size
+        except (OSError, ValueError, AttributeError):
+            return 0
 
     def read_all(self) -> tuple[Recording, list[Message]]:
         msgs = list(self.messages())

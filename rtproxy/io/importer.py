@@ -23,6 +23,7 @@ from rtproxy import __version__
 from rtproxy.errors import ImportFailed
 from rtproxy.io.format import MAGIC, RecordingWriter, recording_filename
 from rtproxy.io.har import HarError, har_sessions
+from rtproxy.io.progress import Progress, counting
 from rtproxy.io.safefile import make_private_dirs, remove_empty_dirs, temp_path_for
 from rtproxy.protocol.events import model_from_url, ws_url
 from rtproxy.protocol.redaction import Redactor
@@ -137,7 +138,7 @@ def _write_session(
     return ImportedSession(str(final), n, lacks, redactions)
 
 
-def import_har(path: str, out_dir: Path) -> list[ImportedSession]:
+def import_har(path: str, out_dir: Path, progress: Progress | None = None) -> list[ImportedSession]:
     """One recording per WebSocket entry of a HAR file."""
     try:
         with open(path, "rb") as fh:
@@ -149,7 +150,7 @@ def import_har(path: str, out_dir: Path) -> list[ImportedSession]:
     except HarError as exc:
         raise ImportError_(str(exc)) from None
     out = []
-    for s in sessions:
+    for s in counting(sessions, len(sessions), progress, "writing sessions"):
         out.append(
             _write(
                 out_dir, source=f"har:{Path(path).name} ({s.creator})", recorder="import-har", url=s.url,
@@ -162,7 +163,7 @@ def import_har(path: str, out_dir: Path) -> list[ImportedSession]:
     return out
 
 
-def import_flows(path: str, out_dir: Path) -> list[ImportedSession]:
+def import_flows(path: str, out_dir: Path, progress: Progress | None = None) -> list[ImportedSession]:
     """One recording per WebSocket flow of a mitmproxy flow file (``mitmdump -w``)."""
     from mitmproxy import http
     from mitmproxy.exceptions import FlowReadException
@@ -171,7 +172,10 @@ def import_flows(path: str, out_dir: Path) -> list[ImportedSession]:
     out = []
     try:
         with open(path, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
             for flow in FlowReader(fh).stream():
+                if progress is not None:
+                    progress("reading flows", fh.tell(), size)
                 if not isinstance(flow, http.HTTPFlow) or flow.response is None:
                     continue
                 if flow.websocket is None:
@@ -228,8 +232,9 @@ def _refused(path: str, out_dir: Path, flow: Any) -> ImportedSession:
     )
 
 
-def import_file(path: str, out_dir: Path) -> tuple[str, list[ImportedSession]]:
-    """Detect the source kind and import it; returns (kind, sessions)."""
+def import_file(path: str, out_dir: Path, progress: Progress | None = None) -> tuple[str, list[ImportedSession]]:
+    """Detect the source kind and import it; returns (kind, sessions).
+    ``progress``: see :mod:`rtproxy.io.progress`."""
     try:
         with open(path, "rb") as fh:
             start = fh.read(64)
@@ -245,7 +250,7 @@ def import_file(path: str, out_dir: Path) -> tuple[str, list[ImportedSession]]:
     # Folders made for this import are removed again if it fails or finds nothing.
     created = make_private_dirs(out_dir)
     try:
-        sessions = import_har(path, out_dir) if is_har else import_flows(path, out_dir)
+        sessions = import_har(path, out_dir, progress) if is_har else import_flows(path, out_dir, progress)
     except BaseException:
         remove_empty_dirs(created)
         raise

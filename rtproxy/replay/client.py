@@ -23,6 +23,7 @@ from websockets.asyncio.client import connect
 from rtproxy import __version__
 from rtproxy.errors import ClientReplayError
 from rtproxy.io.format import RecordingWriter, open_recording, recording_filename
+from rtproxy.io.progress import Progress, reading
 from rtproxy.protocol.events import canonical_event_type, event_type, model_from_url
 from rtproxy.protocol.redaction import MARKER, redact_headers, redact_payload, redact_url
 from rtproxy.replay.substitute import IdAligner
@@ -181,6 +182,7 @@ async def _client_replay(
     speed: float,
     timeout: float,
     exact: bool = False,
+    progress: Progress | None = None,
 ) -> ClientReplayResult:
     reader = open_recording(file)
     header = reader.recording.header
@@ -282,7 +284,7 @@ async def _client_replay(
     prev: tuple[int, int] | None = None  # (recorded t, live send time) of the previous client message
     closed_early = False
     try:
-        for m in reader.messages():
+        for m in reading(reader.messages(), reader, progress, "replaying", every=64):
             if not m.from_client:
                 typ = canonical_event_type(event_type(m.head)) if m.is_text else None
                 if ids is not None and typ and not typ.endswith(".delta"):
@@ -391,10 +393,12 @@ def run_client_replay(
     speed: float = 1.0,
     timeout: float = 10.0,
     exact: bool = False,
+    progress: Progress | None = None,
 ) -> ClientReplayResult:
-    """Run one client replay; the new recording's path is in the result.
+    """Run one client replay; the new recording's path is in the result
+    (``progress``: how far through the recording, :mod:`rtproxy.io.progress`).
 
     Raises :class:`rtproxy.io.format.RecordingError` for a bad file and
     :class:`ClientReplayError` when the endpoint cannot be reached.
     """
-    return asyncio.run(_client_replay(file, url, out_dir, headers, pace, speed, timeout, exact))
+    return asyncio.run(_client_replay(file, url, out_dir, headers, pace, speed, timeout, exact, progress))

@@ -42,11 +42,13 @@ def _short(s: str, n: int = 60) -> str:
     return s if len(s) <= n else s[: n - 1] + "…"
 
 
-def annotate(messages: Iterable[Message], totals: AudioTotals | None = None) -> Iterator[Entry]:
+def annotate(messages: Iterable[Message], totals: AudioTotals | None = None, *, details: bool = True) -> Iterator[Entry]:
     """Yield an :class:`Entry` per message; fills ``totals`` as it goes.
 
     Reads through the event view (:func:`rtproxy.view.events.iter_events`), so
     durations follow the audio format in force, whichever event set it.
+    ``details=False``: every ``detail`` is "" and no event is parsed for it (for
+    readers that do not print it: the exports).
     """
     for ev in iter_events(messages):
         m = ev.message
@@ -66,6 +68,8 @@ def annotate(messages: Iterable[Message], totals: AudioTotals | None = None) -> 
             detail = f"binary {m.size} B"
         elif typ is None:
             detail = "not a JSON event" if m.size else "empty message"
+        elif not details:
+            pass
         elif typ in SESSION_CONFIG_EVENTS or typ == "error" or m.size < 4096:
             obj = ev.json
             # event_type() reads the type from the first bytes; the rest may be broken.
