@@ -618,9 +618,17 @@ async def test_recorded(rtproxy):
 async def test_fails_while_recording(rtproxy):
     await talk(rtproxy.url)
     assert False, "the app broke"
+
+@pytest.mark.rtproxy(upstream={upstream.url!r})
+@pytest.mark.asyncio
+async def test_two_sessions(rtproxy):
+    await talk(rtproxy.url)
+    await talk(rtproxy.url)
 """)
     result = inner.runpytest("-p", "no:cacheprovider")
-    result.assert_outcomes(passed=1, failed=1)
+    result.assert_outcomes(passed=2, failed=1, errors=1)
+    assert "the test opened 2 WebSocket sessions; a cassette holds one" in outcome_text(result)
+    assert not (inner.path / "recs" / "test_ini" / "test_two_sessions.rtrec").exists()
     assert (inner.path / "recs" / "test_ini" / "test_recorded.rtrec").exists()
     assert not (inner.path / "recs" / "test_ini" / "test_fails_while_recording.rtrec").exists()
     assert "the test failed while recording; recs/test_ini/test_fails_while_recording.rtrec was not written" in (
@@ -738,3 +746,36 @@ def test_plugin_import_is_light() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
 
+
+
+def test_sessions_count_the_ids_the_replay_substituted(inner: pytest.Pytester) -> None:
+    item = {"id": "item_recorded01", "type": "message", "role": "user",
+            "content": [{"type": "input_text", "text": "Hi."}]}
+    cassette(inner, "test_subs", "test_own_ids", [
+        (0, "server", {"type": "session.created", "event_id": "ev_1", "session": {"id": "sess_1"}}),
+        (10, "client", {"type": "conversation.item.create", "item": item}),
+        (12, "server", {"type": "conversation.item.added", "event_id": "ev_2", "item": item}),
+    ])
+    inner.makepyfile(test_subs="""
+import json, pytest, websockets.sync.client
+
+@pytest.mark.rtproxy
+def test_own_ids(rtproxy):
+    with websockets.sync.client.connect(rtproxy.url) as ws:
+        ws.recv()
+        ws.send(json.dumps({"type": "conversation.item.create", "item": {
+            "id": "item_live000001", "type": "message", "role": "user",
+            "content": [{"type": "input_text", "text": "Hi."}]}}))
+        added = json.loads(ws.recv(timeout=5))
+    (s,) = rtproxy.sessions
+    assert s.divergences == []
+    if s.substitutions:   # a replay that puts the app's own ids into what it sends
+        assert added["item"]["id"] == "item_live000001"
+    print("SUBSTITUTIONS", s.substitutions)
+""")
+    result = inner.runpytest("-p", "no:cacheprovider", "-s")
+    result.assert_outcomes(passed=1)
+    from rtproxy.replay.server import SessionReport
+
+    if "substitutions" in {f.name for f in dataclasses.fields(SessionReport)}:
+        assert "SUBSTITUTIONS 1" in result.stdout.str()
