@@ -26,8 +26,8 @@ __all__ = ["export", "redact"]
 @click.option("-o", "--output", "out", metavar="OUT", help="Output file (default: FILE with the format's extension; - for stdout with jsonl).")
 @click.option("--split", is_flag=True, help="wav: two mono files, OUT-user.wav and OUT-assistant.wav, instead of one stereo file.")
 @click.option("--audio", "audio", type=click.Choice(["none", "speech", "full"]), default=None,
-              help="html: the page's audio: speech (default; Opus at 16 kbit/s, about 7 MB an hour of speech), "
-                   "full (24 kHz PCM WAV as recorded, about 170 MB an hour) or none.")
+              help="html: the page's audio: speech (default; Opus at 16 kbit/s, about 10 MB an hour of audio), "
+                   "full (24 kHz PCM WAV as recorded, about 230 MB an hour of audio) or none.")
 @click.option("--no-audio", is_flag=True, help="html: the same as --audio none.")
 def export(file: str, fmt: str, out: str | None, split: bool, audio: str | None, no_audio: bool) -> None:
     """Export a recording to share or inspect it elsewhere.
