@@ -58,8 +58,16 @@ def cli() -> None:
     help="reverse: clients connect to ws://HOST:PORT; regular: an HTTP(S) proxy with mitmproxy's CA.",
 )
 @click.option("--ssl-insecure", is_flag=True, help="Do not verify the upstream's TLS certificate.")
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 512),
+    default=None,
+    help="Proxy processes sharing the port (SO_REUSEPORT); each session is carried and recorded "
+    "by one of them. Default: the number of cores.",
+)
 def record(
-    listen_host: str, listen_port: int, upstream: str, out_dir: str, mode: str, ssl_insecure: bool
+    listen_host: str, listen_port: int, upstream: str, out_dir: str, mode: str, ssl_insecure: bool,
+    workers: int | None,
 ) -> None:
     """Record every Realtime WebSocket session passing through a proxy.
 
@@ -89,8 +97,11 @@ def record(
         click.echo(summary.line())
         sys.stdout.flush()
 
+    from rtproxy.record.workers import default_workers, run_workers
+
+    n = workers or default_workers()
     try:
-        code = run_recorder(cfg, ready, ended)
+        code = run_recorder(cfg, ready, ended) if n == 1 else run_workers(cfg, n, ready, ended)
     except ProxyStartError as exc:
         fail(str(exc))
     except OSError as exc:

@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import socket
 import sys
-from typing import Callable
+from typing import Awaitable, Callable, Sequence
 from urllib.parse import urlsplit
 
 from mitmproxy import exceptions, master, options
@@ -26,6 +27,7 @@ from mitmproxy.addons import (
 )
 
 from rtproxy.errors import ProxyStartError
+from rtproxy.record import fastpath
 from rtproxy.record.addon import RealtimeRecorder, SessionSummary
 
 __all__ = ["RecordConfig", "run_recorder", "mode_spec", "ProxyStartError"]
@@ -55,6 +57,10 @@ class RecordConfig:
         mode: str = "reverse",
         ssl_insecure: bool = False,
         confdir: str | None = None,
+        *,
+        sockets: Sequence[socket.socket] | None = None,
+        stop_signals: Sequence[int] = (signal.SIGINT, signal.SIGTERM),
+        before_listen: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.listen_host = listen_host
         self.listen_port = listen_port
@@ -63,6 +69,37 @@ class RecordConfig:
         self.mode = mode
         self.ssl_insecure = ssl_insecure
         self.confdir = confdir
+        #: Listening sockets made by the caller (``--workers``: one SO_REUSEPORT socket
+        #: per address for each worker); None: mitmproxy binds listen_host:listen_port.
+        self.sockets = list(sockets) if sockets is not None else None
+        #: Signals that close every open session and stop (a worker: SIGTERM only,
+        #: its parent turns Ctrl-C into one SIGTERM per worker).
+        self.stop_signals = tuple(stop_signals)
+        #: With ``sockets``: awaited once the proxy is configured, before its servers
+        #: listen (the workers start listening together, see rtproxy.record.workers).
+        self.before_listen = before_listen
+
+
+def _listen_on(sockets: Sequence[socket.socket], before_listen: Callable[[], Awaitable[None]] | None) -> None:
+    """Make mitmproxy's TCP servers accept on these already-bound sockets instead of
+    binding listen_host:listen_port themselves (mitmproxy has no option for SO_REUSEPORT
+    or for a socket it is handed; its servers all bind in ``AsyncioServerInstance.listen``).
+    ``before_listen`` is awaited first: the proxy is configured then (--out-dir made)."""
+    from mitmproxy.proxy import mode_servers
+
+    cls = mode_servers.AsyncioServerInstance
+    orig = cls.__dict__["listen"]
+
+    async def listen(self, host: str, port: int):  # type: ignore[no-untyped-def]
+        if self.mode.transport_protocol not in ("tcp", "both"):
+            return await orig(self, host, port)
+        # "both" (reverse to https://: TCP, and UDP for HTTP/3): only TCP. WebSockets
+        # do not run over HTTP/3, and the workers could not share mitmproxy's UDP socket.
+        if before_listen is not None:
+            await before_listen()
+        return [await asyncio.start_server(self.handle_stream, sock=s, backlog=1024) for s in sockets]
+
+    cls.listen = listen  # type: ignore[method-assign]
 
 
 class _StartupErrors(errorcheck.ErrorCheck):
@@ -97,6 +134,10 @@ class _Ready:
 
 
 async def _run(cfg: RecordConfig, on_ready: Callable[[], None], on_end: Callable[[SessionSummary], None]) -> int:
+    # Per-message hooks called in place, not as tasks (rtproxy.record.fastpath).
+    fastpath.install()
+    if cfg.sockets is not None:
+        _listen_on(cfg.sockets, cfg.before_listen)
     opts = options.Options()
     m = master.Master(opts, with_termlog=False)
     recorder = RealtimeRecorder(on_session_end=on_end)
@@ -153,7 +194,7 @@ async def _run(cfg: RecordConfig, on_ready: Callable[[], None], on_end: Callable
                 return
             stopping.append(asyncio.ensure_future(stop()))
 
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in cfg.stop_signals:
             loop.add_signal_handler(sig, on_signal)
         await m.run()
     except BaseException:
@@ -178,4 +219,5 @@ def run_recorder(
         handler.setFormatter(logging.Formatter("%(message)s"))
         rtlog.addHandler(handler)
         rtlog.setLevel(logging.WARNING)
-    return asyncio.run(_run(cfg, on_ready, on_end))
+    # asyncio's loop, or uvloop with RTPROXY_UVLOOP=1 (rtproxy.record.fastpath.loop_factory).
+    return asyncio.run(_run(cfg, on_ready, on_end), loop_factory=fastpath.loop_factory())
