@@ -76,7 +76,7 @@ COMMANDS = [
     (["export", "{rec}", "--format", "wav", "-o", "{tmp}/x.wav"], "export: reading"),
     (["export", "{rec}", "--format", "har", "-o", "{tmp}/x.har"], "export: reading"),
     (["redact", "{rec}", "--strip-text", "-o", "{tmp}/x.rtrec"], "redact: reading"),
-    (["diff", "{rec}", "{rec}"], "diff: reading A"),
+    (["diff", "{rec}", "{rec}"], "diff: reading"),  # A, then B: a quick diff may draw only B
 ]
 
 

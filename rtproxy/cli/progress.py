@@ -45,7 +45,7 @@ class _Bar:
         if self.progress is None:
             if time.monotonic() - self.t0 < DELAY:
                 return
-            self._start()
+            self._start(f"{self.label}: {what}" if self.label else what)
         desc = f"{self.label}: {what}" if self.label else what
         if what != self.what:
             self.what = what
@@ -53,7 +53,7 @@ class _Bar:
         else:
             self.progress.update(self.task, total=total or None, completed=done)
 
-    def _start(self) -> None:
+    def _start(self, desc: str) -> None:
         from rich.console import Console
         from rich.progress import BarColumn, Progress as RichProgress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 
@@ -62,7 +62,7 @@ class _Bar:
             console=Console(file=sys.stderr), transient=True,
         )
         self.progress.start()
-        self.task = self.progress.add_task(self.label, total=None)
+        self.task = self.progress.add_task(desc, total=None)
 
     def close(self) -> None:
         if self.progress is not None:
