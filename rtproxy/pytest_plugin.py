@@ -317,8 +317,8 @@ class RtproxyFixture:
             "wait_timeout": o.pop("wait_timeout", 5.0),
         }
         faults = o.pop("faults", None)
-        if faults is not None:
-            kw["faults"] = faults
+        if faults is not None:  # SPECs as for --fault (rtproxy.replay.faults), checked against the cassette
+            kw["faults"] = [faults] if isinstance(faults, str) else list(faults)
         from rtproxy.replay.server import ReplayConfig
 
         passthrough = {f.name for f in fields(ReplayConfig)} - {"file", "listen_host", "listen_port", "once"}
@@ -337,7 +337,9 @@ class RtproxyFixture:
             self._server.start()
         except RtproxyError as exc:
             self._server = None
-            pytest.fail(f"rtproxy: @pytest.mark.rtproxy for {self._item.nodeid}: {exc}", pytrace=False)
+            spec, problem = getattr(exc, "spec", None), getattr(exc, "problem", None)
+            why = f"faults: {spec!r}: {problem}" if spec is not None else str(exc)
+            pytest.fail(f"rtproxy: @pytest.mark.rtproxy for {self._item.nodeid}: {why}", pytrace=False)
         self.port = self._server.port
         if not os.environ.get("OPENAI_API_KEY"):
             self._mp.setenv("OPENAI_API_KEY", PLACEHOLDER_KEY)
@@ -647,6 +649,8 @@ def _first_line(exc: BaseException, limit: int = 120) -> str:
 
 
 def _unconsumed_message(fx: RtproxyFixture, s: Any) -> str:
+    if getattr(s.report, "ended_by_fault", None):
+        return ""  # a fault (close, expire, stall, refuse) ended it: the rest was never meant to come
     client, server = s.unconsumed(fx._allow)
     if not client and not server:
         return ""

@@ -136,6 +136,8 @@ class ReplaySession:
         self.divergences: list[str] = [d.message() for d in self.divergence_details]
         subs = getattr(report, "substitutions", 0)
         self.substitutions: int = len(subs) if isinstance(subs, (list, tuple, dict)) else int(subs or 0)
+        #: The faults injected (``faults=``): ``.spec``, ``.t_ms`` (since the handshake), ``.detail``.
+        self.faults: list[Any] = list(getattr(report, "faults", None) or [])
 
     def __repr__(self) -> str:
         return f"<ReplaySession #{self.number}: {len(self.divergences)} divergences; {self.report.close}>"

@@ -486,15 +486,78 @@ def test_unknown(rtproxy):
 def test_bad_pace(rtproxy):
     pass
 """)
-    result = inner.runpytest("-p", "no:cacheprovider", "-k", "not faults" if faults_supported else "")
+    result = inner.runpytest("-p", "no:cacheprovider")
     out = outcome_text(result)
     assert "unknown argument stirct; it takes cassette, pace, speed, strict, allow_unconsumed, faults" in out
     assert "pace 'server': expected 'client' or 'clock'" in out
     if not faults_supported:
         assert "faults=...: this rtproxy's replay does not inject faults" in out
-        result.assert_outcomes(errors=3)
-    else:
-        result.assert_outcomes(errors=2)
+    else:  # a SPEC that does not parse fails the test at set-up, saying why
+        assert "faults: 'drop:response.done': unknown fault 'drop:response.done': expected one of close" in out
+    result.assert_outcomes(errors=3)
+
+
+def test_marker_faults_are_injected_and_the_live_run_keeps_them_as_sent(inner: pytest.Pytester) -> None:
+    for name in ("test_error", "test_close", "test_not_in_cassette"):
+        cassette(inner, "test_faults", name)
+    inner.makepyfile(test_faults="""
+import asyncio, json
+import pytest, websockets
+from rtproxy.io.format import open_recording
+
+async def dialogue(url):
+    got, code = [], None
+    async with websockets.connect(url + "?model=gpt-realtime") as ws:
+        got.append(json.loads(await ws.recv()))
+        await ws.send(json.dumps({"type": "session.update", "session": {"type": "realtime", "instructions": "Be brief."}}))
+        got.append(json.loads(await ws.recv()))
+        await ws.send(json.dumps({"type": "response.create", "event_id": "evt_app_1"}))
+        try:
+            while got[-1]["type"] != "rate_limits.updated":
+                got.append(json.loads(await asyncio.wait_for(ws.recv(), 10)))
+        except websockets.ConnectionClosed as exc:
+            code = exc.rcvd.code
+    return got, code
+
+def live_run(session):
+    with open_recording(session.live) as r:
+        msgs = [(m.from_client, json.loads(m.content)) for m in r.messages()]
+        return msgs, r.recording.close
+
+@pytest.mark.rtproxy(faults="error conversation_already_has_active_response after response.create#1")
+@pytest.mark.asyncio
+async def test_error(rtproxy):
+    got, code = await dialogue(rtproxy.url)
+    err = got[2]
+    assert err["type"] == "error" and err["error"]["event_id"] == "evt_app_1" and code is None
+    (s,) = rtproxy.sessions
+    assert [f.spec for f in s.faults] == ["error conversation_already_has_active_response after response.create#1"]
+    assert s.faults[0].t_ms > 0 and not s.divergences
+    msgs, _ = live_run(s)
+    sent = [e for side, e in msgs if not side]
+    assert sent[2] == err  # the live run holds it as the app got it
+
+@pytest.mark.rtproxy(faults=["close 1011:upstream gone after response.output_text.delta#1"])
+@pytest.mark.asyncio
+async def test_close(rtproxy):
+    got, code = await dialogue(rtproxy.url)
+    assert code == 1011 and got[-1]["type"] == "response.output_text.delta"
+    (s,) = rtproxy.sessions   # the cassette was not played to its end: the fault ended it, no failure
+    msgs, close = live_run(s)
+    assert close["code"] == 1011 and close["reason"] == "upstream gone" and close["closed_by"] == "server"
+    assert [e["type"] for side, e in msgs if not side][-1] == "response.output_text.delta"
+    assert isinstance(rtproxy.check(), list)  # rtproxy check reads the live run, close 1011 and all
+
+@pytest.mark.rtproxy(faults=["drop response.output_audio.delta#1"])
+def test_not_in_cassette(rtproxy):
+    pass
+""")
+    result = inner.runpytest("-p", "no:cacheprovider")
+    out = outcome_text(result)
+    assert (
+        "faults: 'drop response.output_audio.delta#1': the recording has no event 'response.output_audio.delta'" in out
+    ), out
+    result.assert_outcomes(passed=2, errors=1)
 
 
 def test_marker_check_error_fails_on_error_findings_of_the_live_run(inner: pytest.Pytester) -> None:

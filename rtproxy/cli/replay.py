@@ -7,6 +7,7 @@ import sys
 
 import click
 
+from rtproxy.errors import FaultSpecError
 from rtproxy.io.format import RecordingError
 from rtproxy.replay.script import Divergence, parse_speed
 
@@ -58,6 +59,16 @@ def fail(message: str) -> None:
 @click.option("--cert-dir", default=None, type=click.Path(file_okay=False), help="Server replay, --tls: keep the generated certificate here (reused while valid) instead of a temporary folder.")
 @click.option("--cert", "cert_file", default=None, type=click.Path(dir_okay=False, exists=True), help="Server replay: serve wss:// with this certificate (PEM, chain first); needs --key.")
 @click.option("--key", "key_file", default=None, type=click.Path(dir_okay=False, exists=True), help="Server replay: the private key of --cert (PEM).")
+@click.option(
+    "--fault",
+    "faults",
+    multiple=True,
+    metavar="SPEC",
+    help="Server replay: inject a fault, e.g. 'close 1011 after response.output_audio.delta#3', "
+    "'drop response.done#1', 'delay 2.5s before response.created#2', 'duplicate TYPE#N', "
+    "'error CODE after response.create#2', 'fail response#1 inference_rate_limit_exceeded', "
+    "'expire at 30s', 'stall after TYPE#N', 'refuse 429' (README: Fault injection). Repeatable.",
+)
 def replay(
     file: str,
     listen_host: str,
@@ -76,6 +87,7 @@ def replay(
     cert_dir: str | None = None,
     cert_file: str | None = None,
     key_file: str | None = None,
+    faults: tuple[str, ...] = (),
 ) -> None:
     """Replay a recording: serve its server side to any client, or (--to URL) send its client side.
 
@@ -101,6 +113,8 @@ def replay(
     if to_url is not None:
         if tls or cert_dir or cert_file or key_file:
             fail("--tls, --cert-dir, --cert and --key are for server replay; --to takes a wss:// URL")
+        if faults:
+            fail("--fault is for server replay: it changes what the replay sends a client, not what --to sends")
         _client_replay(file, to_url, out_dir, headers, pace or "server", factor, timeout, exact)
         return
     if pace == "server":
@@ -111,7 +125,8 @@ def replay(
         fail("--cert-dir is where a generated certificate goes; with --cert/--key none is generated")
     tls_files = _tls_files(tls or cert_dir is not None or cert_file is not None, cert_dir, cert_file, key_file)
     _server_replay(
-        file, listen_host, listen_port, factor, pace or "client", strict, once, wait_timeout, exact, tls_files
+        file, listen_host, listen_port, factor, pace or "client", strict, once, wait_timeout, exact, tls_files,
+        faults,
     )
 
 
@@ -139,7 +154,7 @@ def _tls_files(
 
 def _server_replay(
     file: str, host: str, port: int, speed: float, pace: str, strict: bool, once: bool, wait_timeout: float = 10.0,
-    exact: bool = False, tls_files: tuple[str, str, bool] | None = None,
+    exact: bool = False, tls_files: tuple[str, str, bool] | None = None, faults: tuple[str, ...] = (),
 ) -> None:
     from rtproxy.replay.server import ReplayConfig, SessionReport, load_summary, run_replay_server
 
@@ -148,6 +163,14 @@ def _server_replay(
     except RecordingError as exc:
         fail(str(exc))
     cfg = ReplayConfig(file, host, port, speed, pace, strict, once, wait_timeout, exact)
+    if faults:
+        from rtproxy.replay.faults import parse_faults
+
+        try:
+            parse_faults(faults)
+        except FaultSpecError as exc:
+            fail(str(exc))  # "--fault 'SPEC': what is wrong", exit 2, before listening
+        cfg.faults = list(faults)
     scheme = "ws"
     if tls_files is not None:
         import ssl
@@ -166,6 +189,8 @@ def _server_replay(
         what = f"refuses upgrades with HTTP {status}" if status not in (None, 101) else f"pace {pace}, speed {speed or 'max'}"
         if exact:
             what += ", exact (no substitutions)"
+        if faults:
+            what += f"; {len(faults)} fault{'s' if len(faults) > 1 else ''}: " + "; ".join(faults)
         click.echo(f"rtproxy replay: {file} ({header.get('model') or 'unknown model'}) on {scheme}://{h}:{bound}; {what}")
         click.echo(f"  websocket_base_url={scheme}://{h}:{bound}/v1")
         if tls_files is not None:
@@ -187,6 +212,8 @@ def _server_replay(
 
     try:
         code = run_replay_server(cfg, handshake, ready, divergence, report)
+    except FaultSpecError as exc:
+        fail(str(exc))  # names an event the recording does not have: checked before listening
     except OSError as exc:
         fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
     from rtproxy.cli.common import Exit

@@ -415,6 +415,7 @@ class ReplayScheduler:
         self.formats = SessionFormats()
         self.divergences: list[Divergence] = []
         self.sent = 0
+        self._warps: list[tuple[int, int]] = []  # (until_ns, shift_ns): delays a fault injected
 
     # -- inputs ------------------------------------------------------------
     def start(self, now_ns: int) -> None:
@@ -526,6 +527,19 @@ class ReplayScheduler:
                     break
         self.divergences += found
         return found
+
+    def delay(self, until_ns: int, ns: int) -> None:
+        """Move the rest of the schedule ``ns`` later (a ``delay`` fault): whatever the
+        schedule counts from (the handshake, the last send, a client message) that
+        happened before ``until_ns`` counts as ``ns`` later. ``until_ns`` is when the
+        delayed message now goes out; a client message after it is an answer to what
+        came late, so its replies are not moved again."""
+        self._warps.append((until_ns, max(0, int(ns))))
+
+    def _warp(self, t: int) -> int:
+        if not self._warps:
+            return t
+        return t + sum(ns for until, ns in self._warps if t < until)
 
     def substitute(self, msg: Message, content: bytes | None = None) -> bytes | None:
         """A recorded server message with the values the live client chose in place of the
@@ -745,23 +759,23 @@ class ReplayScheduler:
         """When the client message ``step`` waits for was due on the live clock."""
         assert self.start_ns is not None
         base = self._prev_due if self._prev_due is not None else self.start_ns
-        return base + self.scaled(max(0, step.t_ns - step.gap_ns - self._prev_t))
+        return self._warp(base) + self.scaled(max(0, step.t_ns - step.gap_ns - self._prev_t))
 
     def _due(self, step: ServerStep) -> int | None:
         start = self.start_ns
         assert start is not None, "call start() first"
         if self.pace == "clock":
-            return start + self.scaled(step.t_ns)
+            return self._warp(start) + self.scaled(step.t_ns)
         if step.after == START:
-            due = start + self.scaled(step.t_ns)
+            due = self._warp(start) + self.scaled(step.t_ns)
         elif step.after == SERVER:
             base = self._prev_due if self._prev_due is not None else start
-            due = base + self.scaled(step.gap_ns)
+            due = self._warp(base) + self.scaled(step.gap_ns)
         else:
             released = self._release(step)
             if released is None:
                 return None
-            due = released + self.scaled(step.gap_ns)
+            due = self._warp(released) + self.scaled(step.gap_ns)
         if self._prev_due is not None and due < self._prev_due:
             due = self._prev_due
         return due

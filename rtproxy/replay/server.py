@@ -28,6 +28,10 @@ from websockets.typing import Subprotocol
 
 from rtproxy.io.format import RecordingReader, open_recording
 from rtproxy.replay.script import Divergence, ReplayScheduler, client_events, lateness_stats, server_steps
+from rtproxy.replay.faults import (
+    Action, CloseWith, Delay, FaultPlan, FaultSession, FiredFault, Send, Skip, Stall, describe, plan_faults, refusal,
+)
+from rtproxy.protocol.events import event_type
 
 __all__ = [
     "ReplayConfig",
@@ -36,6 +40,7 @@ __all__ = [
     "run_replay_server",
     "STRICT_CLOSE_CODE",
     "load_summary",
+    "load_fault_plan",
 ]
 
 log = logging.getLogger(__name__)
@@ -67,6 +72,9 @@ class ReplayConfig:
     """Send every server message byte-exact: no values the live client chose put in (``--exact``)."""
     tls: Any = None
     """An ``ssl.SSLContext`` to serve wss:// with (``--tls``), or None for ws://."""
+    faults: Sequence[str] = ()
+    """``--fault SPEC`` lines (:mod:`rtproxy.replay.faults`): checked against the recording
+    before the server listens (a bad one raises FaultSpecError), then injected in every session."""
 
 
 @dataclass
@@ -87,6 +95,12 @@ class SessionReport:
     client_events_reached: int | None = None
     """Recorded client events (appends aside) the live client had reached when the
     session ended: matched, skipped past or given up on. None for a refused upgrade."""
+    faults: list[FiredFault] = field(default_factory=list)
+    """The faults injected in this session, in the order they fired, with when."""
+    faults_pending: list[str] = field(default_factory=list)
+    """SPECs that never fired (the session ended before their event or time)."""
+    ended_by_fault: str | None = None
+    """The SPEC that ended the session (close, expire, stall, refuse), if one did."""
 
     @property
     def diverged(self) -> bool:
@@ -96,7 +110,8 @@ class SessionReport:
         """One line: messages sent, divergences, lateness p50/p99/max against the schedule."""
         head = f"replay session #{self.number} ({self.peer}):"
         if self.refused_status is not None:
-            return f"{head} refused the upgrade with HTTP {self.refused_status}, as recorded"
+            how = f"by the fault {self.ended_by_fault!r}" if self.ended_by_fault else "as recorded"
+            return f"{head} refused the upgrade with HTTP {self.refused_status}, {how}"
         p50, p99, mx = lateness_stats(self.lateness_ns)
         done = "" if self.complete else " (client left before the end)"
         n = len(self.divergences)
@@ -107,9 +122,14 @@ class SessionReport:
                 f"; {k} value{'' if k == 1 else 's'} the client chose substituted "
                 f"in {self.substituted_messages} message{'' if self.substituted_messages == 1 else 's'}"
             )
+        faults = f"; {describe(self.faults)}" if self.faults else ""
+        if self.faults_pending:
+            faults += f"; fault{'s' if len(self.faults_pending) > 1 else ''} not reached: " + ", ".join(
+                repr(s) for s in self.faults_pending
+            )
         return (
             f"{head} sent {self.sent} server messages{done}; {n} divergence{'' if n == 1 else 's'}; "
-            f"lateness p50 {p50:.3f} ms, p99 {p99:.3f} ms, max {mx:.3f} ms; {self.close}{subs}"
+            f"lateness p50 {p50:.3f} ms, p99 {p99:.3f} ms, max {mx:.3f} ms; {self.close}{subs}{faults}"
         )
 
 
@@ -120,6 +140,15 @@ def load_summary(path: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """
     with open_recording(path) as reader:
         return reader.recording.header, reader.recording.handshake or {}
+
+
+def load_fault_plan(path: str, specs: Sequence[str]) -> FaultPlan:
+    """Where each ``--fault`` SPEC fires in the recording at ``path`` (read once).
+
+    Raises :class:`rtproxy.errors.FaultSpecError` for a SPEC that does not parse or
+    names an event the recording does not have, RecordingError for a bad file."""
+    with open_recording(path) as reader:
+        return plan_faults(specs, reader.messages(), header=reader.recording.header)
 
 
 class _Clock:
@@ -211,9 +240,14 @@ class ReplayServer:
         self.finished = asyncio.Event()
         self.clock: _Clock | None = None
         self.contents: dict[int, bytes] = {}
+        #: Where the ``--fault`` SPECs fire (serve_replay plans them before listening).
+        self.fault_plan: FaultPlan | None = None
 
     # -- handshake ------------------------------------------------------------
     def process_request(self, conn: ServerConnection, request: Request) -> Response | None:
+        refuse = self.fault_plan.refusal(self.sessions + 1) if self.fault_plan else None
+        if refuse is not None:
+            return self._refuse(conn, request, refuse.fault)
         status = self.handshake.get("status")
         if status in (None, 101):
             return None
@@ -236,6 +270,22 @@ class ReplayServer:
             asyncio.get_running_loop().call_later(0.2, self.finished.set)
         return Response(status, reason, headers, body)
 
+    def _refuse(self, conn: ServerConnection, request: Request, fault: Any) -> Response:
+        """A ``refuse`` fault: the upgrade answered with its status and the API's JSON body."""
+        self.sessions += 1
+        status, body = refusal(fault, _api_key(request))
+        report = SessionReport(self.sessions, _peer(conn), refused_status=status, ended_by_fault=fault.spec)
+        report.faults = [FiredFault(fault.spec, 0.0, f"HTTP {status}")]
+        self.on_report(report)
+        if self.cfg.once:
+            asyncio.get_running_loop().call_later(0.2, self.finished.set)
+        headers = Headers([("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+        try:
+            phrase = HTTPStatus(status).phrase
+        except ValueError:
+            phrase = ""
+        return Response(status, phrase, headers, body)
+
     def select_subprotocol(
         self, conn: ServerConnection, offered: Sequence[Subprotocol]
     ) -> Subprotocol | None:
@@ -256,6 +306,9 @@ class ReplayServer:
         sched.start(time.monotonic_ns())
         progress = asyncio.Event()
         strict_close: list[Divergence] = []
+        assert sched.start_ns is not None
+        faults = FaultSession(self.fault_plan, sched.start_ns) if self.fault_plan else None
+        fault_end: list[str] = []  # set once a fault closed or stalled the session
 
         async def receive() -> None:
             try:
@@ -265,6 +318,8 @@ class ReplayServer:
                     is_text = isinstance(data, str)
                     # websockets checked the UTF-8, so encoding gives back the frame's bytes
                     content = data.encode() if isinstance(data, str) else data
+                    if fault_end:
+                        continue  # a fault ended the replay: what the client says now is its reaction
                     found = sched.client_message(now, is_text, content)
                     for d in found:
                         report.divergences.append(d)
@@ -275,16 +330,32 @@ class ReplayServer:
                         sender.cancel()
                         await self._close_strict(ws, found[0], report)
                         return
+                    if faults is not None:
+                        typ = event_type(content) if is_text else None
+                        acts = faults.client(now, typ, content)
+                        if acts:
+                            await self._faulted(ws, acts, sched, report, faults, fault_end, now, sender)
                     progress.set()
             except websockets.ConnectionClosed:
                 return
+
+        async def timed(clock: _Clock) -> None:
+            assert faults is not None
+            while (t := faults.next_timer()) is not None:
+                await clock.sleep_until(t)
+                now = time.monotonic_ns()
+                await self._faulted(ws, faults.timer(now), sched, report, faults, fault_end, now, sender)
+                progress.set()
 
         if self.clock is None:
             self.clock = _Clock()
         receiver = asyncio.create_task(receive())
         sender = asyncio.create_task(
-            self._send_all(ws, sched, report, progress, strict_close, receiver, r_server, self.clock, self.cfg)
+            self._send_all(
+                ws, sched, report, progress, strict_close, receiver, r_server, self.clock, self.cfg, faults, fault_end
+            )
         )
+        timer = asyncio.create_task(timed(self.clock)) if faults is not None and faults.next_timer() else None
         try:
             await asyncio.wait({sender})
             exc = None if sender.cancelled() else sender.exception()
@@ -293,8 +364,15 @@ class ReplayServer:
                 report.close = f"replay failed: {exc!r}"
             if strict_close:
                 await asyncio.wait({receiver}, timeout=10)  # let the strict close complete
+            elif fault_end:
+                # A fault closed the session (let the close complete) or stalled it: the
+                # connection stays open, reading (pings answered), until the client leaves.
+                stalled = report.ended_by_fault is not None and not report.close
+                await asyncio.wait({receiver}, timeout=None if stalled else 10)
         finally:
             sender.cancel()
+            if timer is not None:
+                timer.cancel()
             receiver.cancel()
             try:
                 await receiver
@@ -310,6 +388,9 @@ class ReplayServer:
                 self.diverged = True
             report.substitutions = sched.subs.count
             report.substituted_messages = sched.subs.messages
+            if faults is not None:
+                report.faults = list(faults.fired)
+                report.faults_pending = faults.pending
             self.on_report(report)
             if cfg.once:
                 self.finished.set()
@@ -325,8 +406,11 @@ class ReplayServer:
         reader: RecordingReader,
         timer: _Clock,
         cfg: ReplayConfig,
+        faults: FaultSession | None = None,
+        fault_end: list[str] | None = None,
     ) -> None:
         last_t = 0
+        ended: list[str] = fault_end if fault_end is not None else []
         while True:
             if strict_close:
                 return
@@ -357,6 +441,11 @@ class ReplayServer:
                     return
                 continue
             due, step = nxt
+            if faults is not None:
+                moved = faults.delay_before(step.index, time.monotonic_ns())
+                if moved is not None:
+                    sched.delay(due + moved.ns, moved.ns)  # this message and the rest go out later
+                    continue
             # Sessions of one recording send the same bytes: decode each message once.
             cache = self.contents
             data = cache.get(step.index)
@@ -366,8 +455,20 @@ class ReplayServer:
                     del cache[next(iter(cache))]
             if time.monotonic_ns() < due:
                 await timer.sleep_until(due)
-            if strict_close:
+            if strict_close or ended:
                 return
+            if faults is not None:
+                again = sched.next_send()
+                if again is not None and again[0] > time.monotonic_ns():
+                    continue  # a fault moved the schedule while this waited
+                todo = faults.before(step.index, time.monotonic_ns())
+                if todo:
+                    what = await self._faulted(ws, todo, sched, report, faults, ended, due, None)
+                    if what == "end":
+                        return
+                    if what == "skip":
+                        sched.pop()  # never sent; the schedule goes on as if it had been
+                        continue
             # The values this client chose in place of the recorded ones (learned up to now:
             # the client message a step answers is in before the step is due).
             live = sched.substitute(step.msg, data)
@@ -379,6 +480,10 @@ class ReplayServer:
             report.sent += 1
             last_t = step.t_ns
             sched.pop()
+            if faults is not None:
+                todo = faults.after(step.index, data, now)
+                if todo and await self._faulted(ws, todo, sched, report, faults, ended, due, None) == "end":
+                    return
         report.complete = True
         close = reader.recording.close or {}
         if close.get("closed_by") == "server" and close.get("code") not in (None, 1005, 1006):
@@ -395,6 +500,40 @@ class ReplayServer:
         # The client closed (or the recording ends open): wait for the client, then report.
         await receiver
 
+    async def _faulted(
+        self,
+        ws: ServerConnection,
+        actions: list[Action],
+        sched: ReplayScheduler,
+        report: SessionReport,
+        faults: FaultSession,
+        fault_end: list[str],
+        base_ns: int,
+        sender: asyncio.Task[None] | None,
+    ) -> str:
+        """Carry out what the faults asked. Returns "end" (closed or stalled), "skip" (the
+        recorded message about to go out is not sent) or "". ``base_ns``: when the schedule
+        is moved from (the due time of the message a fault fired at, or now); ``sender``:
+        the sending task, stopped when a fault from elsewhere ends the session."""
+        what = ""
+        for a in actions:
+            if isinstance(a, Send):
+                await ws.send(a.data, text=True)
+            elif isinstance(a, Skip):
+                what = "skip"
+            elif isinstance(a, Delay):
+                sched.delay(base_ns + a.ns, a.ns)
+            elif isinstance(a, (CloseWith, Stall)):
+                fault_end.append(faults.ended or "")
+                report.ended_by_fault = faults.ended
+                if sender is not None:
+                    sender.cancel()
+                if isinstance(a, CloseWith):
+                    report.close = f"closed with {a.code} {a.reason!r} by a fault"
+                    await ws.close(a.code, a.reason)
+                return "end"
+        return what
+
     async def _close_strict(self, ws: ServerConnection, d: Divergence, report: SessionReport) -> None:
         reason = d.message().removeprefix("divergence: ")
         enc = reason.encode()
@@ -402,6 +541,20 @@ class ReplayServer:
             reason = enc[:120].decode("utf-8", "ignore") + "..."
         report.close = f"closed with {STRICT_CLOSE_CODE} (--strict, diverged)"
         await ws.close(STRICT_CLOSE_CODE, reason)
+
+
+def _api_key(request: Request) -> str | None:
+    """The API key a client sent (Authorization: Bearer, api-key, or the browser subprotocol)."""
+    auth = request.headers.get("Authorization") or ""
+    if auth.lower().startswith("bearer "):
+        return auth[7:].strip() or None
+    if request.headers.get("api-key"):
+        return request.headers["api-key"].strip()
+    for proto in (request.headers.get("Sec-WebSocket-Protocol") or "").split(","):
+        proto = proto.strip()
+        if proto.startswith("openai-insecure-api-key."):
+            return proto[len("openai-insecure-api-key."):] or None
+    return None
 
 
 def _peer(conn: ServerConnection) -> str:
@@ -424,6 +577,8 @@ async def serve_replay(
     ``on_server`` is called with the :class:`ReplayServer` before it serves (in-process
     users, such as the pytest plugin, count its sessions or wrap its ``handler``)."""
     app = ReplayServer(cfg, handshake, on_divergence, on_report)
+    if cfg.faults:
+        app.fault_plan = load_fault_plan(cfg.file, cfg.faults)  # a bad SPEC stops here, before listening
     if on_server is not None:
         on_server(app)
     if stop is not None:
