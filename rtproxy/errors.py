@@ -18,7 +18,10 @@
         └── ClientReplayError       re-sending to a live endpoint failed
 
 The command line catches :class:`RtproxyError` once and prints
-``rtproxy: error: <message>`` with exit status 2.
+``rtproxy: error: <message>`` with exit status 2. Any other exception there
+is a bug: it is printed as one line too, ``rtproxy: error: internal error:
+<type>: <message> (please report with the recording)``, exit status 2
+(``RTPROXY_DEBUG=1`` shows the traceback instead).
 """
 
 from __future__ import annotations

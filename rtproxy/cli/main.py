@@ -7,6 +7,7 @@ Exit codes (see :class:`Exit`): 0 ok, 1 a difference or divergence was found,
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -17,6 +18,7 @@ import click
 
 from rtproxy import __version__
 from rtproxy.cli.common import Exit, fail
+from rtproxy.errors import RtproxyError
 from rtproxy.cli.diff import diff
 from rtproxy.cli.export import export, redact
 from rtproxy.cli.import_cmd import import_cmd
@@ -24,6 +26,7 @@ from rtproxy.cli.replay import replay
 from rtproxy.export.jsonl import write_jsonl
 from rtproxy.export.textsafe import visible
 from rtproxy.io.format import RecordingError, open_recording
+from rtproxy.view.events import Close, End, Handshake, clean_header, jsonable
 from rtproxy.view.timeline import AudioTotals, annotate
 
 __all__ = ["main", "cli", "Exit"]
@@ -159,12 +162,13 @@ def _show_summary(file: str, as_json: bool) -> None:
     if as_json:
         for r in s.responses:
             d = {k: v for k, v in asdict(r).items() if not k.startswith("_")}
-            sys.stdout.write(json.dumps({"kind": "response", **d, "duration_s": r.duration_s}) + "\n")
+            # jsonable: values quoted from the recording (status_details) may hold NaN, ext types...
+            sys.stdout.write(json.dumps(jsonable({"kind": "response", **d, "duration_s": r.duration_s})) + "\n")
         for x in s.errors:
-            sys.stdout.write(json.dumps({"kind": "error", **asdict(x)}) + "\n")
+            sys.stdout.write(json.dumps(jsonable({"kind": "error", **asdict(x)})) + "\n")
         for tr in s.truncates:
             d = {"kind": "truncate", **asdict(tr), "problem": tr.problem}
-            sys.stdout.write(json.dumps(d) + "\n")
+            sys.stdout.write(json.dumps(jsonable(d)) + "\n")
         return
     # Lines quote the recording (transcripts, error messages): escapes shown, not obeyed.
     sys.stdout.write(f"{visible(file)}\n")
@@ -195,33 +199,40 @@ def _show_text(file: str, flt: Any = None) -> None:
                 + "\n"
             )
         rec = reader.recording
-    h = rec.header
-    hs = rec.handshake or {}
-    close = rec.close or {}
-    status = hs.get("status")
-    duration = (close.get("t_ns") or last_ns) / 1e9 if close else float((rec.end or {}).get("duration_s") or last_ns / 1e9)
+    # The control records through the event view: every field checked for type and range.
+    h = clean_header(rec.header)
+    hs = Handshake.from_record(rec.handshake)
+    close = Close.from_record(rec.close)
+    end = End.from_record(rec.end)
+    status = hs.status if hs is not None else None
+    if close is not None:
+        duration = close.t if close.t is not None else last_ns / 1e9
+    else:
+        duration = end.duration_s if end is not None and end.duration_s is not None else last_ns / 1e9
     # Every value from the recording is passed through visible(): a hostile
     # session's terminal escapes are shown as \x1b..., never sent to the terminal.
     out.write(f"{visible(file)}\n")
     out.write(f"  url          {visible(h.get('url'))}\n")
     out.write(f"  model        {visible(h.get('model') or '-')}\n")
     out.write(f"  started      {_fmt_time(h.get('started'))}\n")
-    out.write(f"  handshake    HTTP {visible(status)} {visible(hs.get('reason') or '')}".rstrip() + "\n")
-    out.write(f"  subprotocol  {visible(hs.get('subprotocol') or '-')}\n")
-    if status not in (None, 101):
-        body = hs.get("response_body") or b""
-        text = body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body)
+    if hs is None:
+        out.write("  handshake    (not recorded)\n")
+    else:
+        out.write(f"  handshake    HTTP {visible(status if status is not None else '?')} {visible(hs.reason or '')}".rstrip() + "\n")
+    out.write(f"  subprotocol  {visible((hs.subprotocol if hs else None) or '-')}\n")
+    if hs is not None and hs.refused:
+        text = hs.response_body[:4096].decode("utf-8", "replace")
         out.write(f"  refused      {visible(' '.join(text.split())[:300])}\n")
     out.write(f"  duration     {duration:.3f} s\n")
     out.write(f"  messages     client {counts['client']}, server {counts['server']}\n")
     out.write(
         f"  audio        client {totals.client_ms / 1000:.2f} s, server {totals.server_ms / 1000:.2f} s\n"
     )
-    if close:
+    if close is not None:
         out.write(
-            f"  close        {visible(close.get('code'))} {visible(repr(close.get('reason') or ''))}"
-            f" by {visible(close.get('closed_by'))}"
-            + (f" ({visible(close['error'])})" if close.get("error") else "")
+            f"  close        {visible(close.code if close.code is not None else '-')} {visible(repr(close.reason or ''))}"
+            f" by {visible(close.by or '?')}"
+            + (f" ({visible(close.error)})" if close.error else "")
             + "\n"
         )
     if rec.truncated:
@@ -237,8 +248,46 @@ for _command in (replay, diff, export, redact, import_cmd, check):
     cli.add_command(_command)
 
 
-def main() -> None:
-    cli(prog_name="rtproxy")
+def _tolerant_streams() -> None:
+    """Text the stream cannot encode (a lone surrogate, anything but ASCII under
+    ``PYTHONIOENCODING=ascii``) is written as a backslash escape, never raised on."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            try:
+                reconfigure(errors="backslashreplace")
+            except (ValueError, OSError):
+                pass
+
+
+def main(args: list[str] | None = None) -> None:
+    """The console entry point. Every command reports its own errors; behind them, any
+    :class:`~rtproxy.errors.RtproxyError` becomes the one-line error with exit status 2,
+    and any other exception a one-line internal error (``RTPROXY_DEBUG=1``: the traceback)."""
+    _tolerant_streams()
+    try:
+        cli(args=args, prog_name="rtproxy")
+    except RtproxyError as exc:
+        fail(str(exc))
+    except BrokenPipeError:
+        # `rtproxy show ... | head`: the reader had enough. Nothing more reaches stdout.
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+        sys.exit(Exit.OK)
+    except MemoryError:
+        if os.environ.get("RTPROXY_DEBUG") == "1":
+            raise
+        fail("out of memory (the input is larger than this machine can hold, or was crafted)")
+    except Exception as exc:  # noqa: BLE001 - the last resort: one line, not a traceback
+        if os.environ.get("RTPROXY_DEBUG") == "1":
+            raise
+        detail = " ".join(str(exc).split())
+        if len(detail) > 300:
+            detail = detail[:297] + "..."
+        fail(f"internal error: {type(exc).__name__}: {detail} (please report with the recording)")
 
 
 if __name__ == "__main__":

@@ -214,6 +214,9 @@ def _server_replay(
         code = run_replay_server(cfg, handshake, ready, divergence, report)
     except FaultSpecError as exc:
         fail(str(exc))  # names an event the recording does not have: checked before listening
+    except RecordingError as exc:
+        # Damage met mid-session: the replay stopped there; the error says where.
+        fail(f"{exc}; the replay stopped there")
     except OSError as exc:
         fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
     from rtproxy.cli.common import Exit

@@ -19,7 +19,6 @@ correspond to the same id in B).
 from __future__ import annotations
 
 import bisect
-import json
 import os
 import re
 from dataclasses import dataclass, field
@@ -28,6 +27,9 @@ from typing import Any, Iterable, Iterator, Sequence
 
 from rtproxy.io.format import CorruptRecording, open_recording
 from rtproxy.io.progress import Progress, reading
+from rtproxy.protocol.events import INVALID, parse_json
+from rtproxy.protocol.values import header_pairs
+from rtproxy.view.events import Close
 from rtproxy.compare.normalize import GA_ONLY, TEXT_JOIN, Event, Normalized, PathRules, Ref, Turn, normalize
 
 __all__ = [
@@ -385,10 +387,9 @@ _BAD = object()
 
 
 def _loads(s: str) -> Any:
-    try:
-        return json.loads(s)
-    except ValueError:
-        return _BAD
+    # Bounded depth: a function call's arguments nesting 10,000 deep are text, not JSON.
+    v = parse_json(s)
+    return _BAD if v is INVALID else v
 
 
 def _check_links(ea: Event, eb: Event, links: _Links) -> bool:
@@ -583,11 +584,7 @@ def _positions(pairs: list[tuple[Event, Event, bool]]) -> Any:
 
 def _beta_handshake(hs: dict[str, Any]) -> bool:
     """The client asked for the beta protocol (``OpenAI-Beta: realtime=v1`` or its subprotocol)."""
-    for pair in hs.get("request_headers") or []:
-        try:
-            name, value = (x.decode("latin-1") if isinstance(x, bytes) else str(x) for x in pair)
-        except (TypeError, ValueError):
-            continue
+    for name, value in header_pairs(hs.get("request_headers")):
         low = name.lower()
         if (low == "openai-beta" and "realtime" in value) or (
             low == "sec-websocket-protocol" and "openai-beta.realtime" in value
@@ -606,7 +603,6 @@ def normalize_file(
         try:
             msgs = reading(reader.messages(), reader, progress, what)
             n = normalize(msgs, rules, header=rec.header, handshake=rec.handshake)
-
         except CorruptRecording as exc:
             if exc.path != "<stream>":
                 raise
@@ -614,9 +610,9 @@ def normalize_file(
     n.path = str(path)
     if n.flavour is None and _beta_handshake(rec.handshake or {}):
         n.flavour = "beta"
-    close = rec.close or {}
-    n.meta["close_code"] = close.get("code")
-    n.meta["close_reason"] = close.get("reason")
+    close = Close.from_record(rec.close)
+    n.meta["close_code"] = close.code if close else None
+    n.meta["close_reason"] = close.reason if close else None
     n.meta["truncated"] = rec.truncated
     return n
 

@@ -33,13 +33,16 @@ from rtproxy.errors import PathError
 from rtproxy.io.audiocodec import unpack_stream
 from rtproxy.protocol.formats import SESSION_CONFIG_EVENTS, SessionFormats
 from rtproxy.io.format import CorruptRecording, Message
+from rtproxy.protocol.values import ident, integer
 from rtproxy.protocol.events import (
     BETA_TO_GA,
     GA_TO_BETA,
     AudioFormat,
     canonical_event_type,
     model_from_url,
+    too_deep,
 )
+from rtproxy.view.events import Handshake, clean_header
 
 __all__ = [
     "DEFAULT_IGNORES",
@@ -423,13 +426,15 @@ def _fast_key(head: bytes, from_client: bool, append_run: int, cache: dict[bytes
 
 def _parse(head: bytes) -> dict[str, Any] | None:
     """The message as a dict, or None if it is not one JSON object (fast path of json.loads)."""
+    if too_deep(head):
+        return None  # a hostile event nesting 10,000 deep: not JSON, as parse_event reads it
     try:
         text = head.decode("utf-8")
         start = 0
         if text[:1].isspace():
             start = len(text) - len(text.lstrip())
         obj, end = _scan(text, start)
-    except (UnicodeDecodeError, StopIteration, ValueError):
+    except (UnicodeDecodeError, StopIteration, ValueError, RecursionError):
         return None
     if end != len(text) and text[end:].strip():
         return None
@@ -616,7 +621,9 @@ def normalize(
                 jkey: Any = (APPEND, append_run)
                 fld = "audio"
             else:
-                jkey = (direction, typ, obj.get("response_id"), obj.get("item_id"), obj.get("content_index"))
+                # Ids as the view checks them: a list or an object is no id (and no dict key).
+                jkey = (direction, typ, ident(obj.get("response_id")), ident(obj.get("item_id")),
+                        integer(obj.get("content_index")))
                 fld = "delta"
             ev = joins.get(jkey)
             if ev is None:
@@ -732,10 +739,11 @@ def _place_transcription(ev: Event, obj: dict[str, Any], anchors: dict[str, int]
 
 
 def _meta(header: dict[str, Any], handshake: dict[str, Any] | None) -> dict[str, Any]:
-    hs = handshake or {}
-    url = header.get("url") or hs.get("url") or ""
+    h = clean_header(header)
+    hs = Handshake.from_record(handshake)
+    url = h.get("url") or (hs.url if hs else None) or ""
     return {
-        "status": hs.get("status"),
-        "subprotocol": hs.get("subprotocol"),
-        "model": header.get("model") or (model_from_url(url) if url else None),
+        "status": hs.status if hs else None,
+        "subprotocol": hs.subprotocol if hs else None,
+        "model": h.get("model") or (model_from_url(url) if url else None),
     }

@@ -11,18 +11,19 @@ nothing behind, and a planted ``OUT.part`` (or symlink) is never written to.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
+from typing import Any
 
 
-from rtproxy.view.audio import ConversationAudio, render_track, write_wav
+from rtproxy.view.audio import ConversationAudio, write_wav_tracks
 from rtproxy.io.batch import unpack_ahead
 from rtproxy.io.format import RecordingWriter, open_recording
 from rtproxy.io.progress import Progress, reading
-from rtproxy.io.har import har_document, har_entry
+from rtproxy.io.har import write_har
 from rtproxy.io.safefile import atomic_output, temp_path_for, write_atomic
 from rtproxy.export.html import ReportBuilder
+from rtproxy.view.events import clean_header
 from rtproxy.view.strip import StripOptions, Stripper
 from rtproxy.view.summary import event_head
 from rtproxy.view.timeline import annotate
@@ -76,31 +77,28 @@ def export_wav(file: str, out: str, *, split: bool = False, progress: Progress |
     """
     conv = conversation_audio(file, progress)
     n = max([s.end for s in conv.user + conv.assistant] or [0])
-    left = render_track(conv.user, n)
-    right = render_track(conv.assistant, n)
+    # Rendered a minute at a time from the placed segments: the tracks are never held whole.
     written = []
     if split:
         base = out[:-4] if out.lower().endswith(".wav") else out
-        for suffix, track in (("-user.wav", left), ("-assistant.wav", right)):
+        for suffix, segs in (("-user.wav", conv.user), ("-assistant.wav", conv.assistant)):
             path = base + suffix
             with atomic_output(path) as fh:
-                size = write_wav(fh, track)
+                size = write_wav_tracks(fh, segs, None, n)
             written.append((path, size))
     else:
         with atomic_output(out) as fh:
-            size = write_wav(fh, left, right)
+            size = write_wav_tracks(fh, conv.user, conv.assistant, n)
         written.append((out, size))
     return written
 
 
 def export_har(file: str, out: str, *, progress: Progress | None = None) -> int:
     """Write a HAR 1.2 file with one entry for the session; returns its size."""
-    with open_recording(file) as reader:
+    # Streamed, a message at a time: a long (or crafted) session is never held whole.
+    with open_recording(file) as reader, atomic_output(out) as fh:
         rec = reader.recording
-        entry = har_entry(rec.header, rec.handshake, reading(reader.messages(), reader, progress))
-    data = json.dumps(har_document([entry]), ensure_ascii=False, indent=1).encode("utf-8")
-    _write_atomic(out, data)
-    return len(data)
+        return write_har(fh, rec.header, rec.handshake, reading(reader.messages(), reader, progress))
 
 
 def _write_atomic(out: str, data: bytes) -> None:
@@ -118,18 +116,20 @@ def redact_recording(file: str, out: str, options: StripOptions, progress: Progr
         tmp = temp_path_for(out)
         w = RecordingWriter(tmp)
         try:
-            header = {k: v for k, v in rec.header.items() if k not in ("k", "format_version")}
-            prior = list(header.get("stripped") or [])
+            # The control records are copied as they are (odd values and all), but for
+            # keys that are not strings; "stripped" is the checked list plus this run's.
+            header = _fields(rec.header, ("k", "format_version"))
+            prior = clean_header(rec.header).get("stripped") or []
             header["stripped"] = sorted(set(prior) | set(options.names()))
             w.write_header(**header)
             if rec.handshake is not None:
-                w.write_handshake(**{k: v for k, v in rec.handshake.items() if k != "k"})
+                w.write_handshake(**_fields(rec.handshake, ("k",)))
             for m in reading(reader.messages(), reader, progress):
                 w.write_message(m.t_ns, m.from_client, m.is_text, stripper.content(m), redacted=m.redacted)
                 n += 1
             if rec.close is not None:
-                w.write_close(**{k: v for k, v in rec.close.items() if k != "k"})
-            end = {k: v for k, v in (rec.end or {}).items() if k not in ("k", "messages", "bytes")}
+                w.write_close(**_fields(rec.close, ("k",)))
+            end = _fields(rec.end or {}, ("k", "messages", "bytes"))
             if rec.truncated:
                 end["source_truncated"] = True
             w.close(**end)
@@ -138,5 +138,11 @@ def redact_recording(file: str, out: str, options: StripOptions, progress: Progr
             w.discard()
             raise
     return n, stripper.changed
+
+
+def _fields(rec: dict[Any, Any], skip: tuple[str, ...]) -> dict[str, Any]:
+    """A control record's members to write again: string keys only (a crafted map's
+    integer keys cannot be keyword arguments), ``skip`` left out."""
+    return {k: v for k, v in rec.items() if isinstance(k, str) and k not in skip}
 
 

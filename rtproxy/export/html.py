@@ -28,6 +28,7 @@ from rtproxy.view.audio import RATE, AudioSegment, ConversationAudio, render_tra
 from rtproxy.io.format import Recording
 from rtproxy.io.progress import Progress
 from rtproxy.protocol.events import canonical_event_type
+from rtproxy.view.events import Handshake, clean_header, jsonable
 from rtproxy.view.summary import SessionSummary, Summarizer, event_head
 from rtproxy.view.timeline import Entry
 
@@ -199,11 +200,11 @@ class ReportBuilder:
             else:
                 encoded = [wav_bytes(t, 1, RATE) for t in tracks]
             clips = [base64.b64encode(c).decode("ascii") for c in encoded]
-        hs = rec.handshake or {}
+        hs = Handshake.from_record(rec.handshake)
         responses = [
             {
                 "id": r.id, "t0": r.t_start * 1000, "t1": None if r.t_end is None else r.t_end * 1000,
-                "status": r.status, "details": r.status_details, "audio_ms": round(r.audio_ms, 1),
+                "status": r.status, "details": jsonable(r.status_details), "audio_ms": round(r.audio_ms, 1),
                 "transcript": r.transcript or r.text, "i0": r.index, "i1": r.index_done,
                 "calls": [f"{n}({a})" for n, a in r.function_calls],
             }
@@ -215,13 +216,14 @@ class ReportBuilder:
             for x in s.errors
         ]
         summary = {
-            "model": s.model, "url": s.url, "status": s.status, "reason": hs.get("reason"),
+            "model": s.model, "url": s.url, "status": s.status, "reason": hs.reason if hs else None,
             "duration_ms": s.duration_s * 1000, "turns": s.turns,
             "messages": {"client": s.messages_client, "server": s.messages_server},
             "audio_s": {"client": round(s.audio_ms_client / 1000, 2), "server": round(s.audio_ms_server / 1000, 2)},
             "close": {"code": s.close_code, "reason": s.close_reason, "by": s.closed_by},
             "truncated": s.truncated, "statuses": s.status_counts(),
-            "header": {k: v for k, v in rec.header.items() if k != "k" and isinstance(v, (str, int, float, list, type(None)))},
+            "header": {k: v for k, v in jsonable(clean_header(rec.header)).items()
+                       if isinstance(v, (str, int, float, list, type(None)))},
         }
         data = {
             "title": self.title, "summary": summary, "kinds": KINDS, "types": self.types,

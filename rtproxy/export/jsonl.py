@@ -17,7 +17,7 @@ from typing import Any, Callable, TextIO
 from rtproxy.io.batch import unpack_ahead
 from rtproxy.io.format import Message, open_recording
 from rtproxy.io.progress import Progress, reading
-from rtproxy.view.events import iter_events
+from rtproxy.view.events import Close, End, clean_header, iter_events, jsonable
 from rtproxy.view.timeline import AudioTotals, Entry
 
 __all__ = ["write_jsonl", "message_json"]
@@ -46,6 +46,11 @@ def _message_json(e_type: str | None, m: Message) -> dict[str, Any]:
 
 
 def _jsonable(v: Any) -> Any:
+    """Kept for callers; the checked conversion is :func:`rtproxy.view.events.jsonable`."""
+    return jsonable(v)
+
+
+def _jsonable_unchecked(v: Any) -> Any:
     if isinstance(v, bytes):
         try:
             return v.decode("utf-8")
@@ -66,8 +71,10 @@ def write_jsonl(path: str, out: TextIO, flt: Any = None, progress: Progress | No
     """
     with open_recording(path) as reader:
         rec = reader.recording
-        header = {k: v for k, v in rec.header.items() if k != "k"}
-        out.write(json.dumps({"kind": "header", **_jsonable(header), "handshake": _jsonable(rec.handshake)}) + "\n")
+        # Header fields checked (started a number or null...), the rest made valid JSON:
+        # no NaN, no ext type, no bytes that are not UTF-8 (they become {"base64": ...}).
+        header = jsonable(clean_header(rec.header))
+        out.write(json.dumps({"kind": "header", **header, "handshake": jsonable(rec.handshake)}) + "\n")
         totals = AudioTotals()
         write = out.write
         for ev in iter_events(unpack_ahead(reading(reader.messages(), reader, progress))):
@@ -84,18 +91,19 @@ def write_jsonl(path: str, out: TextIO, flt: Any = None, progress: Progress | No
             # ASCII only: the exact text survives any pipe, and no control character
             # (ESC, U+009B, U+2028) reaches a terminal raw.
             write(_message_line(ev.type, m))
-        close = rec.close or {}
-        end = {
+        close = Close.from_record(rec.close)
+        end: dict[str, Any] = {
             "kind": "end",
-            "close_code": close.get("code"),
-            "close_reason": close.get("reason"),
-            "closed_by": close.get("closed_by"),
-            "t": (close.get("t_ns") or 0) / 1e9 if close else None,
+            "close_code": close.code if close else None,
+            "close_reason": close.reason if close else None,
+            "closed_by": close.by if close else None,
+            "t": (close.t or 0.0) if close else None,
             "truncated": rec.truncated,
             "audio_ms": {"client": round(totals.client_ms, 1), "server": round(totals.server_ms, 1)},
         }
-        if rec.end:
-            end["messages"] = rec.end.get("messages")
+        end_rec = End.from_record(rec.end)
+        if end_rec is not None:
+            end["messages"] = end_rec.messages
         out.write(json.dumps(end) + "\n")
         return rec.truncated
 

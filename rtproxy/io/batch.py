@@ -64,8 +64,9 @@ def unpack_ahead(
             for m in it:
                 window.append(m)
                 packed = m.packed_audio
-                if packed:
-                    size += sum(map(len, packed))
+                # Every message's bytes count (a crafted file's 60 MiB binary messages
+                # too): the window is bounded in memory, not only in audio.
+                size += sum(map(len, packed)) if packed else m.size
                 if size >= max_bytes or len(window) >= max_messages:
                     done = False
                     break

@@ -504,9 +504,13 @@ _READ_CHUNK = 1 << 16
 # session is (reading costs about 7% more than with 64 KiB steps).
 _STEP = 4096
 #: The most one record may decompress to. The largest real message (a 15 MiB
-#: append) is far below it; a zstd bomb stops here instead of taking all memory.
-#: One ``decompress`` of ``_STEP`` input bytes yields at most ~128 MiB.
-MAX_RECORD_BYTES = 256 << 20
+#: append, 11 MiB once its audio is bytes) is far below it; a zstd bomb stops
+#: here instead of taking all memory. A reader holds about this much twice (the
+#: msgpack buffer and the record), so every command stays well under 1 GiB.
+#: One ``decompress`` of ``_STEP`` input bytes yields at most ~128 MiB, which is
+#: fed to msgpack a slice at a time.
+MAX_RECORD_BYTES = 64 << 20
+_FEED = 1 << 20
 
 
 class RecordingReader:
@@ -571,6 +575,7 @@ class RecordingReader:
     def _iter_records(self) -> Iterator[Any]:
         unpacker = self._unpacker
         buf = memoryview(b"")
+        pending = memoryview(b"")  # decompressed, not yet fed to msgpack
         while True:
             try:
                 for rec in unpacker:
@@ -583,6 +588,19 @@ class RecordingReader:
                 msgpack.StackError,
             ) as exc:
                 raise CorruptRecording(self.path, f"damaged record ({exc})") from exc
+            if pending:
+                # A slice at a time, records taken out in between: the buffer holds one
+                # record at most, however much one step decompressed to.
+                piece, pending = pending[:_FEED], pending[_FEED:]
+                try:
+                    unpacker.feed(piece)
+                except msgpack.BufferFull:
+                    raise RecordTooLarge(
+                        self.path,
+                        f"a record decompresses to more than {MAX_RECORD_BYTES >> 20} MiB "
+                        "(the file is damaged or was crafted); nothing after it can be read",
+                    ) from None
+                continue
             if self._eof:
                 break
             if not buf:
@@ -603,14 +621,7 @@ class RecordingReader:
             except zstandard.ZstdError as exc:
                 raise CorruptRecording(self.path, f"damaged compressed data ({exc})") from exc
             if data:
-                try:
-                    unpacker.feed(data)
-                except msgpack.BufferFull:
-                    raise RecordTooLarge(
-                        self.path,
-                        f"a record decompresses to more than {MAX_RECORD_BYTES >> 20} MiB "
-                        "(the file is damaged or was crafted); nothing after it can be read",
-                    ) from None
+                pending = memoryview(data)
 
     def _control(self, rec: Any) -> None:
         if not isinstance(rec, dict):
@@ -635,20 +646,29 @@ class RecordingReader:
             raise RuntimeError("messages() can be iterated only once per reader")
         self._started = True
         t = 0
+        n = 0
         rec = self._pending
         self._pending = None
         records = self._records
         while True:
             if rec is None:
-                rec = next(records, None)
+                try:
+                    rec = next(records, None)
+                except RecordTooLarge as exc:
+                    raise RecordTooLarge(self.path, f"{exc.problem}; {_where(n, t)}") from exc
+                except CorruptRecording as exc:
+                    raise CorruptRecording(self.path, f"{exc.problem}; {_where(n, t)}") from exc
                 if rec is None:
                     break
             if isinstance(rec, (list, tuple)):
                 if len(rec) != 3:
-                    raise CorruptRecording(self.path, f"message record with {len(rec)} fields")
+                    raise CorruptRecording(self.path, f"message record with {len(rec)} fields; {_where(n, t)}")
                 dt, flags, payload = rec
                 if not _valid_message(dt, flags, payload):
-                    raise CorruptRecording(self.path, "damaged message record (unexpected field types)")
+                    raise CorruptRecording(
+                        self.path, f"damaged message record (unexpected field types); {_where(n, t)}"
+                    )
+                n += 1
                 t += dt
                 yield Message(
                     t,
@@ -692,6 +712,13 @@ class RecordingReader:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _where(n: int, t_ns: int) -> str:
+    """Where in a recording damage was met, for the error line."""
+    if n == 0:
+        return "before the first message"
+    return f"after message #{n - 1} at {t_ns / 1e6:.1f} ms ({n} messages read before it)"
 
 
 def _valid_message(dt: Any, flags: Any, payload: Any) -> bool:

@@ -17,8 +17,9 @@ from urllib.parse import parse_qsl, urlsplit
 from rtproxy import __version__
 from rtproxy.errors import HarError
 from rtproxy.io.format import Message
+from rtproxy.protocol.values import header_pairs, integer, number, text_or_none
 
-__all__ = ["har_entry", "har_document", "HarSession", "HarError", "har_sessions", "iso_time"]
+__all__ = ["har_entry", "har_document", "write_har", "HarSession", "HarError", "har_sessions", "iso_time"]
 
 
 def iso_time(ts: float) -> str:
@@ -52,10 +53,11 @@ def har_entry(header: dict[str, Any], handshake: dict[str, Any] | None, messages
     text messages have opcode 1 and their text as ``data``, binary ones opcode 2
     and base64 ``data``.
     """
-    hs = handshake or {}
-    url = hs.get("url") or header.get("url") or ""
-    t_req = float(hs.get("t_request") or header.get("started") or 0.0)
-    t_resp = float(hs.get("t_response") or t_req)
+    # Untrusted fields (a recording may be crafted): checked, with a fallback each.
+    hs = handshake if isinstance(handshake, dict) else {}
+    url = text_or_none(hs.get("url")) or text_or_none(header.get("url")) or ""
+    t_req = number(hs.get("t_request"), 0, 1e11) or number(header.get("started"), 0, 1e11) or 0.0
+    t_resp = number(hs.get("t_response"), 0, 1e11) or t_req
     ws_msgs = []
     for m in messages:
         t = t_resp + m.t_ns / 1e9
@@ -67,11 +69,12 @@ def har_entry(header: dict[str, Any], handshake: dict[str, Any] | None, messages
             opcode = 2
         ws_msgs.append({"type": "send" if m.from_client else "receive", "time": t, "opcode": opcode, "data": data})
     body = hs.get("response_body") or b""
-    if isinstance(body, bytes):
-        body_text = body.decode("utf-8", "replace")
+    if isinstance(body, (bytes, bytearray)):
+        body_text = bytes(body).decode("utf-8", "replace")
     else:
-        body_text = str(body)
-    status = hs.get("status") or 0
+        body_text = text_or_none(body) or ""
+    status = integer(hs.get("status"), 0, 999) or 0
+    http_version = text_or_none(hs.get("http_version")) or "HTTP/1.1"
     # startedDateTime holds milliseconds only: measure "time" from that rounded
     # instant so startedDateTime + time is the 101's arrival, exactly.
     started = iso_time(t_req)
@@ -82,10 +85,10 @@ def har_entry(header: dict[str, Any], handshake: dict[str, Any] | None, messages
         "cache": {},
         "connection": "",
         "request": {
-            "method": hs.get("method") or "GET",
+            "method": text_or_none(hs.get("method")) or "GET",
             "url": _ws_to_http(url),
-            "httpVersion": hs.get("http_version") or "HTTP/1.1",
-            "headers": _headers(hs.get("request_headers") or []),
+            "httpVersion": http_version,
+            "headers": _headers(header_pairs(hs.get("request_headers"))),
             "queryString": [{"name": k, "value": v} for k, v in parse_qsl(urlsplit(url).query, keep_blank_values=True)],
             "cookies": [],
             "headersSize": -1,
@@ -93,9 +96,9 @@ def har_entry(header: dict[str, Any], handshake: dict[str, Any] | None, messages
         },
         "response": {
             "status": status,
-            "statusText": hs.get("reason") or "",
-            "httpVersion": hs.get("http_version") or "HTTP/1.1",
-            "headers": _headers(hs.get("response_headers") or []),
+            "statusText": text_or_none(hs.get("reason")) or "",
+            "httpVersion": http_version,
+            "headers": _headers(header_pairs(hs.get("response_headers"))),
             "cookies": [],
             "content": {"size": len(body_text), "mimeType": "x-unknown", **({"text": body_text} if body_text else {})},
             "redirectURL": "",
@@ -113,6 +116,63 @@ def har_entry(header: dict[str, Any], handshake: dict[str, Any] | None, messages
             "_blocked_queueing": -1,
         },
     }
+
+
+#: Characters of a message's data encoded at once by :func:`write_har` (a crafted
+#: recording's 200 MiB message of control characters is 1.2 GB as JSON escapes).
+_DATA_STEP = 1 << 20
+_PLACEHOLDER = "\x00rtproxy-messages\x00"
+
+
+def write_har(fh: Any, header: dict[str, Any], handshake: dict[str, Any] | None, messages: Iterable[Message]) -> int:
+    """Write the HAR document of one session to the binary file ``fh``, streaming:
+    the messages are encoded one by one (their data a slice at a time), so memory
+    stays near one message whatever the session's length. Returns bytes written.
+
+    The document is the one ``har_document([har_entry(...)])`` describes.
+    """
+    from json import dumps
+    from json.encoder import encode_basestring
+
+    entry = har_entry(header, handshake, ())
+    entry["_webSocketMessages"] = _PLACEHOLDER
+    text = dumps(har_document([entry]), ensure_ascii=False, indent=1)
+    marker = encode_basestring(_PLACEHOLDER)
+    head, tail = text.split(marker, 1)
+    t_resp = _t_response(header, handshake)
+    n = 0
+
+    def put(s: str) -> None:
+        nonlocal n
+        data = s.encode("utf-8", "surrogatepass")
+        fh.write(data)
+        n += len(data)
+
+    put(head + "[")
+    first = True
+    for m in messages:
+        put(("\n" if first else ",\n") + '    {"type": ' + ('"send"' if m.from_client else '"receive"')
+            + ', "time": ' + dumps(t_resp + m.t_ns / 1e9) + ', "opcode": ' + ("1" if m.is_text else "2")
+            + ', "data": "')
+        first = False
+        if m.is_text:
+            data = m.content.decode("utf-8", "replace")
+            for i in range(0, len(data), _DATA_STEP):
+                put(encode_basestring(data[i : i + _DATA_STEP])[1:-1])
+        else:
+            content = m.content
+            step = _DATA_STEP // 4 * 3
+            for i in range(0, len(content), step):
+                put(base64.b64encode(content[i : i + step]).decode())
+        put('"}')
+    put(("\n   " if not first else "") + "]" + tail)
+    return n
+
+
+def _t_response(header: dict[str, Any], handshake: dict[str, Any] | None) -> float:
+    hs = handshake if isinstance(handshake, dict) else {}
+    t_req = number(hs.get("t_request"), 0, 1e11) or number(header.get("started"), 0, 1e11) or 0.0
+    return number(hs.get("t_response"), 0, 1e11) or t_req
 
 
 def har_document(entries: list[dict[str, Any]]) -> dict[str, Any]:

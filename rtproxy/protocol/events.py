@@ -41,6 +41,8 @@ __all__ = [
     "canonical_event_type",
     "event_type",
     "parse_event",
+    "parse_json",
+    "INVALID",
     "model_from_url",
     "ws_url",
     "AudioFormat",
@@ -262,6 +264,36 @@ def parse_event(data: bytes | str) -> dict[str, Any] | None:
         # client); the event is shown as not JSON rather than crashing the reader.
         return None
     return obj if isinstance(obj, dict) else None
+
+
+class _Invalid:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "INVALID"
+
+
+#: What :func:`parse_json` returns for text that is not JSON (or nests too deep).
+INVALID: Any = _Invalid()
+
+
+def parse_json(data: bytes | str) -> Any:
+    """Any JSON value (an object, a list, a string...) from untrusted text, or
+    :data:`INVALID` when it is not JSON, not UTF-8, or nests deeper than :data:`MAX_DEPTH`.
+
+    What :func:`parse_event` is for events, for any JSON a reader meets (a
+    function call's arguments, a whole message to rewrite). Never raises.
+    """
+    try:
+        raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data
+    except UnicodeEncodeError:
+        return INVALID
+    if too_deep(raw):
+        return INVALID
+    try:
+        return json.loads(data)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return INVALID
 
 
 def ws_url(url: str) -> str:

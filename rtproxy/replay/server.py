@@ -26,7 +26,10 @@ from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
 
+from rtproxy.errors import RecordingError
 from rtproxy.io.format import RecordingReader, open_recording
+from rtproxy.protocol.values import sendable_close
+from rtproxy.view.events import Close, clean_header, served_handshake
 from rtproxy.replay.script import Divergence, ReplayScheduler, client_events, lateness_stats, server_steps
 from rtproxy.replay.faults import (
     Action, CloseWith, Delay, FaultPlan, FaultSession, FiredFault, Send, Skip, Stall, describe, plan_faults, refusal,
@@ -50,6 +53,9 @@ STRICT_CLOSE_CODE = 4900
 #: Server messages whose bytes are kept for other sessions of the same recording
 #: (the most recently decoded; a minute or so of a voice session).
 _CACHE_MESSAGES = 4096
+#: Largest message kept there (so the cache holds at most 4096 x 64 KiB = 256 MiB; real
+#: deltas are a few KiB each; a crafted recording's huge messages are read again).
+_CACHE_MAX_MESSAGE = 64 << 10
 #: Use a timerfd for send times (Linux); False: the event loop's timers (a baseline).
 _PRECISE = True
 _HOP_HEADERS = frozenset({"content-length", "transfer-encoding", "connection", "upgrade", "date", "server"})
@@ -139,7 +145,8 @@ def load_summary(path: str) -> tuple[dict[str, Any], dict[str, Any]]:
     Raises :class:`rtproxy.io.format.RecordingError` on a bad file.
     """
     with open_recording(path) as reader:
-        return reader.recording.header, reader.recording.handshake or {}
+        rec = reader.recording
+        return clean_header(rec.header), served_handshake(path, rec.handshake)
 
 
 def load_fault_plan(path: str, specs: Sequence[str]) -> FaultPlan:
@@ -238,6 +245,8 @@ class ReplayServer:
         self.sessions = 0
         self.diverged = False
         self.finished = asyncio.Event()
+        #: A damaged recording met mid-session (the server stops; serve_replay raises it).
+        self.failed: RecordingError | None = None
         self.clock: _Clock | None = None
         self.contents: dict[int, bytes] = {}
         #: Where the ``--fault`` SPECs fire (serve_replay plans them before listening).
@@ -359,7 +368,13 @@ class ReplayServer:
         try:
             await asyncio.wait({sender})
             exc = None if sender.cancelled() else sender.exception()
-            if exc is not None and not isinstance(exc, websockets.ConnectionClosed):
+            if isinstance(exc, RecordingError):
+                # The file is damaged mid-stream: every session would stop at the same
+                # place. The server stops, and the command exits 2 saying where.
+                report.close = f"replay stopped: {exc.problem}"
+                self.failed = exc
+                self.finished.set()
+            elif exc is not None and not isinstance(exc, websockets.ConnectionClosed):
                 log.error("rtproxy replay: session #%d failed: %r", report.number, exc)
                 report.close = f"replay failed: {exc!r}"
             if strict_close:
@@ -450,9 +465,11 @@ class ReplayServer:
             cache = self.contents
             data = cache.get(step.index)
             if data is None:
-                data = cache[step.index] = step.msg.content
-                if len(cache) > _CACHE_MESSAGES:
-                    del cache[next(iter(cache))]
+                data = step.msg.content
+                if len(data) <= _CACHE_MAX_MESSAGE:  # a crafted file's 60 MiB messages are not kept
+                    cache[step.index] = data
+                    if len(cache) > _CACHE_MESSAGES:
+                        del cache[next(iter(cache))]
             if time.monotonic_ns() < due:
                 await timer.sleep_until(due)
             if strict_close or ended:
@@ -485,15 +502,17 @@ class ReplayServer:
                 if todo and await self._faulted(ws, todo, sched, report, faults, ended, due, None) == "end":
                     return
         report.complete = True
-        close = reader.recording.close or {}
-        if close.get("closed_by") == "server" and close.get("code") not in (None, 1005, 1006):
+        # The close record through the event view (typed, checked: a crafted t_ns or code is None).
+        close = Close.from_record(reader.recording.close)
+        if close is not None and close.by == "server" and close.code not in (None, 1005, 1006):
             base = sched.last_due() or time.monotonic_ns()
-            await timer.sleep_until(base + sched.scaled(max(0, int(close.get("t_ns") or last_t) - last_t)))
-            code, reason = int(close["code"]), str(close.get("reason") or "")
+            t_close = int(close.t * 1e9) if close.t is not None else last_t
+            await timer.sleep_until(base + sched.scaled(max(0, t_close - last_t)))
+            code, reason = sendable_close(close.code, close.reason)
             report.close = f"closed with {code} {reason!r} as recorded"
             await ws.close(code, reason)
             return
-        if close.get("closed_by") == "server" and close.get("code") == 1006:
+        if close is not None and close.by == "server" and close.code == 1006:
             report.close = "connection dropped as recorded (1006)"
             ws.transport.abort()
             return
@@ -603,6 +622,8 @@ async def serve_replay(
         await app.finished.wait()
     if app.clock is not None:
         app.clock.close()
+    if app.failed is not None:
+        raise app.failed
     return 1 if app.diverged else 0
 
 

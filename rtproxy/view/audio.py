@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
 from rtproxy.protocol.formats import SESSION_CONFIG_EVENTS, SessionFormats, silence
-from rtproxy.view.events import number
+from rtproxy.view.events import ident, number
 from rtproxy.protocol.events import AUDIO_DELTA_EVENTS, AudioFormat, canonical_event_type
 
 __all__ = [
@@ -36,6 +36,9 @@ __all__ = [
 
 #: Sample rate of every track rtproxy writes.
 RATE = 24000
+#: Longest timeline placed (seconds): the API's sessions last at most an hour; a
+#: crafted recording's audio days apart (or gigabytes of it) stops here.
+MAX_TIMELINE_S = 90 * 60
 
 
 def _ulaw(byte: int) -> int:
@@ -96,30 +99,34 @@ def _resample(pcm: bytes, rate: int) -> bytes:
     """
     if rate == RATE:
         return pcm
-    src = array("h")
-    src.frombytes(pcm[: len(pcm) - len(pcm) % 2])
+    import numpy as np
+
+    # numpy, not a loop per sample: a crafted session's hours of 1 kHz audio
+    # (24 output samples each) take seconds, not minutes. Same arithmetic as before.
+    src = np.frombuffer(pcm[: len(pcm) - len(pcm) % 2], dtype="<i2").astype(np.int32)
     n = len(src)
     if n == 0:
         return b""
     if RATE % rate == 0:
         k = RATE // rate
-        out = array("h", bytes(2 * n * k))
-        out[0::k] = src
-        nxt = src[1:]
-        nxt.append(src[-1])
-        for j in range(1, k):
-            out[j::k] = array("h", [a + (b - a) * j // k for a, b in zip(src, nxt)])
-        return out.tobytes()
+        nxt_all = np.append(src[1:], src[-1])
+        parts = []
+        step = 1 << 18  # source samples per block: memory stays a few MiB per block
+        for i in range(0, n, step):
+            s, nx = src[i : i + step], nxt_all[i : i + step]
+            out = np.empty(len(s) * k, dtype=np.int32)
+            out[0::k] = s
+            for j in range(1, k):
+                out[j::k] = s + (nx - s) * j // k  # floor division, as Python's
+            parts.append(out.astype("<i2").tobytes())
+        return b"".join(parts)
     n_out = n * RATE // rate
-    step = rate / RATE
-    res = array("h", bytes(2 * n_out))
-    for i in range(n_out):
-        pos = i * step
-        a = int(pos)
-        b = min(a + 1, n - 1)
-        frac = pos - a
-        res[i] = int(src[a] + (src[b] - src[a]) * frac)
-    return res.tobytes()
+    pos = np.arange(n_out, dtype=np.float64) * (rate / RATE)
+    a = pos.astype(np.int64)
+    b = np.minimum(a + 1, n - 1)
+    frac = pos - a
+    res = np.trunc(src[a] + (src[b] - src[a]) * frac)  # int() truncates toward zero
+    return res.astype("<i2").tobytes()
 
 
 def to_pcm24k(audio: bytes, fmt: AudioFormat) -> bytes:
@@ -201,6 +208,7 @@ class _Response:
     id: str | None
     t_first: float
     chunks: list[tuple[int, str | None, bytes]] = field(default_factory=list)  # index, item, pcm
+    samples: int = 0
 
 
 class ConversationAudio:
@@ -212,13 +220,19 @@ class ConversationAudio:
     :func:`rtproxy.view.summary.event_head`), then :meth:`finish`.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, max_seconds: float | None = None) -> None:
         self.formats = SessionFormats()
+        #: The timeline ends here: audio placed later is left out (and counted in
+        #: ``dropped_ms``), so a crafted file (audio days apart, gigabytes of it)
+        #: holds at most this much audio per side in memory.
+        self.max_samples = int((MAX_TIMELINE_S if max_seconds is None else max_seconds) * RATE)
+        self.dropped_ms = 0.0
         self.user: list[AudioSegment] = []
         self._user_cursor = 0
         self._responses: list[_Response] = []
         self._by_id: dict[str | None, _Response] = {}
         self._truncate: dict[str, int] = {}
+        self._assistant_held = 0
         self.assistant: list[AudioSegment] = []
 
     def feed(self, index: int, t_ns: int, from_client: bool, typ: str | None, head: dict[str, Any] | None, audio: list[bytes]) -> None:
@@ -228,28 +242,54 @@ class ConversationAudio:
             self.formats.feed(canon, head)
         if from_client:
             if canon == "conversation.item.truncate" and head is not None:
-                item = head.get("item_id")
+                item = ident(head.get("item_id"))
                 end_ms = number(head.get("audio_end_ms"), 0, 1e10)  # untrusted: 1e308, NaN, "fast"
-                if isinstance(item, str) and end_ms is not None:
+                if item is not None and end_ms is not None:
                     self._truncate[item] = int(end_ms * RATE / 1000)
             if audio:
                 start = max(t_ns * RATE // 1_000_000_000, self._user_cursor)
-                pcm = b"".join(to_pcm24k(a, self.formats.input) for a in audio)
-                seg = AudioSegment("user", start, pcm, index)
-                self.user.append(seg)
-                self._user_cursor = seg.end
+                pcm = self._fit(start, audio, self.formats.input)
+                if pcm:
+                    seg = AudioSegment("user", start, pcm, index)
+                    self.user.append(seg)
+                    self._user_cursor = seg.end
             return
         if audio and canon in AUDIO_DELTA_EVENTS:
-            rid = head.get("response_id") if head else None
-            item = head.get("item_id") if head else None
+            rid = ident(head.get("response_id")) if head else None
+            item = ident(head.get("item_id")) if head else None
             r = self._by_id.get(rid) if rid is not None else None
             if r is None:
                 r = _Response(rid, t_ns / 1e9)
                 self._responses.append(r)
                 if rid is not None:
                     self._by_id[rid] = r
-            pcm = b"".join(to_pcm24k(a, self.formats.output) for a in audio)
-            r.chunks.append((index, item if isinstance(item, str) else None, pcm))
+            # The earliest this chunk can be placed: after the response's start and what it
+            # holds, and after all assistant audio held so far (placed one after another).
+            start = max(int(r.t_first * RATE) + r.samples, self._assistant_held)
+            pcm = self._fit(start, audio, self.formats.output)
+            if pcm:
+                r.chunks.append((index, item, pcm))
+                r.samples += len(pcm) // 2
+                self._assistant_held += len(pcm) // 2
+
+    def _fit(self, start: int, audio: list[bytes], fmt: AudioFormat) -> bytes:
+        """``audio`` as 24 kHz PCM, cut where the timeline ends (the rest counted as dropped)."""
+        room = self.max_samples - start
+        total = sum(len(a) for a in audio)
+        width = 2 if fmt.codec == "pcm16" else 1
+        if room <= 0:
+            self.dropped_ms += fmt.duration_ms(total)
+            return b""
+        # Source bytes that make at most `room` samples at 24 kHz (converted only that much).
+        keep = min(total, max(width, int(room * fmt.rate / RATE) * width))  # at most `room` samples out
+        keep -= keep % width
+        if keep < total:
+            self.dropped_ms += fmt.duration_ms(total - keep)
+            joined = b"".join(audio)[:keep]
+            pcm = to_pcm24k(joined, fmt)
+        else:
+            pcm = b"".join(to_pcm24k(a, fmt) for a in audio)
+        return pcm[: 2 * room]
 
     def finish(self) -> tuple[list[AudioSegment], list[AudioSegment]]:
         """(user segments, assistant segments), truncations applied, on the timeline."""
@@ -265,6 +305,7 @@ class ConversationAudio:
                     keep = max(0, min(len(pcm) // 2, limit - done))
                     pcm = pcm[: 2 * keep]
                 played[item] = done + len(pcm) // 2
+                pcm = pcm[: 2 * max(0, self.max_samples - pos)]  # the timeline ends
                 if not pcm:
                     continue
                 seg = AudioSegment("assistant", pos, pcm, index, r.id, item)
@@ -285,4 +326,50 @@ def render_track(segments: list[AudioSegment], n_samples: int) -> bytearray:
     return track
 
 
-__all__ += ["render_track"]
+def render_window(segments: list[AudioSegment], start: int, n_samples: int) -> bytearray:
+    """Samples ``start .. start + n_samples`` of the track ``segments`` make (mono PCM16)."""
+    track = bytearray(2 * n_samples)
+    end = start + n_samples
+    for s in segments:
+        if s.end <= start or s.start >= end:
+            continue
+        a = max(s.start, start)
+        b = min(s.end, end)
+        track[2 * (a - start) : 2 * (b - start)] = s.pcm[2 * (a - s.start) : 2 * (b - s.start)]
+    return track
+
+
+def write_wav_tracks(fh: BinaryIO, left: list[AudioSegment], right: list[AudioSegment] | None, n_samples: int) -> int:
+    """Write a mono (``right`` None) or stereo WAV of ``n_samples`` from placed segments,
+    a minute at a time: the whole track is never held (only the segments). Returns bytes written."""
+    channels = 1 if right is None else 2
+    fh.write(wav_header(n_samples, channels))
+    step = RATE * 60
+    # Segments sorted by start: each window looks only at those that can overlap it.
+    lsegs = sorted(left, key=lambda x: x.start)
+    rsegs = sorted(right, key=lambda x: x.start) if right is not None else []
+    li = ri = 0
+    for pos in range(0, n_samples, step):
+        n = min(step, n_samples - pos)
+        while li < len(lsegs) and lsegs[li].end <= pos:
+            li += 1
+        a = render_window(_upto(lsegs, li, pos + n), pos, n)
+        if right is None:
+            fh.write(a)
+            continue
+        while ri < len(rsegs) and rsegs[ri].end <= pos:
+            ri += 1
+        b = render_window(_upto(rsegs, ri, pos + n), pos, n)
+        fh.write(interleave(a, b))
+    return 44 + 2 * channels * n_samples
+
+
+def _upto(segs: list[AudioSegment], i: int, end: int) -> list[AudioSegment]:
+    out = []
+    while i < len(segs) and segs[i].start < end:
+        out.append(segs[i])
+        i += 1
+    return out
+
+
+__all__ += ["render_track", "render_window", "write_wav_tracks", "MAX_TIMELINE_S"]

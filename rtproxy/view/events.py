@@ -19,62 +19,38 @@ here raises on odd content: only a damaged file raises
 
 from __future__ import annotations
 
-import math
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator
 
 from rtproxy.io.format import Message, RecordingReader, open_recording
 from rtproxy.protocol.events import canonical_event_type, event_type, parse_event
 from rtproxy.protocol.formats import SESSION_CONFIG_EVENTS, AudioFormat, SessionFormats
+from rtproxy.errors import CorruptRecording
+from rtproxy.protocol.values import header_pairs, ident, integer, jsonable, number, text_or_none, valid_header
 
-__all__ = ["open", "Recording", "Event", "Close", "Handshake", "iter_events", "number", "text_or_none"]
+__all__ = [
+    "open",
+    "Recording",
+    "Event",
+    "Close",
+    "Handshake",
+    "End",
+    "iter_events",
+    "clean_header",
+    "served_handshake",
+    "number",
+    "integer",
+    "text_or_none",
+    "ident",
+    "jsonable",
+]
 
 # ------------------------------------------------------------ validation
-def number(value: Any, lo: float = -math.inf, hi: float = math.inf) -> float | None:
-    """``value`` as a finite number within [lo, hi], else None (strings, NaN, bools...)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    try:
-        f = float(value)
-    except OverflowError:  # an int too large for a float
-        return None
-    if not math.isfinite(f) or not lo <= f <= hi:
-        return None
-    return f
-
-
-def integer(value: Any, lo: int = -(1 << 63), hi: int = (1 << 63) - 1) -> int | None:
-    """``value`` as a whole number within [lo, hi], else None."""
-    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-        return None
-    return value
-
-
-def text_or_none(value: Any) -> str | None:
-    """``value`` if it is a string, else None (bytes are decoded, never raised on)."""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, (bytes, bytearray)):
-        return bytes(value).decode("utf-8", "replace")
-    return None
-
-
-def _headers(value: Any) -> list[tuple[str, str]]:
-    """Header pairs from a record, skipping entries that are not ``[name, value]`` strings."""
-    out: list[tuple[str, str]] = []
-    if isinstance(value, (list, tuple)):
-        for item in value:
-            if isinstance(item, (list, tuple)) and len(item) == 2:
-                k, v = text_or_none(item[0]), text_or_none(item[1])
-                if k is not None and v is not None:
-                    out.append((k, v))
-    elif isinstance(value, dict):
-        for k, v in value.items():
-            ks, vs = text_or_none(k), text_or_none(v)
-            if ks is not None and vs is not None:
-                out.append((ks, vs))
-    return out
+# The checks live in rtproxy.protocol.values (one place); re-exported here, where
+# readers of a recording look for them.
+_headers = header_pairs
 
 
 # ----------------------------------------------------------- records
@@ -118,6 +94,16 @@ class Handshake:
     response_body: bytes = b""
     subprotocol: str | None = None
     extensions: str | None = None
+    http_version: str | None = None
+    t_request: float | None = None
+    """Unix time of the upgrade request, or None."""
+    t_response: float | None = None
+    client: str | None = None
+
+    @property
+    def refused(self) -> bool:
+        """The upgrade was answered with a status other than 101 (a valid status, 100-999)."""
+        return self.status is not None and self.status != 101
 
     @classmethod
     def from_record(cls, rec: dict[str, Any] | None) -> Handshake | None:
@@ -127,6 +113,10 @@ class Handshake:
         if isinstance(body, str):
             body = body.encode("utf-8", "surrogatepass")
         return cls(
+            http_version=text_or_none(rec.get("http_version")),
+            t_request=number(rec.get("t_request"), 0, 1e11),
+            t_response=number(rec.get("t_response"), 0, 1e11),
+            client=text_or_none(rec.get("client")),
             method=text_or_none(rec.get("method")),
             url=text_or_none(rec.get("url")),
             path=text_or_none(rec.get("path")),
@@ -148,9 +138,87 @@ class Handshake:
         return None
 
 
+_SUBPROTOCOL = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+
+
+def served_handshake(path: str | os.PathLike[str] | None, rec: dict[str, Any] | None) -> dict[str, Any]:
+    """The recorded handshake as a replay answers it: ``status`` (101, or the refusal's
+    200-599), ``reason``, ``response_headers`` and ``subprotocol`` that can go into an
+    HTTP/1.1 response as they are (the others are left out), ``response_body``.
+
+    Raises :class:`~rtproxy.errors.CorruptRecording` for a status no server can
+    answer an upgrade with (a string, 99, 1000, 1e300; a 1xx other than 101),
+    before anything listens.
+    """
+    hs = Handshake.from_record(rec)
+    if hs is None:
+        return {"status": 101, "reason": "Switching Protocols", "response_headers": [], "response_body": b"",
+                "subprotocol": None}
+    raw = rec.get("status") if isinstance(rec, dict) else None
+    status = hs.status if hs.status is not None else (101 if raw is None else None)
+    if status is None or (status != 101 and not 200 <= status <= 599):
+        raise CorruptRecording(
+            path,
+            f"the recorded upgrade status {raw!r} is not an HTTP status a server can answer with "
+            "(101, or 200-599 for a refusal); replay cannot serve this handshake",
+        )
+    reason = hs.reason or ""
+    if not valid_header("x", reason):
+        reason = ""  # CR/LF or non-Latin-1 in a reason phrase: the standard phrase is used
+    sub = hs.subprotocol
+    return {
+        "status": status,
+        "reason": reason,
+        "response_headers": [(k, v) for k, v in hs.response_headers if valid_header(k, v)],
+        "response_body": hs.response_body,
+        "subprotocol": sub if sub is not None and _SUBPROTOCOL.fullmatch(sub) else None,
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class End:
+    """The end record: message counts and bytes per side, the session's length."""
+
+    messages_client: int | None = None
+    messages_server: int | None = None
+    bytes_client: int | None = None
+    bytes_server: int | None = None
+    duration_s: float | None = None
+    refused: bool = False
+    stopped: bool = False
+
+    @classmethod
+    def from_record(cls, rec: dict[str, Any] | None) -> End | None:
+        if not isinstance(rec, dict):
+            return None
+        m, b = rec.get("messages"), rec.get("bytes")
+        msgs: dict[Any, Any] = m if isinstance(m, dict) else {}
+        sizes: dict[Any, Any] = b if isinstance(b, dict) else {}
+        return cls(
+            messages_client=integer(msgs.get("client"), 0),
+            messages_server=integer(msgs.get("server"), 0),
+            bytes_client=integer(sizes.get("client"), 0),
+            bytes_server=integer(sizes.get("server"), 0),
+            duration_s=number(rec.get("duration_s"), 0, 1e9),
+            refused=rec.get("refused") is True,
+            stopped=rec.get("stopped") is True,
+        )
+
+    @property
+    def messages(self) -> dict[str, int | None]:
+        return {"client": self.messages_client, "server": self.messages_server}
+
+
+def clean_header(rec: dict[str, Any] | None) -> dict[str, Any]:
+    """The header record's fields, with the ones readers rely on checked for type and range:
+    ``started`` a number of Unix seconds or None, ``url``/``model``/... strings or None,
+    ``redactions`` and ``stripped`` lists of strings, keys strings."""
+    return _clean_header(rec if isinstance(rec, dict) else {})
+
+
 def _clean_header(rec: dict[str, Any]) -> dict[str, Any]:
     """The header record's fields, with the ones readers rely on checked for type and range."""
-    out = {str(k): v for k, v in rec.items() if k != "k"}
+    out = {k: v for k, v in rec.items() if k != "k" and isinstance(k, str)}
     for key in ("started",):
         out[key] = number(out.get(key), 0, 1e11)  # seconds since 1970, up to year ~5000
     for key in ("rtproxy", "session_id", "url", "model", "recorder", "upstream"):
@@ -158,6 +226,11 @@ def _clean_header(rec: dict[str, Any]) -> dict[str, Any]:
             out[key] = text_or_none(out[key])
     red = out.get("redactions")
     out["redactions"] = [r for r in red if isinstance(r, str)] if isinstance(red, list) else []
+    if "stripped" in out:
+        st = out["stripped"]
+        out["stripped"] = [r for r in st if isinstance(r, str)] if isinstance(st, list) else []
+    if "format_version" in out:
+        out["format_version"] = integer(out["format_version"], 0)
     return out
 
 

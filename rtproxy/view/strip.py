@@ -12,15 +12,26 @@ replays and diffs. ``rtproxy redact`` writes the result with
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
 from rtproxy.view.audio import silence
 from rtproxy.io.format import Message
-from rtproxy.protocol.events import AUDIO_DELTA_EVENTS, AudioFormat, canonical_event_type, event_type, parse_event
+from rtproxy.protocol.events import (
+    AUDIO_DELTA_EVENTS,
+    INVALID,
+    AudioFormat,
+    canonical_event_type,
+    event_type,
+    parse_event,
+    parse_json,
+)
 from rtproxy.protocol.formats import SESSION_CONFIG_EVENTS, SessionFormats
 
 __all__ = ["PLACEHOLDER", "StripOptions", "Stripper"]
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 #: What stripped text becomes.
 PLACEHOLDER = "[stripped by rtproxy]"
@@ -84,9 +95,9 @@ class Stripper:
                 self.changed += 1
                 return _join(parts)
             return m.content
-        try:
-            obj = json.loads(m.content)
-        except (ValueError, UnicodeDecodeError):
+        # Bounded depth (a hostile event nests 10,000 deep): too deep reads as not JSON.
+        obj = parse_json(m.content)
+        if obj is INVALID:
             if opts.text:
                 self.changed += 1
                 return PLACEHOLDER.encode()
@@ -95,7 +106,9 @@ class Stripper:
         if new == obj and not (opts.audio and m.audio):
             return m.content
         self.changed += 1
-        return json.dumps(new, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        text = json.dumps(new, ensure_ascii=False, separators=(",", ":"))
+        # A lone surrogate (the event held "\\ud800") stays an escape: the text is UTF-8.
+        return _SURROGATE.sub(lambda c: f"\\u{ord(c.group()):04x}", text).encode("utf-8")
 
     def _may_hold_text(self, head: bytes) -> bool:
         o = self.options

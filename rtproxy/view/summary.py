@@ -15,6 +15,7 @@ from typing import Any, Iterable
 
 from rtproxy.io.format import Message, Recording
 from rtproxy.protocol.events import GA_TO_BETA, AudioFormat, audio_format_from_session, canonical_event_type, parse_event
+from rtproxy.view.events import Close, Handshake, clean_header, ident, number, text_or_none
 from rtproxy.view.timeline import Entry
 
 __all__ = [
@@ -255,8 +256,8 @@ class Summarizer:
         typ = canonical_event_type(e.type) or ""
         if m.from_client:
             rec = (e.index, e.type, t)
-            eid = obj.get("event_id")
-            if isinstance(eid, str):
+            eid = ident(obj.get("event_id"))
+            if eid is not None:
                 self._client_by_event_id[eid] = rec
             self._last_client = rec
             if typ == "response.create":
@@ -264,13 +265,13 @@ class Summarizer:
             elif typ == "session.update":
                 self._note_formats(obj, s.formats_asked)
             elif typ == "conversation.item.truncate":
-                iid = obj.get("item_id")
-                iid = iid if isinstance(iid, str) else None
-                end = obj.get("audio_end_ms")
+                iid = ident(obj.get("item_id"))
+                # Untrusted: 1e308, NaN, "12", 1e400 (infinity) are no position in the audio.
+                end = number(obj.get("audio_end_ms"), 0, 1e10)
                 s.truncates.append(
                     TruncateSummary(
                         e.index, t, iid,
-                        float(end) if isinstance(end, (int, float)) else None,
+                        end,
                         self._audio_ms_by_item.get(iid or "", 0.0),
                     )
                 )
@@ -296,7 +297,7 @@ class Summarizer:
             r.t_end = t
             r.index_done = e.index
             if isinstance(resp, dict):
-                r.status = resp.get("status")
+                r.status = text_or_none(resp.get("status"))
                 r.status_details = resp.get("status_details")
                 if not r.transcript and not r.text:
                     self._fill_from_output(r, resp.get("output"))
@@ -347,7 +348,8 @@ class Summarizer:
                 continue
             if item.get("type") == "function_call" and not r.function_calls:
                 r.function_calls.append((str(item.get("name") or "?"), str(item.get("arguments") or "")))
-            for part in item.get("content") or []:
+            content = item.get("content")
+            for part in content if isinstance(content, list) else []:
                 if isinstance(part, dict):
                     if isinstance(part.get("transcript"), str) and not r.transcript:
                         r.transcript = part["transcript"]
@@ -377,16 +379,17 @@ class Summarizer:
     def finish(self, rec: Recording) -> SessionSummary:
         """Fill in what the header, handshake and close records say; returns the summary."""
         s = self.summary
-        h = rec.header or {}
+        h = clean_header(rec.header)
         s.model = h.get("model")
         s.url = h.get("url")
-        s.status = (rec.handshake or {}).get("status")
-        close = rec.close or {}
-        s.close_code = close.get("code")
-        s.close_reason = close.get("reason")
-        s.closed_by = close.get("closed_by")
+        hs = Handshake.from_record(rec.handshake)
+        s.status = hs.status if hs is not None else None
+        close = Close.from_record(rec.close)
+        s.close_code = close.code if close else None
+        s.close_reason = close.reason if close else None
+        s.closed_by = close.by if close else None
         s.truncated = rec.truncated
-        end_t = (close.get("t_ns") or 0) / 1e9
+        end_t = (close.t or 0.0) if close else 0.0
         s.duration_s = max(end_t, self._last_t)
         for r in s.responses:
             if not r.transcript and r._transcript_parts:
