@@ -90,7 +90,10 @@ def write_jsonl(path: str, out: TextIO, flt: Any = None, progress: Progress | No
                 continue
             # ASCII only: the exact text survives any pipe, and no control character
             # (ESC, U+009B, U+2028) reaches a terminal raw.
-            write(_message_line(ev.type, m))
+            if m.size > _BIG and isinstance(m.payload, (bytes, bytearray)):
+                _write_big(write, ev.type, m)
+            else:
+                write(_message_line(ev.type, m))
         close = Close.from_record(rec.close)
         end: dict[str, Any] = {
             "kind": "end",
@@ -114,6 +117,39 @@ _esc: Callable[[str], str] = encode_basestring_ascii  # what json.dumps uses for
 _b64: Callable[..., bytes] = binascii.b2a_base64
 _float_repr = float.__repr__  # how json.dumps writes a float
 _SIDE = {True: '"from": "client", ', False: '"from": "server", '}
+
+
+#: Messages larger than this are written a slice at a time (the same line): a
+#: crafted recording's 60 MiB messages are not copied whole five times over.
+_BIG = 4 << 20
+_SLICE = 3 << 20  # a multiple of 3: base64 of each slice joins into the base64 of all
+
+
+def _write_big(write: Callable[[str], Any], e_type: str | None, m: Message) -> None:
+    """Write what :func:`_message_line` returns for ``m`` (whose payload is one ``bytes``), in pieces."""
+    data = m.content
+    head = (
+        '{"kind": "message", "t": ' + _float_repr(m.t_ns / 1e9) + ", " + _SIDE[m.from_client]
+        + ('"opcode": "text", ' if m.is_text else '"opcode": "binary", ')
+        + '"size": ' + str(m.size) + ', "type": ' + ("null" if e_type is None else _esc(e_type))
+    )
+    tail = ', "redacted": true}\n' if m.redacted else "}\n"
+    text = None
+    if m.is_text:
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            text = None
+    if text is not None:
+        write(head + ', "text": "')
+        for i in range(0, len(text), _SLICE):
+            write(_esc(text[i : i + _SLICE])[1:-1])
+    else:
+        write(head + ', "base64": "')
+        view = memoryview(data)
+        for i in range(0, len(data), _SLICE):
+            write(_b64(view[i : i + _SLICE], newline=False).decode("ascii"))
+    write('"' + tail)
 
 
 def _message_line(e_type: str | None, m: Message) -> str:
