@@ -11,35 +11,41 @@ session, sequence number and the monotonic clock just before the send. The
 server (a ``websockets`` server in its own process: this script with
 ``--serve``) answers every append with a ``response.output_audio.delta`` of
 the same audio size that echoes the stamp. A session is thus 100 messages/s,
-50 each way, all ~1.3 KB JSON text frames.
+50 each way, all ~1.4 KB JSON text frames.
 
 Measured by the client, per delta: round trip = receive time - stamp (the
-monotonic clock is the same in every process on Linux). The first
-``--warmup`` seconds are left out of the percentiles. Delivered = deltas
-received / appends sent, counted until ``--grace`` seconds after the last
-append was due; an append still unsent by then (a proxy that stopped reading)
-counts against ``sent``. CPU = share of one core used by each process during
-the sending window (from /proc).
+monotonic clock is the same in every process on Linux), over every message
+after the first ``--warmup`` seconds: p50 and p99 over all sessions. Delivered
+= deltas received / appends sent, counted until ``--grace`` seconds after the
+last append was due: on loopback nothing is lost, so a share under 100% is a
+proxy whose backlog grew beyond the grace period. Lag = how late the client
+sent an append against its due time (the client keeping time). CPU = share of
+one core used by each process during the sending window (/proc), and "other":
+what the rest of the machine used meanwhile (other work: noise).
+
+The client load runs in ``--procs`` processes (asyncio in each, uvloop if
+installed); each session is websockets' sans-I/O client protocol on an asyncio
+transport, so a send is one write that never waits for the peer and a client
+process carries hundreds of sessions. The direct figures at each N show the
+floor: if the direct p99 exceeds ``--direct-warn-ms`` the script says so, as
+the proxies' figures at that N then include client, server or machine delays.
 
 For each N (``--sessions``) the set-ups run one after the other in a rotating
-order, each with a fresh server and a fresh proxy: direct, stock
-``mitmdump --mode reverse:... -q`` (all default addons, flows handled as
-stock) and ``rtproxy record`` (recordings in a temporary directory, removed
-at the end). The client load runs in ``--procs`` processes (asyncio in each,
-uvloop if installed) so the client is not the bottleneck; if the direct p99
-at some N exceeds ``--direct-warn-ms`` the script says so, as the figures of
-the proxies at that N then include client or machine delays. Once a set-up
-delivers under 50% at some N, its larger N are skipped.
+order (``--rounds`` times, medians shown), each with a fresh server and a
+fresh proxy: direct, stock ``mitmdump --mode reverse:... -q`` (all default
+addons, flows kept as stock does) and ``rtproxy record`` (its recordings, in a
+temporary directory, are counted and removed). Once a set-up delivers under
+50% of the messages at some N, its larger N are skipped.
 
-The bar: p99 added latency (p99 - direct p99 at the same N) under 10 ms with
-every message delivered. The script prints the largest N at the bar for each
-proxy.
+The bar: p99 added latency (p99 - direct p99 at the same N, same round) under
+10 ms with every message delivered. The script prints the largest N at the bar
+for each proxy.
 
 Run::
 
-    .venv/bin/python bench/bench_capacity.py                       # N=10,25,50,100,200, 10 s each; ~3-4 min
-    .venv/bin/python bench/bench_capacity.py --quick               # N=10,25, 5 s each
-    .venv/bin/python bench/bench_capacity.py --sessions 20,30,40 --seconds 10 --json
+    .venv/bin/python bench/bench_capacity.py              # N=10,25,50,100,200, 10 s each; ~3 min
+    .venv/bin/python bench/bench_capacity.py --quick      # N=10,25, 5 s each
+    .venv/bin/python bench/bench_capacity.py --sessions 4,6,8,10,12,15 --rounds 3 --json
 """
 
 from __future__ import annotations
@@ -56,7 +62,13 @@ import sys
 import time
 from array import array
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, cast
+
+from websockets.client import ClientProtocol
+from websockets.frames import Opcode
+from websockets.http11 import Response
+from websockets.protocol import State
+from websockets.uri import parse_uri
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -79,6 +91,7 @@ CHUNK = 960  # bytes of PCM16 24 kHz mono in 20 ms
 SETUPS = ("direct", "mitmdump", "rtproxy record")
 BAR_MS = 10.0
 HOPELESS = 0.5  # delivered share under which larger N are skipped
+NOISY = 0.3  # cores used by other work during a point above which it is marked
 
 
 def audio_chunks(n: int = 50, skip: int = 0) -> list[str]:
@@ -152,110 +165,182 @@ def _use_uvloop() -> bool:
     return True
 
 
-def _connect(url: str):  # type: ignore[no-untyped-def]
-    from websockets.asyncio.client import connect as ws_connect
+class _Session(asyncio.Protocol):
+    """One client session on websockets' sans-I/O protocol: a send is one
+    ``transport.write`` (never waits for the peer), a received frame costs
+    no task switch, so one client process carries many sessions."""
 
-    return ws_connect(url, compression=None, max_size=None, ping_interval=None, open_timeout=30,
-                      close_timeout=2)
+    def __init__(self, sid: int, url: str, n_warm: int, rtt: array) -> None:
+        self.sid, self.n_warm, self.rtt = sid, n_warm, rtt
+        self.proto = ClientProtocol(parse_uri(url), max_size=None)  # no extensions: no compression
+        self.prefix = b'{"type":"input_audio_buffer.append","event_id":"evt_%d_' % sid
+        self.key = b'"event_id":"evt_%d_' % sid
+        loop = asyncio.get_running_loop()
+        self.opened: asyncio.Future[None] = loop.create_future()
+        self.closed: asyncio.Future[None] = loop.create_future()
+        self.transport: asyncio.Transport | None = None
+        self.sent = self.received = self.bad = 0
+        self.partial: bytearray | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+        self.proto.send_request(self.proto.connect())
+        self._flush()
+
+    def _flush(self) -> None:
+        t = self.transport
+        if t is None or t.is_closing():
+            return
+        for data in self.proto.data_to_send():
+            if data:
+                t.write(data)
+            elif t.can_write_eof():
+                t.write_eof()
+
+    def send(self, seq: int, now_ns: int, audio: bytes) -> bool:
+        if self.transport is None or self.transport.is_closing() or not self.opened.done():
+            return False
+        self.proto.send_text(b'%s%d_%d","audio":"%s"}' % (self.prefix, seq, now_ns, audio))
+        self._flush()
+        self.sent += 1
+        return True
+
+    def data_received(self, data: bytes) -> None:
+        now_ns = time.monotonic_ns()
+        self.proto.receive_data(data)
+        for ev in self.proto.events_received():
+            if isinstance(ev, Response):
+                if not self.opened.done():
+                    if self.proto.handshake_exc is not None:
+                        self.opened.set_exception(self.proto.handshake_exc)
+                    else:
+                        self.opened.set_result(None)
+                continue
+            if ev.opcode is Opcode.TEXT:
+                if ev.fin:
+                    self._message(bytes(ev.data), now_ns)
+                else:
+                    self.partial = bytearray(ev.data)
+            elif ev.opcode is Opcode.CONT and self.partial is not None:
+                self.partial += ev.data
+                if ev.fin:
+                    self._message(bytes(self.partial), now_ns)
+                    self.partial = None
+        self._flush()
+
+    def _message(self, msg: bytes, now_ns: int) -> None:
+        i = msg.find(self.key)
+        if i < 0:
+            self.bad += 1
+            return
+        i += len(self.key)
+        seq, t_ns = msg[i:msg.index(b'"', i)].split(b"_")
+        self.received += 1
+        if int(seq) >= self.n_warm:
+            self.rtt.append((now_ns - int(t_ns)) / 1e6)
+
+    def eof_received(self) -> bool | None:
+        self.proto.receive_eof()
+        self._flush()
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.opened.done():
+            self.opened.set_exception(exc or ConnectionError("closed during the handshake"))
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+    def close(self) -> None:
+        if self.transport is not None and not self.transport.is_closing() and self.proto.state is State.OPEN:
+            self.proto.send_close(1000)
+            self._flush()
 
 
-async def _worker_main(conn: Any, url: str, sessions: list[int], n_total: int, args: dict[str, Any]) -> dict:
+async def _worker_main(conn: Any, port: int, sessions: list[int], n_total: int, args: dict[str, Any]) -> dict:
+    """Connect this process's sessions, wait for the common start time, run the schedule."""
     seconds, warmup, grace = args["seconds"], args["warmup"], args["grace"]
     n_msgs = int(round(seconds / PERIOD))
     n_warm = int(round(warmup / PERIOD))
-    chunks = audio_chunks(50)
-    rtt = array("d")
-    lag = array("d")
-    res: dict[str, Any] = {"sent": 0, "received": 0, "bad": 0, "errors": [], "connected": 0}
-
+    chunks = [c.encode() for c in audio_chunks(50)]
+    rtt: array = array("d")
+    lag: array = array("d")
+    errors: list[str] = []
+    loop = asyncio.get_running_loop()
     sem = asyncio.Semaphore(20)
 
-    async def open_one(sid: int):  # type: ignore[no-untyped-def]
+    async def open_one(sid: int) -> _Session | None:
+        sess = _Session(sid, f"ws://127.0.0.1:{port}/v1/realtime?model=gpt-realtime&s={sid}", n_warm, rtt)
         async with sem:
             try:
-                return await _connect(f"{url}/v1/realtime?model=gpt-realtime&s={sid}")
-            except Exception as exc:  # noqa: BLE001 - counted, the session's messages count as lost
-                res["errors"].append(f"connect {sid}: {type(exc).__name__}: {exc}")
+                await asyncio.wait_for(loop.create_connection(lambda: sess, "127.0.0.1", port), 30)
+                await asyncio.wait_for(sess.opened, 30)
+                return sess
+            except Exception as exc:  # noqa: BLE001 - counted: the session's messages are lost
+                errors.append(f"connect {sid}: {type(exc).__name__}: {exc}")
+                if sess.transport is not None:
+                    sess.transport.abort()
                 return None
 
-    conns = await asyncio.gather(*(open_one(s) for s in sessions))
-    res["connected"] = sum(c is not None for c in conns)
-    conn.send(("ready", res["connected"]))
+    opened = await asyncio.gather(*(open_one(s) for s in sessions))
+    live = [s for s in opened if s is not None]
+    conn.send(("ready", len(live)))
     if not conn.poll(120):
         raise TimeoutError("no start time from the parent")
     t0 = conn.recv()
     deadline = t0 + PERIOD + seconds + grace
     deadline_ns = int(deadline * 1e9)
 
-    async def sender(ws, sid: int, start: float) -> None:  # type: ignore[no-untyped-def]
-        prefix = '{"type":"input_audio_buffer.append","event_id":"evt_%d_' % sid
-        mono, mono_ns, sleep = time.monotonic, time.monotonic_ns, asyncio.sleep
-        for seq in range(n_msgs):
-            due = start + seq * PERIOD
-            delay = due - mono()
-            if delay > 0:
-                await sleep(delay)
-            now_ns = mono_ns()
-            if now_ns > deadline_ns:
-                return
-            await ws.send(f'{prefix}{seq}_{now_ns}","audio":"{chunks[seq % 50]}"}}')
-            res["sent"] += 1
-            if seq >= n_warm:
-                lag.append(now_ns / 1e9 - due)
+    # The schedule: session s sends chunk k at t0 + PERIOD * (s / n_total + k). All
+    # sessions have the same period, so the due times come in a fixed cyclic order.
+    order = sorted(live, key=lambda s: s.sid)
+    offsets = [PERIOD * s.sid / n_total for s in order]
+    mono, mono_ns = time.monotonic, time.monotonic_ns
+    k = j = burst = 0
+    while order and k < n_msgs:
+        due = t0 + offsets[j] + k * PERIOD
+        delay = due - mono()
+        if delay > 0:
+            await asyncio.sleep(delay)
+            burst = 0
+        elif (burst := burst + 1) >= 64:  # behind schedule: still let the replies in
+            await asyncio.sleep(0)
+            burst = 0
+        now_ns = mono_ns()
+        if now_ns > deadline_ns:
+            break
+        if order[j].send(k, now_ns, chunks[k % 50]) and k >= n_warm:
+            lag.append(now_ns / 1e9 - due)
+        j += 1
+        if j == len(order):
+            j, k = 0, k + 1
 
-    async def receiver(ws, sid: int) -> None:  # type: ignore[no-untyped-def]
-        mono_ns = time.monotonic_ns
-        key = '"event_id":"evt_%d_' % sid
-        got = 0
-        async with asyncio.timeout_at(deadline):
-            while got < n_msgs:
-                msg = await ws.recv()
-                now_ns = mono_ns()
-                i = msg.find(key) if isinstance(msg, str) else -1
-                if i < 0:
-                    res["bad"] += 1
-                    continue
-                i += len(key)
-                seq_s, t_s = msg[i:msg.index('"', i)].split("_")
-                got += 1
-                res["received"] += 1
-                if int(seq_s) >= n_warm:
-                    rtt.append((now_ns - int(t_s)) / 1e6)
-
-    async def session(ws, sid: int) -> None:  # type: ignore[no-untyped-def]
-        start = t0 + PERIOD * sid / n_total
-        tasks = [asyncio.create_task(sender(ws, sid, start)), asyncio.create_task(receiver(ws, sid))]
-        try:
-            for t in tasks:
-                try:
-                    await t
-                except (TimeoutError, asyncio.TimeoutError):
-                    pass
-                except Exception as exc:  # noqa: BLE001 - a closed connection: the rest is lost
-                    if len(res["errors"]) < 20:
-                        res["errors"].append(f"session {sid}: {type(exc).__name__}: {exc}")
-        finally:
-            for t in tasks:
-                t.cancel()
-
-    await asyncio.gather(*(session(ws, sid) for ws, sid in zip(conns, sessions) if ws is not None))
-
-    async def close(ws) -> None:  # type: ignore[no-untyped-def]
-        try:
-            await asyncio.wait_for(ws.close(), 3)
-        except Exception:  # noqa: BLE001 - an overloaded proxy: drop the connection
-            ws.transport.abort()
-
-    await asyncio.gather(*(close(ws) for ws in conns if ws is not None))
-    res["rtt"] = rtt
-    res["lag"] = lag
-    return res
+    # Wait for the last deltas, at most until the deadline.
+    while mono() < deadline and any(s.received < s.sent for s in live):
+        await asyncio.sleep(0.01)
+    for s in live:
+        s.close()
+    try:
+        await asyncio.wait_for(asyncio.gather(*(s.closed for s in live)), 3)
+    except (TimeoutError, asyncio.TimeoutError):
+        pass
+    for s in live:
+        if s.transport is not None and not s.closed.done():
+            s.transport.abort()
+    return {
+        "connected": len(live),
+        "sent": sum(s.sent for s in live),
+        "received": sum(s.received for s in live),
+        "bad": sum(s.bad for s in live),
+        "errors": errors[:20],
+        "rtt": rtt,
+        "lag": lag,
+    }
 
 
-def _worker(conn: Any, url: str, sessions: list[int], n_total: int, args: dict[str, Any]) -> None:
+def _worker(conn: Any, port: int, sessions: list[int], n_total: int, args: dict[str, Any]) -> None:
     _use_uvloop()
     try:
-        res = asyncio.run(_worker_main(conn, url, sessions, n_total, args))
+        res = asyncio.run(_worker_main(conn, port, sessions, n_total, args))
         conn.send(("done", res))
     except Exception as exc:  # noqa: BLE001 - reported by the parent
         conn.send(("failed", f"{type(exc).__name__}: {exc}"))
@@ -272,6 +357,33 @@ def _cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _children(pid: int) -> list[int]:
+    out: list[int] = []
+    try:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            out += [int(k) for k in (task / "children").read_text().split()]
+    except OSError:
+        pass
+    return out
+
+
+_cpu_s_own = _cpu_s
+
+
+def _proxy_cpu_s(pid: int) -> float:
+    """CPU seconds of the proxy with its child processes (``rtproxy record
+    --workers``). A caller that replaced ``_cpu_s`` counts the tree itself."""
+    if _cpu_s is not _cpu_s_own:
+        return _cpu_s(pid)
+    return _cpu_s(pid) + sum(_cpu_s(k) for k in _children(pid))
+
+
+def _busy_s() -> float:
+    """CPU time the whole machine spent busy (all cores, seconds), from /proc/stat."""
+    f = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    return (sum(f) - f[3] - f[4]) / os.sysconf("SC_CLK_TCK")
+
+
 def run_load(target: Target, server_pid: int, n: int, args: argparse.Namespace) -> dict[str, Any]:
     """N sessions through target; the client load split over worker processes."""
     ctx = mp.get_context("spawn")
@@ -280,14 +392,14 @@ def run_load(target: Target, server_pid: int, n: int, args: argparse.Namespace) 
     workers = []
     for w in range(n_procs):
         parent, child = ctx.Pipe()
-        p = ctx.Process(target=_worker, args=(child, target.url(""), list(range(w, n, n_procs)), n, wargs),
+        p = ctx.Process(target=_worker, args=(child, target.port, list(range(w, n, n_procs)), n, wargs),
                         daemon=True)
         p.start()
         child.close()
         workers.append((p, parent))
     try:
         connected = 0
-        for p, c in workers:
+        for _, c in workers:
             if not c.poll(120):
                 raise TimeoutError("a client process did not connect its sessions in 120 s")
             kind, val = c.recv()
@@ -297,18 +409,27 @@ def run_load(target: Target, server_pid: int, n: int, args: argparse.Namespace) 
         t0 = time.monotonic() + 0.3
         for _, c in workers:
             c.send(t0)
-        pids = {"proxy": target.pid, "server": server_pid, "client": None}
+        # CPU over the sending window after the warm-up: proxy, server, each client process.
+        pids = {"server": server_pid, **({"proxy": target.pid} if target.pid != server_pid else {})}
+        pids.update({f"client{i}": p.pid for i, (p, _) in enumerate(workers) if p.pid})
         time.sleep(max(0.0, t0 + args.warmup - time.monotonic()))
-        before = {k: _cpu_s(v) for k, v in pids.items() if v}
-        before_client = sum(_cpu_s(p.pid) for p, _ in workers if p.pid)
-        t_a = time.monotonic()
+        def cpu_of(key: str, pid: int) -> float:
+            return _proxy_cpu_s(pid) if key == "proxy" else _cpu_s(pid)
+
+        before = {k: cpu_of(k, v) for k, v in pids.items()}
+        busy_a, t_a = _busy_s(), time.monotonic()
         time.sleep(max(0.0, t0 + args.seconds - time.monotonic()))
-        t_b = time.monotonic()
-        cpu = {k: (_cpu_s(v) - before[k]) / (t_b - t_a) for k, v in pids.items() if v}
-        cpu["client"] = (sum(_cpu_s(p.pid) for p, _ in workers if p.pid) - before_client) / (t_b - t_a)
+        busy_b, t_b = _busy_s(), time.monotonic()
+        per = {k: (cpu_of(k, v) - before[k]) / (t_b - t_a) for k, v in pids.items()}
+        clients = [v for k, v in per.items() if k.startswith("client")]
+        cpu = {k: v for k, v in per.items() if not k.startswith("client")}
+        cpu["client"] = sum(clients)
+        cpu["client_max"] = max(clients, default=0.0)
+        # Everything else the machine did meanwhile (other work, this script's parent): noise.
+        cpu["other"] = max(0.0, (busy_b - busy_a) / (t_b - t_a) - sum(per.values()))
         results = []
         limit = args.seconds + args.grace + 30
-        for p, c in workers:
+        for _, c in workers:
             if not c.poll(max(1.0, t0 + limit - time.monotonic())):
                 raise TimeoutError("a client process did not finish")
             kind, val = c.recv()
@@ -349,8 +470,10 @@ def run_load(target: Target, server_pid: int, n: int, args: argparse.Namespace) 
 
 
 @contextlib.contextmanager
-def setup(name: str, wd: Path, tag: str) -> Iterator[tuple[Target, int]]:
-    """A fresh server and, unless direct, a fresh proxy in front of it."""
+def setup(name: str, wd: Path, tag: str, info: dict[str, Any]) -> Iterator[tuple[Target, int]]:
+    """A fresh server and, unless direct, a fresh proxy in front of it. For
+    rtproxy record, ``info`` gets the number and size of the files it wrote
+    (counted once it has stopped, then deleted)."""
     with delta_server(wd) as srv:
         if name == "direct":
             yield srv, srv.pid or 0
@@ -362,6 +485,9 @@ def setup(name: str, wd: Path, tag: str) -> Iterator[tuple[Target, int]]:
             try:
                 with rtproxy_record(srv.port, wd, out) as t:
                     yield t, srv.pid or 0
+                files = list(out.glob("*.rtrec"))
+                info["recordings"] = len(files)
+                info["recorded_bytes"] = sum(f.stat().st_size for f in files)
             finally:
                 shutil.rmtree(out, ignore_errors=True)
 
@@ -372,61 +498,109 @@ def _fmt(v: float | None, f: str = ".2f") -> str:
     return "-" if v is None else format(v, f)
 
 
-def at_bar(r: dict[str, Any], direct: dict[str, Any] | None) -> bool:
-    if direct is None or r.get("skipped") or r["rtt_p99_ms"] is None or direct["rtt_p99_ms"] is None:
-        return False
-    return (r["received"] == r["scheduled"] and r["sent"] == r["scheduled"]
-            and r["rtt_p99_ms"] - direct["rtt_p99_ms"] < BAR_MS)
+def _med(values: list[float | None]) -> float | None:
+    vals = [v for v in values if v is not None]
+    return median(vals) if vals else None
+
+
+def summarize(n: int, name: str, rounds: list[dict[str, Any]], direct: list[dict[str, Any]]) -> dict[str, Any]:
+    """One row: medians over rounds; added p99 against the direct run of the same round."""
+    added = []
+    for r in rounds:
+        d = next((x for x in direct if x["round"] == r["round"]), None)
+        if name != "direct" and d and r["rtt_p99_ms"] is not None and d["rtt_p99_ms"] is not None:
+            added.append(r["rtt_p99_ms"] - d["rtt_p99_ms"])
+    sent = sum(r["sent"] for r in rounds)
+    return {
+        "sessions": n,
+        "setup": name,
+        "rounds": len(rounds),
+        "rtt_p50_ms": _med([r["rtt_p50_ms"] for r in rounds]),
+        "rtt_p99_ms": _med([r["rtt_p99_ms"] for r in rounds]),
+        "rtt_p99_ms_min": min((r["rtt_p99_ms"] for r in rounds if r["rtt_p99_ms"] is not None), default=None),
+        "rtt_p99_ms_max": max((r["rtt_p99_ms"] for r in rounds if r["rtt_p99_ms"] is not None), default=None),
+        "added_p99_ms": _med(added) if added else None,
+        "delivered": sum(r["received"] for r in rounds) / sent if sent else 0.0,
+        "all_delivered": all(r["received"] == r["sent"] == r["scheduled"] for r in rounds),
+        "send_lag_p99_ms": _med([r["send_lag_p99_ms"] for r in rounds]),
+        "cpu": {k: median([r["cpu"][k] for r in rounds]) for k in rounds[0]["cpu"]},
+        "skipped": False,
+        "per_round": rounds,
+    }
+
+
+def at_bar(row: dict[str, Any]) -> bool:
+    return (not row["skipped"] and row["all_delivered"] and row["added_p99_ms"] is not None
+            and row["added_p99_ms"] < BAR_MS)
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     log = sys.stderr if args.json else sys.stdout
     started = time.monotonic()
     meta = {"machine": machine_line(), "seconds": args.seconds, "warmup": args.warmup, "grace": args.grace,
-            "procs": args.procs, "uvloop": _uvloop_available(), "sessions": args.sessions}
+            "rounds": args.rounds, "procs": args.procs, "uvloop": _uvloop_available(),
+            "sessions": args.sessions, "bar_added_p99_ms": BAR_MS}
     print(meta["machine"], file=log)
-    print(f"{args.seconds:g} s per point, {args.procs} client processes"
+    print(f"{args.seconds:g} s per point, {args.rounds} round(s), {args.procs} client processes"
           f"{' (uvloop)' if meta['uvloop'] else ''}, grace {args.grace:g} s", file=log, flush=True)
-    results: list[dict[str, Any]] = []
+    rows: list[dict[str, Any]] = []
+    warnings: list[str] = []
     hopeless: dict[str, int] = {}
+    k = 0
     with workdir() as wd:
-        for i, n in enumerate(args.sessions):
-            order = list(SETUPS[i % 3:] + SETUPS[:i % 3])
-            for name in order:
-                if name in hopeless:
+        for n in args.sessions:
+            raw: dict[str, list[dict[str, Any]]] = {name: [] for name in SETUPS}
+            for rnd in range(args.rounds):
+                order = list(SETUPS[k % 3:] + SETUPS[:k % 3])  # rotate so no set-up always runs first
+                k += 1
+                for name in order:
+                    if name in hopeless:
+                        continue
+                    info: dict[str, Any] = {}
+                    with setup(name, wd, f"{n}-{rnd}", info) as (t, server_pid):
+                        r = run_load(t, server_pid, n, args)
+                    r["round"] = rnd
+                    r.update(info)
+                    raw[name].append(r)
+                    cpu = r["cpu"]
+                    print(f"N={n:>4} round {rnd + 1} {name:<15} p50 {_fmt(r['rtt_p50_ms'])} ms, "
+                          f"p99 {_fmt(r['rtt_p99_ms'])} ms, delivered {r['received']:,}/{r['sent']:,} "
+                          f"(sent {r['sent']:,}/{r['scheduled']:,}), send lag p99 {_fmt(r['send_lag_p99_ms'])} ms, "
+                          f"CPU proxy {_fmt(cpu.get('proxy'), '.0%')} server {cpu['server']:.0%} "
+                          f"client {cpu['client']:.0%} (max/process {cpu['client_max']:.0%}) other {cpu['other']:.0%}"
+                          + (f"; {r['recordings']} recordings, {r['recorded_bytes'] / 1e6:.1f} MB"
+                             if "recordings" in r else "")
+                          + (f"; errors: {r['errors'][0]}" if r["errors"] else ""), file=log, flush=True)
+                    if name != "direct" and r["received"] < HOPELESS * r["scheduled"]:
+                        hopeless[name] = n
+            for name in SETUPS:
+                if raw[name]:
+                    rows.append(summarize(n, name, raw[name], raw["direct"]))
+                else:
+                    rows.append({"sessions": n, "setup": name, "skipped": True,
+                                 "reason": f"delivered < {HOPELESS:.0%} at N={hopeless[name]}"})
                     print(f"N={n:>4} {name:<15} skipped (delivered < {HOPELESS:.0%} at N={hopeless[name]})",
                           file=log, flush=True)
-                    results.append({"sessions": n, "setup": name, "skipped": True})
-                    continue
-                with setup(name, wd, f"{n}") as (t, server_pid):
-                    r = run_load(t, server_pid, n, args)
-                results.append(r)
-                if r["delivered"] * r["sent_share"] < HOPELESS:
-                    hopeless[name] = n
-                cpu = r["cpu"]
-                print(f"N={n:>4} {name:<15} p50 {_fmt(r['rtt_p50_ms'])} ms, p99 {_fmt(r['rtt_p99_ms'])} ms, "
-                      f"delivered {r['received']:,}/{r['sent']:,} (sent {r['sent']:,}/{r['scheduled']:,}), "
-                      f"send lag p99 {_fmt(r['send_lag_p99_ms'])} ms, CPU proxy "
-                      f"{cpu.get('proxy', 0):.0%} server {cpu['server']:.0%} client {cpu['client']:.0%}"
-                      + (f"; errors: {r['errors'][0]}" if r["errors"] else ""), file=log, flush=True)
-            d = _find(results, n, "direct")
-            if d and d.get("rtt_p99_ms") is not None and d["rtt_p99_ms"] > args.direct_warn_ms:
-                print(f"warning: direct p99 at N={n} is {d['rtt_p99_ms']:.1f} ms (> {args.direct_warn_ms:g} ms): "
-                      "the client or the machine adds delay at this N", file=log, flush=True)
+            d = _find(rows, n, "direct")
+            if d and not d["skipped"]:
+                if d["rtt_p99_ms"] is not None and d["rtt_p99_ms"] > args.direct_warn_ms:
+                    warnings.append(f"direct p99 at N={n} is {d['rtt_p99_ms']:.1f} ms (> {args.direct_warn_ms:g} ms): "
+                                    "the client, the server or other work on the machine adds delay at this N")
+                    print("warning: " + warnings[-1], file=log, flush=True)
+                if d["cpu"]["client_max"] > 0.8:
+                    warnings.append(f"a client process used {d['cpu']['client_max']:.0%} of a core at N={n} (direct): "
+                                    "more --procs")
+                    print("warning: " + warnings[-1], file=log, flush=True)
     best: dict[str, int | None] = {}
     for name in SETUPS[1:]:
-        ok = [n for n in args.sessions if at_bar(_find(results, n, name) or {"skipped": True},
-                                                 _find(results, n, "direct"))]
+        ok = [n for n in args.sessions if at_bar(_find(rows, n, name) or {"skipped": True})]
         best[name] = max(ok) if ok else None
-    return {"meta": meta, "results": results, "largest_n_at_bar": best,
+    return {"meta": meta, "points": rows, "largest_n_at_bar": best, "warnings": warnings,
             "wall_s": round(time.monotonic() - started, 1)}
 
 
-def _find(results: list[dict[str, Any]], n: int, name: str) -> dict[str, Any] | None:
-    for r in results:
-        if r["sessions"] == n and r["setup"] == name:
-            return r
-    return None
+def _find(rows: list[dict[str, Any]], n: int, name: str) -> dict[str, Any] | None:
+    return next((r for r in rows if r["sessions"] == n and r["setup"] == name), None)
 
 
 def _uvloop_available() -> bool:
@@ -437,33 +611,55 @@ def _uvloop_available() -> bool:
     return True
 
 
+def _ms(v: float | None, sign: str = "") -> str:
+    """Milliseconds with 3 significant digits or so: 0.42, 12.8, 2688."""
+    if v is None:
+        return "-"
+    digits = 2 if abs(v) < 10 else 1 if abs(v) < 100 else 0
+    return format(v, f"{sign}.{digits}f")
+
+
 def print_table(out: dict[str, Any]) -> None:
-    results = out["results"]
+    meta = out["meta"]
+    spread = meta["rounds"] > 1
     print()
-    print("RTT = append sent -> its delta received, percentiles over every message after the warm-up; "
-          "added = p99 - direct p99 at the same N; delivered = deltas received / appends sent; "
-          "CPU = share of one core")
-    hdr = (f"{'sessions':>8}  {'setup':<15}{'RTT p50 ms':>11}{'RTT p99 ms':>11}{'added p99':>10}"
-           f"{'delivered':>11}{'proxy CPU':>10}{'client CPU':>11}")
-    print(hdr)
-    print("-" * len(hdr))
-    for r in results:
-        n = r["sessions"]
-        if r.get("skipped"):
-            print(f"{n:>8}  {r['setup']:<15}{'skipped':>11}")
+    print(f"RTT = append sent -> its delta received, over every message after the first {meta['warmup']:g} s; "
+          "added = p99 - direct p99 (same N, same round);")
+    print("delivered = deltas received / appends sent; lag = send time - due time (client); "
+          "CPU = share of one core during the sending window, other = the rest of the machine"
+          + (f"; medians of {meta['rounds']} rounds, p99 [min..max]" if spread else ""))
+    head = ["sessions", "setup", "RTT p50 ms", "RTT p99 ms", "added p99", "delivered", "lag p99",
+            "proxy CPU", "server", "client", "other"]
+    lines = [head]
+    for r in out["points"]:
+        if r["skipped"]:
+            lines.append([str(r["sessions"]), r["setup"], f"skipped ({r['reason']})"])
             continue
-        d = _find(results, n, "direct")
-        added = (r["rtt_p99_ms"] - d["rtt_p99_ms"]) if (d and r["setup"] != "direct" and r["rtt_p99_ms"] is not None
-                                                        and d["rtt_p99_ms"] is not None) else None
-        share = f"{r['delivered']:.1%}" + ("" if r["sent"] == r["scheduled"] else "*")
-        proxy_cpu = f"{r['cpu']['proxy']:.0%}" if "proxy" in r["cpu"] else "-"
-        print(f"{n:>8}  {r['setup']:<15}{_fmt(r['rtt_p50_ms']):>11}{_fmt(r['rtt_p99_ms']):>11}"
-              f"{_fmt(added, '+.2f'):>10}{share:>11}{proxy_cpu:>10}{r['cpu']['client']:>11.0%}")
-    if any(not r.get("skipped") and r["sent"] != r["scheduled"] for r in results):
-        print("* some appends were never sent: the proxy stopped reading (see sent in --json)")
+        p99 = _ms(r["rtt_p99_ms"])
+        if spread:
+            p99 += f" [{_ms(r['rtt_p99_ms_min'])}..{_ms(r['rtt_p99_ms_max'])}]"
+        share = f"{r['delivered']:.1%}" + ("" if all(x["sent"] == x["scheduled"] for x in r["per_round"]) else "*")
+        cpu = r["cpu"]
+        lines.append([str(r["sessions"]), r["setup"], _ms(r["rtt_p50_ms"]), p99, _ms(r["added_p99_ms"], "+"),
+                      share, _ms(r["send_lag_p99_ms"]), _fmt(cpu.get("proxy"), ".0%"), f"{cpu['server']:.0%}",
+                      f"{cpu['client']:.0%}", f"{cpu['other']:.0%}" + ("!" if cpu["other"] > NOISY else "")])
+    widths = [max(len(line[i]) for line in lines if len(line) > i and len(line) == len(head)) for i in range(len(head))]
+    for j, line in enumerate(lines):
+        if len(line) < len(head):  # a skipped point
+            print(f"{line[0]:>{widths[0]}}  {line[1]:<{widths[1]}}  {line[2]}")
+        else:
+            print("  ".join(c.ljust(w) if i == 1 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths))))
+        if j == 0:
+            print("-" * (sum(widths) + 2 * (len(widths) - 1)))
+    if any(not r["skipped"] and r["cpu"]["other"] > NOISY for r in out["points"]):
+        print(f"! other work used more than {NOISY:.0%} of a core during the point: its figures are noisy")
+    if any(not r["skipped"] and any(x["sent"] != x["scheduled"] for x in r["per_round"]) for r in out["points"]):
+        print("* some appends were never sent (a connection failed; see --json)")
+    for w in out["warnings"]:
+        print("warning: " + w)
     print()
     print(f"largest N with p99 added < {BAR_MS:g} ms and 100% delivered "
-          f"(of N = {', '.join(map(str, out['meta']['sessions']))}):")
+          f"(of N = {', '.join(map(str, meta['sessions']))}):")
     for name, n in out["largest_n_at_bar"].items():
         print(f"  {name:<15} {n if n is not None else 'none'}")
     print(f"wall time {out['wall_s']:.0f} s")
@@ -474,6 +670,7 @@ def main() -> None:
     ap.add_argument("--sessions", default="10,25,50,100,200", help="comma-separated N (default %(default)s)")
     ap.add_argument("--seconds", type=float, default=10.0, help="sending time per point (default %(default)s)")
     ap.add_argument("--warmup", type=float, default=1.0, help="first seconds left out of the percentiles")
+    ap.add_argument("--rounds", type=int, default=1, help="repeats of every point, interleaved (medians shown)")
     ap.add_argument("--grace", type=float, default=2.0, help="seconds to wait for deltas after the last append")
     ap.add_argument("--procs", type=int, default=max(2, os.cpu_count() or 2), help="client processes")
     ap.add_argument("--direct-warn-ms", type=float, default=3.0, help="warn when direct p99 exceeds this")
@@ -487,8 +684,8 @@ def main() -> None:
     if args.quick:
         args.sessions, args.seconds = "10,25", 5.0
     args.sessions = sorted({int(x) for x in str(args.sessions).split(",") if x.strip()})
-    if not args.sessions or min(args.sessions) < 1 or args.seconds <= args.warmup:
-        ap.error("--sessions needs positive N and --seconds must exceed --warmup")
+    if not args.sessions or min(args.sessions) < 1 or args.seconds <= args.warmup or args.rounds < 1:
+        ap.error("--sessions needs positive N, --rounds at least 1, and --seconds must exceed --warmup")
     out = run(args)
     if args.json:
         print(json.dumps(out, indent=2))
