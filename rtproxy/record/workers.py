@@ -103,7 +103,7 @@ def listening_sockets(host: str, port: int, n: int) -> list[list[socket.socket]]
     try:
         # A plain bind first: it fails if anything listens there, even another
         # rtproxy whose sockets allow SO_REUSEPORT (the kernel would share the port).
-        probes = []
+        probes: list[socket.socket] = []
         try:
             for family, addr in addrs:
                 if port == 0 and probes:
@@ -114,7 +114,7 @@ def listening_sockets(host: str, port: int, n: int) -> list[list[socket.socket]]
             for p in probes:
                 p.close()
         for _ in range(n):
-            row = []
+            row: list[socket.socket] = []
             made.append(row)
             for family, addr in addrs:
                 # Bound, not listening: the kernel hands connections only to listening
