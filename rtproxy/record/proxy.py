@@ -196,7 +196,15 @@ async def _run(cfg: RecordConfig, on_ready: Callable[[], None], on_end: Callable
 
         for sig in cfg.stop_signals:
             loop.add_signal_handler(sig, on_signal)
-        await m.run()
+        try:
+            await m.run()
+        finally:
+            # Take the handlers off before the loop closes its wakeup pipe: a late
+            # SIGTERM would otherwise print "Bad file descriptor" from the signal module.
+            # Late ones are ignored: every session is being closed out already.
+            for sig in cfg.stop_signals:
+                loop.remove_signal_handler(sig)
+                signal.signal(sig, signal.SIG_IGN)
     except BaseException:
         # Could not start (a port in use, a bad option): no empty --out-dir is left behind.
         recorder.remove_unused_dirs()
