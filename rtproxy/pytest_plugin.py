@@ -443,21 +443,11 @@ class RtproxyFixture:
         return ""
 
     def _finish_recording(self) -> str:
-        from rtproxy.errors import RecordingError
-        from rtproxy.io.format import open_recording
+        from rtproxy.io.format import is_complete as complete
 
         proc, out_dir = self._recorder, self._record_dir
         assert proc is not None and out_dir is not None
         self._recorder = None
-
-        def complete(path: Path) -> bool:
-            try:
-                with open_recording(path) as r:
-                    for _ in r.messages():
-                        pass
-                    return not r.recording.truncated
-            except RecordingError:
-                return False
 
         deadline = time.monotonic() + RECORD_GRACE_S
         while time.monotonic() < deadline and not all(complete(p) for p in out_dir.glob("*.rtrec")):

@@ -89,15 +89,9 @@ class Recorder:
 
 
 def _complete(path: Path) -> bool:
-    from rtproxy.io.format import RecordingError, open_recording
+    from rtproxy.io.format import is_complete
 
-    try:
-        with open_recording(path) as r:
-            for _ in r.messages():
-                pass
-            return not r.recording.truncated
-    except RecordingError:
-        return False
+    return is_complete(path)
 
 
 @pytest.fixture

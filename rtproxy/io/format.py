@@ -65,6 +65,7 @@ __all__ = [
     "RecordingWriter",
     "RecordingReader",
     "open_recording",
+    "is_complete",
     "start_recording",
     "recording_filename",
     "split_base64_audio",
@@ -748,6 +749,17 @@ def recording_filename(started: float, model: str | None) -> tuple[str, str]:
     stamp = datetime.fromtimestamp(started or 0, timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     safe = _UNSAFE_NAME.sub("_", model or "session")[:60]
     return f"{stamp}-{safe}-{short}.rtrec", short
+
+
+def is_complete(path: str | os.PathLike[str]) -> bool:
+    """Whether the file reads to its end record (a finished session), without raising."""
+    try:
+        with open_recording(path) as r:
+            for _ in r.messages():
+                pass
+            return not r.recording.truncated
+    except RecordingError:
+        return False
 
 
 def open_recording(path: str | os.PathLike[str]) -> RecordingReader:
