@@ -19,10 +19,6 @@ import click
 from rtproxy import __version__
 from rtproxy.cli.common import Exit, fail
 from rtproxy.errors import RtproxyError
-from rtproxy.cli.diff import diff
-from rtproxy.cli.export import export, redact
-from rtproxy.cli.import_cmd import import_cmd
-from rtproxy.cli.replay import replay
 from rtproxy.export.jsonl import write_jsonl
 from rtproxy.export.textsafe import visible
 from rtproxy.io.format import RecordingError, open_recording
@@ -32,7 +28,33 @@ from rtproxy.view.timeline import AudioTotals, annotate
 __all__ = ["main", "cli", "Exit"]
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _LazyGroup(click.Group):
+    """Commands defined in other modules are imported when they are run (or listed by
+    ``--help``): ``rtproxy show`` does not load what ``diff``, ``check`` or ``replay`` need."""
+
+    #: command name -> (module, attribute)
+    LAZY = {
+        "replay": ("rtproxy.cli.replay", "replay"),
+        "diff": ("rtproxy.cli.diff", "diff"),
+        "export": ("rtproxy.cli.export", "export"),
+        "redact": ("rtproxy.cli.export", "redact"),
+        "import": ("rtproxy.cli.import_cmd", "import_cmd"),
+        "check": ("rtproxy.cli.check", "check"),
+    }
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.LAZY})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in self.LAZY:
+            import importlib
+
+            module, attr = self.LAZY[cmd_name]
+            self.add_command(getattr(importlib.import_module(module), attr), cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="rtproxy")
 def cli() -> None:
     """Record, replay, diff and export OpenAI Realtime API WebSocket sessions.
@@ -240,12 +262,6 @@ def _show_text(file: str, flt: Any = None) -> None:
     with timeline:
         timeline.seek(0)
         shutil.copyfileobj(timeline, out, 1 << 20)
-
-
-from rtproxy.cli.check import check  # noqa: E402
-
-for _command in (replay, diff, export, redact, import_cmd, check):
-    cli.add_command(_command)
 
 
 def _tolerant_streams() -> None:
