@@ -46,8 +46,8 @@ def test_message_line_is_json_dumps_byte_for_byte(m: Message) -> None:
     from rtproxy.protocol.events import event_type
 
     typ = event_type(m.head) if m.is_text else None
-    assert _message_line(typ, m) == json.dumps(_message_json(typ, m)) + "\n"
-    assert _message_line("t\u00e9\x1b\ud800", m) == json.dumps(_message_json("t\u00e9\x1b\ud800", m)) + "\n"
+    assert _message_line(typ, m) == (json.dumps(_message_json(typ, m)) + "\n").encode()
+    assert _message_line("t\u00e9\x1b\ud800", m) == (json.dumps(_message_json("t\u00e9\x1b\ud800", m)) + "\n").encode()
 
 
 def test_unpack_each_is_unpack_chunk_by_chunk() -> None:
