@@ -64,7 +64,7 @@ def conversation_audio(file: str, progress: Progress | None = None) -> Conversat
     with open_recording(file) as reader:
         for e in annotate(unpack_ahead(reading(reader.messages(), reader, progress)), details=False):
             m = e.msg
-            head = event_head(m) if m.is_text and e.type is not None else None
+            head = event_head(m) if m.is_text and ConversationAudio.wants_head(e.type) else None
             conv.feed(e.index, m.t_ns, m.from_client, e.type, head, m.audio)
     conv.finish()
     return conv
@@ -114,7 +114,7 @@ def redact_recording(file: str, out: str, options: StripOptions, progress: Progr
         rec = reader.recording
         # A fresh name, created with O_EXCL: a planted OUT.part is never written to.
         tmp = temp_path_for(out)
-        w = RecordingWriter(tmp)
+        w = RecordingWriter(tmp, flush_each=False)  # renamed into place when complete
         try:
             # The control records are copied as they are (odd values and all), but for
             # keys that are not strings; "stripped" is the checked list plus this run's.
@@ -125,7 +125,12 @@ def redact_recording(file: str, out: str, options: StripOptions, progress: Progr
             if rec.handshake is not None:
                 w.write_handshake(**_fields(rec.handshake, ("k",)))
             for m in reading(reader.messages(), reader, progress):
-                w.write_message(m.t_ns, m.from_client, m.is_text, stripper.content(m), redacted=m.redacted)
+                payload, packed = stripper.stored(m)  # audio copied or replaced packed, never unpacked
+                if isinstance(payload, bytes) and m.is_text and payload is not m.stored()[0]:
+                    # new text: its audio (if any) split out and packed as the recorder does
+                    w.write_message(m.t_ns, m.from_client, True, payload, redacted=m.redacted)
+                else:
+                    w.write_stored(m.t_ns, m.from_client, m.is_text, payload, packed, redacted=m.redacted)
                 n += 1
             if rec.close is not None:
                 w.write_close(**_fields(rec.close, ("k",)))

@@ -162,7 +162,7 @@ class ReportBuilder:
     def feed(self, e: Entry) -> None:
         m = e.msg
         head = self.summarizer.feed(e)
-        if head is None and m.is_text and e.type is not None:
+        if head is None and m.is_text and self.with_audio and ConversationAudio.wants_head(e.type):
             head = event_head(m)
         if self.with_audio:
             self.audio.feed(e.index, m.t_ns, m.from_client, e.type, head, m.audio)

@@ -10,9 +10,10 @@ then write the tracks with :func:`wav_bytes` / :func:`write_wav`.
 from __future__ import annotations
 
 import struct
-from array import array
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
+
+import numpy as np
 
 from rtproxy.protocol.formats import SESSION_CONFIG_EVENTS, SessionFormats, silence
 from rtproxy.view.events import ident, number
@@ -99,8 +100,6 @@ def _resample(pcm: bytes, rate: int) -> bytes:
     """
     if rate == RATE:
         return pcm
-    import numpy as np
-
     # numpy, not a loop per sample: a crafted session's hours of 1 kHz audio
     # (24 output samples each) take seconds, not minutes. Same arithmetic as before.
     src = np.frombuffer(pcm[: len(pcm) - len(pcm) % 2], dtype="<i2").astype(np.int32)
@@ -156,13 +155,9 @@ def wav_bytes(pcm: bytes, channels: int = 1, rate: int = RATE) -> bytes:
 
 def interleave(left: bytes | bytearray, right: bytes | bytearray) -> bytes:
     """Two mono PCM16 tracks of equal length -> one stereo track."""
-    a = array("h")
-    a.frombytes(bytes(left))
-    b = array("h")
-    b.frombytes(bytes(right))
-    out = array("h", bytes(4 * len(a)))
-    out[0::2] = a
-    out[1::2] = b
+    out = np.empty((len(left) // 2, 2), dtype="<i2")
+    out[:, 0] = np.frombuffer(left, dtype="<i2", count=len(out))
+    out[:, 1] = np.frombuffer(right, dtype="<i2", count=len(out))
     return out.tobytes()
 
 
@@ -211,6 +206,10 @@ class _Response:
     samples: int = 0
 
 
+#: Events whose head :meth:`ConversationAudio.feed` reads (GA names).
+_HEAD_EVENTS = frozenset({*SESSION_CONFIG_EVENTS, "conversation.item.truncate", *AUDIO_DELTA_EVENTS})
+
+
 class ConversationAudio:
     """Places audio as heard: user appends at their send time, one after another;
     each response's audio from its first delta, one delta after another; an
@@ -235,8 +234,15 @@ class ConversationAudio:
         self._assistant_held = 0
         self.assistant: list[AudioSegment] = []
 
+    @staticmethod
+    def wants_head(typ: str | None) -> bool:
+        """Whether :meth:`feed` reads the parsed head of an event of this type (others
+        may be fed ``None``: an audio append is not parsed for nothing)."""
+        return canonical_event_type(typ) in _HEAD_EVENTS
+
     def feed(self, index: int, t_ns: int, from_client: bool, typ: str | None, head: dict[str, Any] | None, audio: list[bytes]) -> None:
-        """Account for one message (``audio``: its decoded base64 values)."""
+        """Account for one message (``audio``: its decoded base64 values; ``head``: its
+        parsed head, or None, which it may be unless :meth:`wants_head`)."""
         canon = canonical_event_type(typ)
         if canon in SESSION_CONFIG_EVENTS:
             self.formats.feed(canon, head)

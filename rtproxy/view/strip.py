@@ -16,8 +16,10 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from rtproxy.io.audiocodec import pack as pack_audio
+from rtproxy.io.audiocodec import unpack_each
+from rtproxy.io.format import Message, join_payload
 from rtproxy.view.audio import silence
-from rtproxy.io.format import Message
 from rtproxy.protocol.events import (
     AUDIO_DELTA_EVENTS,
     INVALID,
@@ -73,8 +75,21 @@ class Stripper:
 
     def content(self, m: Message) -> bytes:
         """The bytes to record for ``m`` (``m.content`` itself when nothing is stripped)."""
+        payload, packed = self.stored(m)
+        if isinstance(payload, (bytes, bytearray)):
+            return bytes(payload)
+        if packed:
+            payload = list(payload)
+            payload[1::2] = unpack_each(payload[1::2])
+        return join_payload(payload)
+
+    def stored(self, m: Message) -> tuple[bytes | list[bytes], bool]:
+        """What to record for ``m``, in the form of :meth:`rtproxy.io.format.Message.stored`
+        (for :meth:`rtproxy.io.format.RecordingWriter.write_stored`): the message's own
+        payload when nothing is stripped, its text around packed silence when only audio
+        is, else the new bytes. Audio that is kept or replaced is never unpacked."""
         if not m.is_text:
-            return m.content
+            return m.stored()
         opts = self.options
         head = m.head
         typ = event_type(head)
@@ -88,27 +103,27 @@ class Stripper:
             and self._may_hold_text(head)
         )
         if not needs_json:
-            if opts.audio and not isinstance(m.payload, (bytes, bytearray)):
-                parts = list(m.payload)
-                for i in range(1, len(parts), 2):
-                    parts[i] = silence(len(parts[i]), fmt)
+            sizes = m.audio_sizes
+            if opts.audio and sizes:
+                parts = m.text_parts
+                packed = [_packed_silence(n, fmt) for n in sizes]
                 self.changed += 1
-                return _join(parts)
-            return m.content
+                return [x for pair in zip(parts, packed) for x in pair] + parts[-1:], True
+            return m.stored()
         # Bounded depth (a hostile event nests 10,000 deep): too deep reads as not JSON.
         obj = parse_json(m.content)
         if obj is INVALID:
             if opts.text:
                 self.changed += 1
-                return PLACEHOLDER.encode()
-            return m.content
+                return PLACEHOLDER.encode(), False
+            return m.stored()
         new = self._strip(obj, canon, fmt, parent="")
         if new == obj and not (opts.audio and m.audio):
-            return m.content
+            return m.stored()
         self.changed += 1
         text = json.dumps(new, ensure_ascii=False, separators=(",", ":"))
         # A lone surrogate (the event held "\\ud800") stays an escape: the text is UTF-8.
-        return _SURROGATE.sub(lambda c: f"\\u{ord(c.group()):04x}", text).encode("utf-8")
+        return _SURROGATE.sub(lambda c: f"\\u{ord(c.group()):04x}", text).encode("utf-8"), False
 
     def _may_hold_text(self, head: bytes) -> bool:
         o = self.options
@@ -153,7 +168,17 @@ def _silence_b64(s: str, fmt: AudioFormat) -> str:
     return base64.b64encode(silence(n, fmt)).decode()
 
 
-def _join(parts: list[bytes]) -> bytes:
-    from rtproxy.io.format import join_payload
+#: Longest silence whose packed form is kept for the next value of the same length.
+_CACHE_BYTES = 1 << 16
+_SILENCE_CACHE: dict[tuple[int, str], bytes] = {}
 
-    return join_payload(parts)
+
+def _packed_silence(n: int, fmt: AudioFormat) -> bytes:
+    """``pack(silence(n, fmt))``; the usual lengths (20-100 ms chunks) are packed once each."""
+    key = (n, fmt.codec)
+    packed = _SILENCE_CACHE.get(key)
+    if packed is None:
+        packed = pack_audio(silence(n, fmt))
+        if n <= _CACHE_BYTES and len(_SILENCE_CACHE) < 4096:
+            _SILENCE_CACHE[key] = packed
+    return packed
