@@ -28,6 +28,9 @@ BITRATE = 16000
 #: libopus effort (0-10): 1 keeps an hour's audio to seconds of encoding, and
 #: speech at 16 kbit/s stays clear.
 COMPLEXITY = 1
+#: Milliseconds per Opus frame: 60 (as VoIP uses at low bitrates) encodes 7% faster
+#: than 20 and 11% smaller (129 s of speech: 0.42 s, 228 KB), at the same bitrate.
+FRAME_MS = 60
 _SOURCE_RATE = 24000
 
 
@@ -55,7 +58,8 @@ def encode_speech(pcm: bytes, rate: int = _SOURCE_RATE) -> bytes:
     with av.open(buf, "w", format="webm") as out:
         stream: Any = out.add_stream("libopus", rate=RATE, layout="mono")
         stream.bit_rate = BITRATE
-        stream.codec_context.options = {"application": "voip", "compression_level": str(COMPLEXITY)}
+        stream.codec_context.options = {"application": "voip", "compression_level": str(COMPLEXITY),
+                                        "frame_duration": str(FRAME_MS)}
         if samples.size:
             frame = av.AudioFrame.from_ndarray(samples.reshape(1, -1), format="s16", layout="mono")
             frame.sample_rate = rate
