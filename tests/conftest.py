@@ -43,7 +43,7 @@ def wait_port(port: int, timeout: float = 20.0, proc: subprocess.Popen | None = 
 class Recorder:
     """`rtproxy record` running as a subprocess in front of an upstream."""
 
-    def __init__(self, upstream: str, out_dir: Path, *extra: str) -> None:
+    def __init__(self, upstream: str, out_dir: Path, *extra: str, env: dict[str, str] | None = None) -> None:
         self.port = free_port()
         self.out_dir = out_dir
         self.proc = subprocess.Popen(
@@ -53,6 +53,7 @@ class Recorder:
             stderr=subprocess.PIPE,
             text=True,
             cwd=ROOT,
+            env={**os.environ, **env} if env else None,
         )
         wait_port(self.port, proc=self.proc)
         self.output = ""

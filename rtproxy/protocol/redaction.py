@@ -119,6 +119,18 @@ _TRIGGER_RE = re.compile(
     rb"(?i)sk[-_]|ek_|bearer|uthoriz|header|secret|token|api[-_]?key|password|cookie|subscription|\\u|://"
 )
 _TRIGGER_STR_RE = re.compile(_TRIGGER_RE.pattern.decode("ascii"))
+# The same triggers as literals, searched for in lower-cased bytes: a fifth of the
+# time of the case-insensitive pattern, which every recorded message goes through.
+_TRIGGER_LITERALS = (
+    b"sk-", b"sk_", b"ek_", b"bearer", b"uthoriz", b"header", b"secret", b"token", b"apikey", b"api-key",
+    b"api_key", b"password", b"cookie", b"subscription", b"\\u", b"://",
+)
+_TRIGGER_LOWER_RE = re.compile(b"|".join(re.escape(t) for t in _TRIGGER_LITERALS))
+
+
+def _has_trigger(data: bytes) -> bool:
+    """``_TRIGGER_RE.search(data)``, faster."""
+    return _TRIGGER_LOWER_RE.search(data.lower()) is not None
 # A known secret shorter than this is not searched for everywhere (it would
 # clobber ordinary text); it is still removed where it stands.
 _MIN_KNOWN = 8
@@ -277,7 +289,7 @@ class Redactor:
         (``_``, ``-``, ``\\`` and ``:`` are not base64; key names are in the text
         around it).
         """
-        if _TRIGGER_RE.search(data):
+        if _has_trigger(data):
             return True
         return any(k in data for k in self._known_bytes)
 

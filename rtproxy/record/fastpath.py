@@ -37,7 +37,9 @@ from mitmproxy.proxy import commands, events, mode_servers
 from mitmproxy.proxy import server as proxy_server
 from mitmproxy.utils import asyncio_utils
 
-__all__ = ["install", "LeanConnectionHandler", "SYNC_HOOKS", "loop_factory"]
+from rtproxy.record import relay
+
+__all__ = ["install", "LeanConnectionHandler", "SYNC_HOOKS", "loop_factory", "sync_handlers", "call_sync"]
 
 #: Hooks that run once per message: worth calling in place.
 SYNC_HOOKS = frozenset({"websocket_message", "websocket_control"})
@@ -45,7 +47,7 @@ SYNC_HOOKS = frozenset({"websocket_message", "websocket_control"})
 _ORIGINAL = mode_servers.ProxyConnectionHandler
 
 
-def _handlers(master: Any, name: str) -> list[list[Callable[..., Any]]] | None:
+def sync_handlers(master: Any, name: str) -> list[list[Callable[..., Any]]] | None:
     """The hook functions of every addon in the chain, grouped by top-level addon
     (mitmproxy's error boundary), or None when one of them is a coroutine function."""
     groups = []
@@ -63,6 +65,18 @@ def _handlers(master: Any, name: str) -> list[list[Callable[..., Any]]] | None:
     return groups
 
 
+def call_sync(groups: list[list[Callable[..., Any]]], *args: Any) -> None:
+    """Call a hook's functions as ``AddonManager.trigger_event`` does, without the awaits:
+    an error in one addon is logged and ends that addon's turn, ``AddonHalt`` stops it."""
+    for funcs in groups:
+        try:
+            with safecall():
+                for func in funcs:
+                    func(*args)
+        except exceptions.AddonHalt:
+            break
+
+
 class LeanConnectionHandler(_ORIGINAL):  # type: ignore[misc, valid-type]
     """mitmproxy's ProxyConnectionHandler with per-message hooks called in place."""
 
@@ -77,29 +91,16 @@ class LeanConnectionHandler(_ORIGINAL):  # type: ignore[misc, valid-type]
         try:
             plan = self._cache[key]
         except KeyError:
-            plan = self._cache[key] = (_handlers(self.master, name), _handlers(self.master, "update"))
+            plan = self._cache[key] = (sync_handlers(self.master, name), sync_handlers(self.master, "update"))
         groups, update = plan
         if groups is None or update is None:
             return False
         args = command.args()
-        for funcs in groups:  # AddonManager.trigger_event, without the awaits
-            try:
-                with safecall():
-                    for func in funcs:
-                        func(*args)
-            except exceptions.AddonHalt:
-                break
+        call_sync(groups, *args)
         data = args[0]
         if isinstance(data, flow.Flow):
             if update:
-                up = hooks.UpdateHook([data])
-                for funcs in update:
-                    try:
-                        with safecall():
-                            for func in funcs:
-                                func(*up.args())
-                    except exceptions.AddonHalt:
-                        break
+                call_sync(update, *hooks.UpdateHook([data]).args())
             if data.intercepted:  # pragma: no cover - no rtproxy addon intercepts
                 asyncio_utils.create_task(
                     self._resume_then_complete(command, data),
@@ -115,9 +116,23 @@ class LeanConnectionHandler(_ORIGINAL):  # type: ignore[misc, valid-type]
         if command.blocking:
             await self.server_event(events.HookCompleted(command))
 
+    _relays: dict[Any, Any] | None = None
+
     async def server_event(self, event: events.Event) -> None:
+        relays = self._relays
+        if relays is not None and isinstance(event, (events.DataReceived, events.ConnectionClosed)):
+            r = relays.get(event.connection)
+            if r is not None:
+                # A WebSocket session past its handshake: straight to its relay
+                # (rtproxy.record.relay), the layers are not involved any more.
+                self.timeout_watchdog.register_activity()
+                if isinstance(event, events.DataReceived):
+                    r.data_received(event.connection, event.data)
+                else:
+                    r.connection_closed(event.connection)
+                return
         # A copy of mitmproxy's ConnectionHandler.server_event (12.2) but for the
-        # StartHook branch and the queue of completions it fills.
+        # StartHook branch and the queue of completions it fills, and the relays.
         async with self._server_event_lock:
             self.timeout_watchdog.register_activity()
             self._completed: list[events.Event] = [event]
@@ -144,6 +159,13 @@ class LeanConnectionHandler(_ORIGINAL):  # type: ignore[misc, valid-type]
                             self._other_command(command)
             except Exception:
                 self.log("mitmproxy has crashed!", logging.ERROR, exc_info=True)
+            for r in relay.take_unbound():
+                # Made by a WebSocket layer while it handled this event: its
+                # connections' reads go to it from now on.
+                if self._relays is None:
+                    self._relays = {}
+                self._relays[r.client.conn] = self._relays[r.server.conn] = r
+                r.bind(self)
 
     def _other_command(self, command: commands.Command) -> None:
         if isinstance(command, commands.OpenConnection):
@@ -176,17 +198,18 @@ class LeanConnectionHandler(_ORIGINAL):  # type: ignore[misc, valid-type]
             raise RuntimeError(f"Unexpected command: {command}")
 
 
-def install() -> None:
+def install() -> bool:
     """Use :class:`LeanConnectionHandler` for the connections of this process's proxy
     servers. Only the lean master of ``rtproxy record`` calls this. ``RTPROXY_FASTPATH=0``
-    keeps mitmproxy's own handler (for comparisons)."""
+    keeps mitmproxy's own handler (for comparisons). True if installed."""
     if os.environ.get("RTPROXY_FASTPATH", "1") == "0":
-        return
+        return False
     if not hasattr(proxy_server, "ConnectionIO") or mode_servers.ProxyConnectionHandler not in (
         _ORIGINAL, LeanConnectionHandler
     ):
         raise RuntimeError("rtproxy: mitmproxy's proxy server changed; rtproxy.record.fastpath needs updating")
     mode_servers.ProxyConnectionHandler = LeanConnectionHandler  # type: ignore[misc]
+    return True
 
 
 def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:

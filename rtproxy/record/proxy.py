@@ -27,7 +27,7 @@ from mitmproxy.addons import (
 )
 
 from rtproxy.errors import ProxyStartError
-from rtproxy.record import fastpath
+from rtproxy.record import fastpath, relay
 from rtproxy.record.addon import RealtimeRecorder, SessionSummary
 
 __all__ = ["RecordConfig", "run_recorder", "mode_spec", "ProxyStartError"]
@@ -135,7 +135,7 @@ class _Ready:
 
 async def _run(cfg: RecordConfig, on_ready: Callable[[], None], on_end: Callable[[SessionSummary], None]) -> int:
     # Per-message hooks called in place, not as tasks (rtproxy.record.fastpath).
-    fastpath.install()
+    lean_handler = fastpath.install()
     if cfg.sockets is not None:
         _listen_on(cfg.sockets, cfg.before_listen)
     opts = options.Options()
@@ -143,6 +143,9 @@ async def _run(cfg: RecordConfig, on_ready: Callable[[], None], on_end: Callable
     recorder = RealtimeRecorder(on_session_end=on_end)
     recorder.mode = f"rtproxy-record/{cfg.mode}"
     recorder.upstream = cfg.upstream if cfg.mode == "reverse" else None
+    if lean_handler:
+        # Sessions past their handshake carried without mitmproxy's layers (rtproxy.record.relay).
+        relay.install()
     m.addons.add(
         core.Core(),
         disable_h2c.DisableH2C(),
@@ -150,6 +153,7 @@ async def _run(cfg: RecordConfig, on_ready: Callable[[], None], on_end: Callable
         dns_resolver.DnsResolver(),
         next_layer.NextLayer(),
         tlsconfig.TlsConfig(),
+        relay.TlsConnections(),
         recorder,
         _StartupErrors(),
         _Ready(on_ready),
