@@ -123,7 +123,7 @@ class _Side:
     """One end of the session: its connection, what it still may send or be sent."""
 
     __slots__ = ("conn", "is_client", "ssl", "writer", "buf", "frames", "parts", "opcode", "compressed",
-                 "inflate", "got_close", "sent_close", "gone", "other")
+                 "inflate", "got_close", "sent_close", "gone", "other", "out")
 
     def __init__(self, conn: connection.Connection, is_client: bool, ssl: SSL.Connection | None,
                  deflate: bool) -> None:
@@ -141,6 +141,7 @@ class _Side:
         self.sent_close = False  # it was sent a Close: nothing more goes to it
         self.gone = False  # its connection is closed
         self.other: _Side = self
+        self.out: list[bytes] = []  # bytes for it from the read being handled, written at its end
 
 
 class Relay:
@@ -161,6 +162,7 @@ class Relay:
         self._closing: set[bool] | None = None  # while closing: the sides whose Close is awaited
         self._reply: tuple[int | None, str] | None = None  # the Close the first closer gets back
         self._timer: asyncio.TimerHandle | None = None
+        self._batch = False
         self.done = False
 
     # -- making one ---------------------------------------------------------
@@ -246,6 +248,18 @@ class Relay:
             self.connection_closed(side)
 
     def _receive(self, side: _Side, data: bytes) -> None:
+        """Handle the frames of one read. What they make the other side get is written
+        once at the end (each message recorded before that): one send for all the
+        messages of a read, which under load holds several."""
+        self._batch = True
+        try:
+            self._frames_of(side, data)
+        finally:
+            self._batch = False
+            self._flush(side.other)
+            self._flush(side)
+
+    def _frames_of(self, side: _Side, data: bytes) -> None:
         if self.done or side.gone:
             return
         buf = side.buf
@@ -509,7 +523,17 @@ class Relay:
     def _write_wire(self, side: _Side, data: bytes) -> None:
         if self._handler is None:
             self._pending.append((side, data, True))
+        elif self._batch:
+            side.out.append(data)
+        else:
+            side.out.append(data)
+            self._flush(side)
+
+    def _flush(self, side: _Side) -> None:
+        if not side.out:
             return
+        data = side.out[0] if len(side.out) == 1 else b"".join(side.out)
+        side.out.clear()
         w = side.writer
         if w is not None and not w.is_closing():
             w.write(data)
@@ -528,6 +552,7 @@ class Relay:
         if self._handler is None:
             self._pending.append((side, None, False))
             return
+        self._flush(side)
         if side.conn in self._handler.transports:
             self._handler.close_connection(side.conn)
 
