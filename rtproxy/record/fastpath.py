@@ -18,6 +18,11 @@ current event are done: the order mitmproxy gives them, without the task.
 Anything else (a coroutine handler, a flow an addon intercepted, any other
 hook) goes mitmproxy's way.
 
+Once a WebSocket session's handshake is done, its layer hands it to a
+:class:`rtproxy.record.relay.Relay`, which this handler binds to the session's
+two connections: their reads then go to the relay directly, not through the
+layers (see that module).
+
 :func:`loop_factory` gives uvloop's event loop when asked for (``RTPROXY_UVLOOP=1``) and
 installed, made to accept the eager task factory mitmproxy sets (Python 3.13's factory does not
 take the ``eager_start`` argument uvloop passes).
