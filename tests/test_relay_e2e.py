@@ -285,3 +285,38 @@ def test_a_close_without_a_code_is_passed_on_without_one(tmp_path: Path) -> None
     r = session(tmp_path, relay=True, deflate=False, close=b"")
     assert decoded(r["got_c"][len(r["sent_c"]):], False) == [("close", b"")]
     assert r["close"]["code"] == 1005 and r["close"]["closed_by"] == "client"
+
+
+@pytest.mark.parametrize("bad, what", [
+    (frame(0, b"tail"), "continuation frame without a message"),
+    (frame(3, b"?"), "unknown opcode 3"),
+    (frame(11, b""), "unknown control opcode 11"),
+    (frame(8, b"\x03"), "close frame of one byte"),
+    (frame(1, b"\xff\xff\xff\xff", rsv1=True), "bad compressed message"),
+], ids=["orphan-continuation", "opcode-3", "control-11", "close-1-byte", "bad-deflate"])
+def test_a_frame_no_peer_may_send_closes_both_sides_with_1002(tmp_path: Path, bad: bytes, what: str) -> None:
+    """What came before is recorded and forwarded; then both sides get 1002 naming the fault,
+    and the recording says who sent it."""
+    up = BareUpstream(deflate=True)
+    rec = Recorder(f"http://127.0.0.1:{up.port}", tmp_path / "rec")
+    try:
+        client, cbuf, head = handshake(rec.port, deflate=True)
+        assert head.startswith(b"HTTP/1.1 101"), head
+        assert up.ready.wait(10) and up.conn is not None
+        good = frame(1, b'{"type":"session.update"}', key=b"\x01\x02\x03\x04")
+        client.sendall(good + bad)
+        read_frames(up.conn, up.buf, lambda f: any(x[0] == 8 for x in f))
+        read_frames(client, cbuf, lambda f: any(x[0] == 8 for x in f))
+        [path] = rec.wait_files(1)
+    finally:
+        rec.stop()
+        up.close()
+    to_upstream = decoded(bytes(up.buf), False)
+    assert to_upstream[0] == ("text", b'{"type":"session.update"}')
+    for got in (to_upstream[-1], decoded(bytes(cbuf), False)[-1]):
+        assert got[0] == "close" and got[1][:2] == struct.pack("!H", 1002), got
+        assert what in got[1][2:].decode(), got
+    reader = open_recording(path)
+    assert [join_payload(m.payload) for m in reader.messages()] == [b'{"type":"session.update"}']
+    close = reader.recording.close
+    assert close["code"] == 1002 and close["closed_by"] == "client" and what in close["reason"]
