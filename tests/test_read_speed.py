@@ -127,3 +127,42 @@ def test_show_json_of_the_format_samples_is_unchanged() -> None:
         buf = io.StringIO()
         write_jsonl(str(DATA / name), buf)
         assert buf.getvalue().splitlines(keepends=True)[1:-1] == want
+
+
+def test_message_lines_past_the_escape_caches_are_json_dumps() -> None:
+    """Thousands of distinct event types and texts around audio (more than the caches of
+    escaped text hold): every line still json.dumps' own, and the caches stay bounded."""
+    from rtproxy.export import jsonl
+
+    audio = bytes(range(256))
+    for i in range(3 * jsonl._CACHE_ENTRIES):
+        typ = f"t\u00e9{i}\x1b"
+        m = Message(i, i % 2 == 0, True, [f'{{"type":"{typ}","audio":"'.encode(), audio, f'", "n":"\u2028{i}"}}'.encode()])
+        assert _message_line(typ, m) == (json.dumps(_message_json(typ, m)) + "\n").encode()
+    assert len(jsonl._pieces) <= jsonl._CACHE_ENTRIES and len(jsonl._types) <= jsonl._CACHE_ENTRIES
+
+
+def test_write_jsonl_writes_every_line_before_damage(tmp_path: Path) -> None:
+    """Lines are written in batches: a damaged record still finds every line read before it
+    written, then its one error."""
+    import io
+
+    from rtproxy.export.jsonl import write_jsonl
+
+    path = tmp_path / "a.rtrec"
+    _write(path, 3000)
+    data = bytearray(path.read_bytes())
+    data[len(data) * 2 // 3 :] = b"\xff" * (len(data) - len(data) * 2 // 3)  # damage the last third
+    path.write_bytes(bytes(data))
+    readable = 0
+    with pytest.raises(CorruptRecording):
+        with open_recording(path) as r:
+            for _ in r.messages():
+                readable += 1
+    assert 0 < readable < 3000
+    buf = io.StringIO()
+    with pytest.raises(CorruptRecording) as exc:
+        write_jsonl(str(path), buf)
+    assert "\n" not in str(exc.value)
+    lines = buf.getvalue().splitlines()
+    assert len(lines) == 1 + readable and all(json.loads(x)["kind"] == "message" for x in lines[1:])

@@ -78,24 +78,42 @@ def write_jsonl(path: str, out: TextIO, flt: Any = None, progress: Progress | No
         header = jsonable(clean_header(rec.header))
         write(json.dumps({"kind": "header", **header, "handshake": jsonable(rec.handshake)}).encode() + b"\n")
         totals = AudioTotals()
-        for ev in iter_events(unpack_ahead(reading(reader.messages(), reader, progress))):
-            m = ev.message
-            if m.is_text:
-                nbytes = m.audio_bytes
-                if nbytes:  # the audio totals, as annotate() counts them
-                    if m.from_client:
-                        totals.client_ms += ev.format.duration_ms(nbytes)
-                    else:
-                        totals.server_ms += ev.format.duration_ms(nbytes)
-            if flt is not None and not flt.keep(Entry(ev.index, m, ev.type, 0.0, "")):
-                continue
-            # ASCII only: the exact text survives any pipe, and no control character
-            # (ESC, U+009B, U+2028) reaches a terminal raw.
-            size = m.size
-            if size > _BIG and isinstance(m.payload, (bytes, bytearray)):
-                _write_big(write, ev.type, m)
-            else:
-                write(_message_line(ev.type, m, size))
+        # The pieces of the lines (the base64 of the audio among them) are joined and
+        # written a batch at a time: each byte is copied once on its way to the file,
+        # not into a line, then into the file's buffer.
+        pending: list[bytes] = []
+        held = 0
+        try:
+            for ev in iter_events(unpack_ahead(reading(reader.messages(), reader, progress))):
+                m = ev.message
+                if m.is_text:
+                    nbytes = m.audio_bytes
+                    if nbytes:  # the audio totals, as annotate() counts them
+                        if m.from_client:
+                            totals.client_ms += ev.format.duration_ms(nbytes)
+                        else:
+                            totals.server_ms += ev.format.duration_ms(nbytes)
+                if flt is not None and not flt.keep(Entry(ev.index, m, ev.type, 0.0, "")):
+                    continue
+                # ASCII only: the exact text survives any pipe, and no control character
+                # (ESC, U+009B, U+2028) reaches a terminal raw.
+                size = m.size
+                if size > _BIG and isinstance(m.payload, (bytes, bytearray)):
+                    write(b"".join(pending))
+                    pending.clear()
+                    held = 0
+                    _write_big(write, ev.type, m)
+                    continue
+                pending += _message_pieces(ev.type, m, size)
+                held += size
+                if held >= _BATCH:
+                    write(b"".join(pending))
+                    pending.clear()
+                    held = 0
+        finally:
+            # what was read before an error (a damaged record) is written before it is raised
+            if pending:
+                write(b"".join(pending))
         close = Close.from_record(rec.close)
         end: dict[str, Any] = {
             "kind": "end",
@@ -127,23 +145,62 @@ def _ascii_writer(out: TextIO) -> Callable[[bytes], Any]:
 message_json = _message_json
 
 _esc: Callable[[str], str] = encode_basestring_ascii  # what json.dumps uses for str (the C one)
-_float_repr = float.__repr__  # how json.dumps writes a float
-_SIDE = {True: '"from": "client", ', False: '"from": "server", '}
 
 
 #: Messages larger than this are written a slice at a time (the same line): a
 #: crafted recording's 60 MiB messages are not copied whole five times over.
 _BIG = 4 << 20
 _SLICE = 3 << 20  # a multiple of 3: base64 of each slice joins into the base64 of all
+#: Bytes of messages whose lines are written at once.
+_BATCH = 256 << 10
+
+
+#: The start of a message line, up to its "type" value: ``t`` by float.__repr__ (what
+#: json.dumps writes; ``%r`` is ``ascii(repr())``), size by ``%d`` (``str(int)``).
+_HEAD = b'{"kind": "message", "t": %r, %s"size": %d, "type": %s'
+_MID = {
+    (True, True): b'"from": "client", "opcode": "text", ',
+    (True, False): b'"from": "client", "opcode": "binary", ',
+    (False, True): b'"from": "server", "opcode": "text", ',
+    (False, False): b'"from": "server", "opcode": "binary", ',
+}
+
+#: Escaped forms of event types and of the text around audio values: a session repeats
+#: the same few (``{"type":"input_audio_buffer.append","audio":"`` ...) thousands of
+#: times. Bounded: short keys only, emptied when full (a crafted file's unique texts).
+_CACHE_KEY_BYTES = 256
+_CACHE_ENTRIES = 4096
+_types: dict[str | None, bytes] = {None: b"null"}
+_pieces: dict[bytes, bytes] = {}
+
+
+def _type_json(e_type: str | None) -> bytes:
+    b = _types.get(e_type)
+    if b is None:
+        b = _esc(cast(str, e_type)).encode("ascii")
+        if len(e_type or "") <= _CACHE_KEY_BYTES:
+            if len(_types) >= _CACHE_ENTRIES:
+                _types.clear()
+                _types[None] = b"null"
+            _types[e_type] = b
+    return b
+
+
+def _text_piece(part: bytes) -> bytes:
+    """The JSON-escaped text of one piece of a message (no quotes); raises UnicodeDecodeError."""
+    b = _pieces.get(part)
+    if b is None:
+        b = _esc(part.decode("utf-8"))[1:-1].encode("ascii")
+        if len(part) <= _CACHE_KEY_BYTES and type(part) is bytes:
+            if len(_pieces) >= _CACHE_ENTRIES:
+                _pieces.clear()
+            _pieces[part] = b
+    return b
 
 
 def _head(e_type: str | None, m: Message, size: int) -> bytes:
     """A message line up to its ``"type"`` value (see :func:`_message_line`)."""
-    return (
-        '{"kind": "message", "t": ' + _float_repr(m.t_ns / 1e9) + ", " + _SIDE[m.from_client]
-        + ('"opcode": "text", ' if m.is_text else '"opcode": "binary", ')
-        + '"size": ' + str(size) + ', "type": ' + ("null" if e_type is None else _esc(e_type))
-    ).encode("ascii")
+    return _HEAD % (m.t_ns / 1e9, _MID[m.from_client, m.is_text], size, _type_json(e_type))
 
 
 def _write_big(write: Callable[[bytes], Any], e_type: str | None, m: Message) -> None:
@@ -173,26 +230,30 @@ def _message_line(e_type: str | None, m: Message, size: int | None = None) -> by
     """``(json.dumps(_message_json(e_type, m)) + "\\n").encode()``, byte for byte, built
     directly: the base64 of audio needs no escaping, so it is never scanned, and the
     text around it is escaped piece by piece. ``size``: ``m.size`` when known."""
-    head = _head(e_type, m, m.size if size is None else size)
+    return b"".join(_message_pieces(e_type, m, m.size if size is None else size))
+
+
+def _message_pieces(e_type: str | None, m: Message, size: int) -> tuple[bytes, ...] | list[bytes]:
+    """The pieces whose concatenation is :func:`_message_line`."""
+    head = _head(e_type, m, size)
     tail = b', "redacted": true}\n' if m.redacted else b"}\n"
     if not m.is_text:
-        return b"".join((head, b', "base64": "', _b64(m.content), b'"', tail))
+        return head, b', "base64": "', _b64(m.content), b'"', tail
     payload = m.payload
     if isinstance(payload, (bytes, bytearray)):
         try:
-            return b"".join((head, b', "text": ', _esc(bytes(payload).decode("utf-8")).encode("ascii"), tail))
+            return head, b', "text": ', _esc(bytes(payload).decode("utf-8")).encode("ascii"), tail
         except UnicodeDecodeError:
-            return b"".join((head, b', "base64": "', _b64(payload), b'"', tail))
-    pieces = [head, b', "text": "']
+            return head, b', "base64": "', _b64(payload), b'"', tail
     try:
+        if len(payload) == 3:  # the usual: one audio value
+            return head, b', "text": "', _text_piece(payload[0]), _b64(payload[1]), _text_piece(payload[2]), b'"', tail
+        pieces = [head, b', "text": "']
         for i, part in enumerate(payload):
-            if i % 2:
-                pieces.append(_b64(part))
-            else:
-                pieces.append(_esc(part.decode("utf-8"))[1:-1].encode("ascii"))
+            pieces.append(_b64(part) if i % 2 else _text_piece(part))
     except UnicodeDecodeError:
         # Not valid UTF-8 piece by piece (the whole may still be): the plain way.
-        return (json.dumps(_message_json(e_type, m)) + "\n").encode("ascii")
+        return ((json.dumps(_message_json(e_type, m)) + "\n").encode("ascii"),)
     pieces.append(b'"')
     pieces.append(tail)
-    return b"".join(pieces)
+    return pieces

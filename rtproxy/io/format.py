@@ -218,6 +218,8 @@ class Message:
         if isinstance(p, (bytes, bytearray)):
             return len(p)
         extra = 1 if self._packed else 0  # packed audio carries a one-byte tag
+        if len(p) == 3:  # the usual: one audio value
+            return len(p[0]) + len(p[2]) + 4 * ((len(p[1]) - extra + 2) // 3)
         return sum(
             len(x) if i % 2 == 0 else 4 * ((len(x) - extra + 2) // 3) for i, x in enumerate(p)
         )
@@ -229,6 +231,8 @@ class Message:
         if isinstance(p, (bytes, bytearray)):
             return 0
         extra = 1 if self._packed else 0
+        if len(p) == 3:
+            return len(p[1]) - extra
         return sum(len(a) - extra for a in p[1::2])
 
     def stored(self) -> tuple[bytes | list[bytes], bool]:
