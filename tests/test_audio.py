@@ -72,3 +72,29 @@ def test_second_response_waits_for_the_first_to_finish_playing() -> None:
     conv = place(msgs)
     r2 = [s for s in conv.assistant if s.response_id == "r2"]
     assert r2[0].start == 1 * 24 + 5 * 2400  # after r1's 500 ms, not at 21 ms
+
+
+def test_stereo_wav_is_both_tracks_interleaved() -> None:
+    """The stereo WAV (channels rendered straight into interleaved windows) holds the two
+    mono tracks sample for sample: overlapping segments (the later wins), odd byte
+    counts, segments across the minute windows, a window past the last segment."""
+    import io
+    import random
+
+    from rtproxy.view.audio import RATE, AudioSegment, interleave, render_window, wav_header, write_wav_tracks
+
+    r = random.Random(8)
+    minute = 60 * RATE
+    for _ in range(5):
+        sides: list[list[AudioSegment]] = [[], []]
+        for side in sides:
+            for i in range(r.randint(0, 40)):
+                start = r.choice([0, minute - 3, minute, 2 * minute + 7, r.randint(0, 3 * minute)])
+                n = r.choice([1, 3, 480, r.randint(0, 2 * minute)])
+                side.append(AudioSegment("user", start, r.randbytes(n), i))
+        n_samples = max([s.end for s in sides[0] + sides[1]] or [0]) + r.choice([0, 5, minute])
+        fh = io.BytesIO()
+        size = write_wav_tracks(fh, sides[0], sides[1], n_samples)
+        left, right = (render_window(sorted(s, key=lambda x: x.start), 0, n_samples) for s in sides)
+        assert fh.getvalue() == wav_header(n_samples, 2) + interleave(left, right)
+        assert size == len(fh.getvalue())

@@ -355,19 +355,34 @@ def write_wav_tracks(fh: BinaryIO, left: list[AudioSegment], right: list[AudioSe
     lsegs = sorted(left, key=lambda x: x.start)
     rsegs = sorted(right, key=lambda x: x.start) if right is not None else []
     li = ri = 0
+    # Stereo: both channels copied straight into one interleaved window (reused).
+    stereo = np.empty((min(step, n_samples), 2), dtype="<i2") if right is not None else None
     for pos in range(0, n_samples, step):
         n = min(step, n_samples - pos)
         while li < len(lsegs) and lsegs[li].end <= pos:
             li += 1
-        a = render_window(_upto(lsegs, li, pos + n), pos, n)
-        if right is None:
-            fh.write(a)
+        if stereo is None:
+            fh.write(render_window(_upto(lsegs, li, pos + n), pos, n))
             continue
         while ri < len(rsegs) and rsegs[ri].end <= pos:
             ri += 1
-        b = render_window(_upto(rsegs, ri, pos + n), pos, n)
-        fh.write(interleave(a, b))
+        win = stereo[:n]
+        win.fill(0)
+        _render_into(win[:, 0], _upto(lsegs, li, pos + n), pos)
+        _render_into(win[:, 1], _upto(rsegs, ri, pos + n), pos)
+        fh.write(memoryview(win).cast("B"))
     return 44 + 2 * channels * n_samples
+
+
+def _render_into(out: np.ndarray, segments: list[AudioSegment], start: int) -> None:
+    """:func:`render_window` into ``out`` (int16 samples ``start ..``, zeros), a channel of a stereo window."""
+    end = start + len(out)
+    for s in segments:
+        if s.end <= start or s.start >= end:
+            continue
+        a = max(s.start, start)
+        b = min(s.end, end)
+        out[a - start : b - start] = np.frombuffer(s.pcm, dtype="<i2", count=b - a, offset=2 * (a - s.start))
 
 
 def _upto(segs: list[AudioSegment], i: int, end: int) -> list[AudioSegment]:
