@@ -19,9 +19,8 @@ from pathlib import Path
 from typing import Any, Iterable
 
 
-from rtproxy import __version__
 from rtproxy.errors import ImportFailed
-from rtproxy.io.format import MAGIC, RecordingWriter, recording_filename
+from rtproxy.io.format import MAGIC, RecordingWriter, recording_filename, start_recording
 from rtproxy.io.har import HarError, har_sessions
 from rtproxy.io.progress import Progress, counting
 from rtproxy.io.safefile import make_private_dirs, remove_empty_dirs, temp_path_for
@@ -88,38 +87,28 @@ def _write(
     name, short = recording_filename(t_request or 0, model)
     make_private_dirs(out_dir)
     final = out_dir / name
-    w = RecordingWriter(temp_path_for(final))
+    resp_map = {k.lower(): v for k, v in resp_h}
+    w = start_recording(
+        temp_path_for(final), session_id=short, started=t_request, url=clean_url, model=model,
+        recorder=recorder, upstream=None, redactions=redactions,
+        header_extra={"imported_from": source, "source_lacks": lacks},
+        method=method, request_path=red.url(path or "")[0] or None, http_version=http_version,
+        request_headers=req_h, status=status, reason=reason, response_headers=resp_h, response_body=body,
+        subprotocol=red.subprotocols(resp_map["sec-websocket-protocol"])[0] if "sec-websocket-protocol" in resp_map
+        else None,
+        extensions=resp_map.get("sec-websocket-extensions"), t_request=t_request, t_response=t_response,
+    )
     try:
-        return _write_session(
-            w, final, red, redactions, resp_h, short=short, source=source, recorder=recorder, clean_url=clean_url,
-            model=model, method=method, path=path, http_version=http_version, req_h=req_h, status=status,
-            reason=reason, body=body, t_request=t_request, t_response=t_response, messages=messages, close=close,
-            lacks=lacks,
-        )
+        return _write_session(w, final, red, redactions, lacks=lacks, messages=messages, close=close)
     except BaseException:
         w.discard()
         raise
 
 
 def _write_session(
-    w: RecordingWriter, final: Path, red: Redactor, redactions: list[str], resp_h: list[list[str]], *,
-    short: str, source: str, recorder: str, clean_url: str, model: str | None, method: str, path: str | None,
-    http_version: str, req_h: list[list[str]], status: int, reason: str, body: bytes, t_request: float,
-    t_response: float, messages: Iterable[tuple[int, bool, bool, bytes]], close: dict[str, Any] | None,
-    lacks: list[str],
+    w: RecordingWriter, final: Path, red: Redactor, redactions: list[str], *,
+    messages: Iterable[tuple[int, bool, bool, bytes]], close: dict[str, Any] | None, lacks: list[str],
 ) -> ImportedSession:
-    resp_map = {k.lower(): v for k, v in resp_h}
-    w.write_header(
-        rtproxy=__version__, session_id=short, started=t_request, url=clean_url, model=model,
-        recorder=recorder, upstream=None, redactions=redactions, imported_from=source, source_lacks=lacks,
-    )
-    w.write_handshake(
-        method=method, url=clean_url, path=red.url(path or "")[0] or None, http_version=http_version,
-        request_headers=req_h, status=status, reason=reason, response_headers=resp_h,
-        response_body=body if status != 101 else b"",
-        subprotocol=red.subprotocols(resp_map["sec-websocket-protocol"])[0] if "sec-websocket-protocol" in resp_map else None, extensions=resp_map.get("sec-websocket-extensions"),
-        t_request=t_request, t_response=t_response,
-    )
     n = 0
     last = 0
     payload_redacted = 0

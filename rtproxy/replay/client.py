@@ -22,7 +22,7 @@ from websockets.asyncio.client import connect
 
 from rtproxy import __version__
 from rtproxy.errors import ClientReplayError
-from rtproxy.io.format import RecordingWriter, open_recording, recording_filename
+from rtproxy.io.format import RecordingWriter, open_recording, recording_filename, start_recording
 from rtproxy.io.progress import Progress, reading
 from rtproxy.protocol.events import canonical_event_type, event_type, model_from_url
 from rtproxy.protocol.redaction import MARKER, redact_headers, redact_payload, redact_url
@@ -219,12 +219,11 @@ async def _client_replay(
         )
     except websockets.InvalidStatus as exc:
         refusal = exc.response
-        writer = _open_writer(path, header, red_url, model, q_red, file)
         req_headers, _ = redact_headers(headers)
         body, _ = redact_payload(bytes(refusal.body or b""))
-        writer.write_handshake(
-            method="GET", url=red_url, path=_path_of(red_url),
-            http_version="HTTP/1.1", request_headers=req_headers, status=refusal.status_code,
+        writer = _start(
+            path, header, red_url, model, q_red, file,
+            request_path=_path_of(red_url), request_headers=req_headers, status=refusal.status_code,
             reason=refusal.reason_phrase, response_headers=redact_headers(refusal.headers.raw_items())[0],
             response_body=body, subprotocol=None, extensions=None, t_request=t_request, t_response=time.time(),
         )
@@ -237,14 +236,11 @@ async def _client_replay(
         raise ClientReplayError(f"cannot connect to {red_url}: {exc}") from None
 
     t0 = time.monotonic_ns()
-    writer = _open_writer(path, header, red_url, model, q_red, file)
     req_headers, _ = redact_headers(ws.request.headers.raw_items()) if ws.request else ([], [])
     resp = ws.response
-    writer.write_handshake(
-        method="GET",
-        url=red_url,
-        path=redact_url(ws.request.path if ws.request else "")[0],
-        http_version="HTTP/1.1",
+    writer = _start(
+        path, header, red_url, model, q_red, file,
+        request_path=redact_url(ws.request.path if ws.request else "")[0],
         request_headers=req_headers,
         status=resp.status_code if resp else 101,
         reason=resp.reason_phrase if resp else "Switching Protocols",
@@ -364,12 +360,13 @@ async def _client_replay(
     return result
 
 
-def _open_writer(
-    path: Path, header: dict[str, Any], url: str, model: str | None, q_red: list[str], file: str
+def _start(
+    path: Path, header: dict[str, Any], url: str, model: str | None, q_red: list[str], file: str,
+    **handshake: Any,
 ) -> RecordingWriter:
-    writer = RecordingWriter(path)
-    writer.write_header(
-        rtproxy=__version__,
+    """The new run's file, its header and handshake written (``handshake``: start_recording's fields)."""
+    return start_recording(
+        path,
         session_id=path.stem.rsplit("-", 1)[-1],
         started=time.time(),
         url=url,
@@ -377,10 +374,9 @@ def _open_writer(
         recorder="rtproxy-replay/client",
         upstream=url,
         redactions=[f"query:{k}" for k in q_red],
-        replay_of=file,
-        replay_of_session=header.get("session_id"),
+        header_extra={"replay_of": file, "replay_of_session": header.get("session_id")},
+        **handshake,
     )
-    return writer
 
 
 def run_client_replay(
