@@ -98,3 +98,34 @@ def test_refused_upgrade_in_flow_file_imports_as_a_session(tmp_path: Path) -> No
     [rec] = list((tmp_path / "out").glob("*.rtrec"))
     shown = run("show", rec).stdout
     assert "HTTP 401" in shown and "invalid_api_key" in shown
+
+
+def test_a_flow_file_cut_short_imports_nothing(tmp_path: Path) -> None:
+    """Two sessions, then bytes that are no flow: the import fails, says so, and leaves no
+    half of it behind (no recording, no folder)."""
+    one = tmp_path / "one.mitm"
+    with ServerThread(Scenario(error_on_second_response=True, close_code=None)) as srv:
+        port = free_port()
+        proc = subprocess.Popen(
+            [MITMDUMP, "--mode", f"reverse:{srv.url}", "--listen-host", "127.0.0.1", "-p", str(port),
+             "-w", str(one), "-q"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        try:
+            wait_port(port, proc=proc)
+            asyncio.run(client_conversation(f"ws://127.0.0.1:{port}/v1"))
+        finally:
+            proc.send_signal(signal.SIGINT)
+            proc.communicate(timeout=30)
+    flows = tmp_path / "two.mitm"
+    flows.write_bytes(one.read_bytes() * 2)  # a flow file is a sequence of flows: two sessions
+    whole = run("import", flows, "-o", tmp_path / "whole")
+    assert whole.returncode == 0, whole.stderr
+    assert len(list((tmp_path / "whole").glob("*.rtrec"))) == 2
+    with open(flows, "ab") as fh:
+        fh.write(b"12:not a flow,")
+    p = run("import", flows, "-o", tmp_path / "cut")
+    assert p.returncode != 0
+    assert "not a readable mitmproxy flow file" in p.stderr and "nothing was imported" in p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1 and "Traceback" not in p.stderr
+    assert not (tmp_path / "cut").exists()

@@ -127,8 +127,9 @@ def _write_session(
     return ImportedSession(str(final), n, lacks, redactions)
 
 
-def import_har(path: str, out_dir: Path, progress: Progress | None = None) -> list[ImportedSession]:
-    """One recording per WebSocket entry of a HAR file."""
+def import_har(path: str, out_dir: Path, progress: Progress | None = None,
+               out: list[ImportedSession] | None = None) -> list[ImportedSession]:
+    """One recording per WebSocket entry of a HAR file (appended to ``out`` as each is written)."""
     try:
         with open(path, "rb") as fh:
             doc = json.load(fh)
@@ -138,7 +139,7 @@ def import_har(path: str, out_dir: Path, progress: Progress | None = None) -> li
         sessions = har_sessions(doc, path)
     except HarError as exc:
         raise ImportError_(str(exc)) from None
-    out = []
+    out = [] if out is None else out
     for s in counting(sessions, len(sessions), progress, "writing sessions"):
         out.append(
             _write(
@@ -152,13 +153,15 @@ def import_har(path: str, out_dir: Path, progress: Progress | None = None) -> li
     return out
 
 
-def import_flows(path: str, out_dir: Path, progress: Progress | None = None) -> list[ImportedSession]:
-    """One recording per WebSocket flow of a mitmproxy flow file (``mitmdump -w``)."""
+def import_flows(path: str, out_dir: Path, progress: Progress | None = None,
+                 out: list[ImportedSession] | None = None) -> list[ImportedSession]:
+    """One recording per WebSocket flow of a mitmproxy flow file (``mitmdump -w``; appended
+    to ``out`` as each is written)."""
     from mitmproxy import http
     from mitmproxy.exceptions import FlowReadException
     from mitmproxy.io import FlowReader
 
-    out = []
+    out = [] if out is None else out
     try:
         with open(path, "rb") as fh:
             size = os.fstat(fh.fileno()).st_size
@@ -236,12 +239,21 @@ def import_file(path: str, out_dir: Path, progress: Progress | None = None) -> t
     if not start:
         raise ImportError_(f"{path}: empty file; give a .har or mitmproxy flow file")
     is_har = start.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"{")
-    # Folders made for this import are removed again if it fails or finds nothing.
+    # All or nothing: if the import fails part-way (a flow file cut short, a full disk),
+    # the sessions it wrote are removed, and so are the folders it made.
     created = make_private_dirs(out_dir)
+    sessions: list[ImportedSession] = []
     try:
-        sessions = import_har(path, out_dir, progress) if is_har else import_flows(path, out_dir, progress)
-    except BaseException:
+        (import_har if is_har else import_flows)(path, out_dir, progress, sessions)
+    except BaseException as exc:
+        for s in sessions:
+            try:
+                os.unlink(s.path)
+            except OSError:
+                pass
         remove_empty_dirs(created)
+        if sessions and isinstance(exc, ImportError_):
+            raise ImportError_(f"{exc}; nothing was imported") from None
         raise
     if not sessions:
         remove_empty_dirs(created)
