@@ -76,9 +76,10 @@ class Target:
 
 
 @contextlib.contextmanager
-def _process(args: list[str], port: int, log: Path) -> Iterator[subprocess.Popen]:
+def _process(args: list[str], port: int, log: Path, *, cwd: Path = ROOT, env: dict[str, str] | None = None,
+             stop_timeout: float = 15) -> Iterator[subprocess.Popen]:
     with open(log, "wb") as out:
-        proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
+        proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, cwd=cwd, env=env)
     try:
         wait_port(port, proc)
         yield proc
@@ -86,7 +87,7 @@ def _process(args: list[str], port: int, log: Path) -> Iterator[subprocess.Popen
         if proc.poll() is None:
             proc.send_signal(signal.SIGINT)
             try:
-                proc.wait(15)
+                proc.wait(stop_timeout)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()

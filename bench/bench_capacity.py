@@ -62,7 +62,7 @@ import sys
 import time
 from array import array
 from pathlib import Path
-from typing import Any, Iterator, cast
+from typing import Any, Callable, Iterator, cast
 
 from websockets.client import ClientProtocol
 from websockets.frames import Opcode
@@ -470,10 +470,13 @@ def run_load(target: Target, server_pid: int, n: int, args: argparse.Namespace) 
 
 
 @contextlib.contextmanager
-def setup(name: str, wd: Path, tag: str, info: dict[str, Any]) -> Iterator[tuple[Target, int]]:
+def setup(name: str, wd: Path, tag: str, info: dict[str, Any],
+          recorder: Callable[[int, Path], contextlib.AbstractContextManager[Target]] | None = None,
+          ) -> Iterator[tuple[Target, int]]:
     """A fresh server and, unless direct, a fresh proxy in front of it. For
     rtproxy record, ``info`` gets the number and size of the files it wrote
-    (counted once it has stopped, then deleted)."""
+    (counted once it has stopped, then deleted). ``recorder(upstream port, out dir)``
+    starts the recorder (default: ``rtproxy record`` of this tree)."""
     with delta_server(wd) as srv:
         if name == "direct":
             yield srv, srv.pid or 0
@@ -483,7 +486,7 @@ def setup(name: str, wd: Path, tag: str, info: dict[str, Any]) -> Iterator[tuple
         else:
             out = wd / f"rec-{tag}"
             try:
-                with rtproxy_record(srv.port, wd, out) as t:
+                with (recorder or (lambda up, o: rtproxy_record(up, wd, o)))(srv.port, out) as t:
                     yield t, srv.pid or 0
                 files = list(out.glob("*.rtrec"))
                 info["recordings"] = len(files)

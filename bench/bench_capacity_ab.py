@@ -18,8 +18,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -30,28 +28,17 @@ from typing import Any, Iterator
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_capacity as bc  # noqa: E402
-from _common import PYTHON, ROOT, Target, free_port, machine_line, mitmdump, wait_port, workdir  # noqa: E402
+from _common import PYTHON, ROOT, Target, _process, free_port, machine_line, workdir  # noqa: E402
 
 
 @contextlib.contextmanager
-def _recorder(tree: Path, args: list[str], upstream: int, out: Path, log: Path) -> Iterator[Target]:
+def _recorder(name: str, tree: Path, args: list[str], upstream: int, out: Path, log: Path) -> Iterator[Target]:
     port = free_port()
     cmd = [PYTHON, "-m", "rtproxy", "record", "--listen-port", str(port), "--upstream",
            f"http://127.0.0.1:{upstream}", "--out-dir", str(out), *args]
     env = {**os.environ, "PYTHONPATH": str(tree)}
-    with open(log, "wb") as f:
-        proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=tree, env=env)
-    try:
-        wait_port(port, proc)
-        yield Target("rtproxy", port, proc.pid)
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+    with _process(cmd, port, log, cwd=tree, env=env, stop_timeout=30) as proc:
+        yield Target(name, port, proc.pid)
 
 
 _CPU_S = bc._cpu_s
@@ -66,26 +53,13 @@ def _cpu_tree(pid: int) -> float:
     return _CPU_S(pid) + sum(_CPU_S(int(k)) for k in kids)
 
 
-@contextlib.contextmanager
 def _setup(name: str, spec: tuple[Path, list[str]] | None, wd: Path, tag: str,
-           info: dict[str, Any]) -> Iterator[tuple[Target, int]]:
-    with bc.delta_server(wd) as srv:
-        if name == "direct":
-            yield srv, srv.pid or 0
-        elif name == "mitmdump":
-            with mitmdump(srv.port, wd) as t:
-                yield t, srv.pid or 0
-        else:
-            assert spec is not None
-            out = wd / f"rec-{tag}"
-            try:
-                with _recorder(spec[0], spec[1], srv.port, out, wd / f"{tag}.log") as t:
-                    yield Target(name, t.port, t.pid), srv.pid or 0
-                files = list(out.glob("*.rtrec"))
-                info["recordings"] = len(files)
-                info["recorded_bytes"] = sum(f.stat().st_size for f in files)
-            finally:
-                shutil.rmtree(out, ignore_errors=True)
+           info: dict[str, Any]) -> contextlib.AbstractContextManager[tuple[Target, int]]:
+    def recorder(upstream: int, out: Path) -> contextlib.AbstractContextManager[Target]:
+        assert spec is not None
+        return _recorder(name, spec[0], spec[1], upstream, out, wd / f"{tag}.log")
+
+    return bc.setup(name, wd, tag, info, recorder=recorder)
 
 
 def main() -> None:
