@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import zstandard
 
@@ -23,9 +24,9 @@ def run(*args: object) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*RTPROXY, *map(str, args)], capture_output=True, text=True, cwd=ROOT, timeout=120)
 
 
-def test_mitmdump_flow_file_imports(tmp_path: Path) -> None:
-    flows = tmp_path / "session.mitm"
-    with ServerThread(Scenario(error_on_second_response=True, close_code=None)) as srv:
+def capture(flows: Path, scenario: Scenario) -> tuple[Any, str]:
+    """One client conversation through a real `mitmdump -w flows`; the server's log and mitmdump's stderr."""
+    with ServerThread(scenario) as srv:
         port = free_port()
         proc = subprocess.Popen(
             [MITMDUMP, "--mode", f"reverse:{srv.url}", "--listen-host", "127.0.0.1", "-p", str(port),
@@ -37,8 +38,13 @@ def test_mitmdump_flow_file_imports(tmp_path: Path) -> None:
             asyncio.run(client_conversation(f"ws://127.0.0.1:{port}/v1"))
         finally:
             proc.send_signal(signal.SIGINT)
-            out, err = proc.communicate(timeout=30)
-        log = srv.logs[0]
+            _, err = proc.communicate(timeout=30)
+        return srv.logs[0], err
+
+
+def test_mitmdump_flow_file_imports(tmp_path: Path) -> None:
+    flows = tmp_path / "session.mitm"
+    log, err = capture(flows, Scenario(error_on_second_response=True, close_code=None))
     assert flows.stat().st_size > 0, err
 
     p = run("import", flows, "-o", tmp_path / "out")
@@ -104,19 +110,7 @@ def test_a_flow_file_cut_short_imports_nothing(tmp_path: Path) -> None:
     """Two sessions, then bytes that are no flow: the import fails, says so, and leaves no
     half of it behind (no recording, no folder)."""
     one = tmp_path / "one.mitm"
-    with ServerThread(Scenario(error_on_second_response=True, close_code=None)) as srv:
-        port = free_port()
-        proc = subprocess.Popen(
-            [MITMDUMP, "--mode", f"reverse:{srv.url}", "--listen-host", "127.0.0.1", "-p", str(port),
-             "-w", str(one), "-q"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )
-        try:
-            wait_port(port, proc=proc)
-            asyncio.run(client_conversation(f"ws://127.0.0.1:{port}/v1"))
-        finally:
-            proc.send_signal(signal.SIGINT)
-            proc.communicate(timeout=30)
+    capture(one, Scenario(error_on_second_response=True, close_code=None))
     flows = tmp_path / "two.mitm"
     flows.write_bytes(one.read_bytes() * 2)  # a flow file is a sequence of flows: two sessions
     whole = run("import", flows, "-o", tmp_path / "whole")
