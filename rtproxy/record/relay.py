@@ -47,6 +47,7 @@ from mitmproxy import connection, ctx, http, websocket
 from mitmproxy.proxy import events
 from mitmproxy.proxy.layers import websocket as ws_layer
 from OpenSSL import SSL
+from websockets import frames
 from wsproto.frame_protocol import Opcode
 
 from rtproxy.record import fastpath, wsclose, wsclosing
@@ -98,25 +99,14 @@ def _deflate_only(flow: http.HTTPFlow) -> bool | None:
 
 
 def _frame(opcode: int, payload: bytes, masked: bool) -> bytes:
-    """One final, uncompressed frame."""
-    n = len(payload)
-    mask_bit = 0x80 if masked else 0
-    if n < 126:
-        head = struct.pack("!BB", 0x80 | opcode, mask_bit | n)
-    elif n < 1 << 16:
-        head = struct.pack("!BBH", 0x80 | opcode, mask_bit | 126, n)
-    else:
-        head = struct.pack("!BBQ", 0x80 | opcode, mask_bit | 127, n)
-    if not masked:
-        return head + payload
-    key = os.urandom(4)
-    return head + key + apply_mask(payload, key)
+    """One final, uncompressed frame (websockets' serializer)."""
+    return frames.Frame(frames.Opcode(opcode), payload).serialize(mask=masked)
 
 
 def _close_payload(code: int | None, reason: str) -> bytes:
     if code is None or code == 1005:
         return b""
-    return struct.pack("!H", code) + reason.encode("utf-8")[: wsclose.MAX_REASON_BYTES]
+    return struct.pack("!H", code) + wsclose.clip_reason(reason).encode("utf-8")
 
 
 class _Side:

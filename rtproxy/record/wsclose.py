@@ -56,7 +56,8 @@ def dropped_reason(who: str) -> str:
     return f"rtproxy: {who} dropped the connection without a close frame"
 
 
-def _clip(reason: str) -> str:
+def clip_reason(reason: str) -> str:
+    """``reason`` cut to what a close frame holds, at a character boundary."""
     data = reason.encode("utf-8")[:MAX_REASON_BYTES]
     return data.decode("utf-8", "ignore")
 
@@ -64,7 +65,7 @@ def _clip(reason: str) -> str:
 def request_close(flow: http.HTTPFlow, reason: str) -> None:
     """Close this live WebSocket flow on both sides with 1011 and ``reason``, as soon
     as the layer has finished the event being handled (call it from a hook)."""
-    flow.metadata[CLOSE_KEY] = _clip(reason)
+    flow.metadata[CLOSE_KEY] = clip_reason(reason)
 
 
 def _close_if_requested(layer: Any) -> Any:
