@@ -348,7 +348,10 @@ def run_workers(
         return 0
     finally:
         for sig, h in old.items():
-            signal.signal(sig, h)
+            # Stopping: every worker has closed out its sessions; a late Ctrl-C while this
+            # process exits is ignored (as a lone recorder does), not a KeyboardInterrupt
+            # traceback from the interpreter's exit handlers.
+            signal.signal(sig, signal.SIG_IGN if stopping[0] else h)
         for row in socks:
             for s in row:
                 s.close()
