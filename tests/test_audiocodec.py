@@ -1,4 +1,5 @@
-"""rtproxy.io.audiocodec: unpack_many / unpack_stream give exactly what unpack gives, chunk by chunk."""
+"""rtproxy.io.audiocodec: unpack_many / unpack_stream give exactly what unpack gives, chunk by chunk,
+compiled (rtproxy/io/_audiofast.c) and in NumPy alike; the two agree byte for byte and error for error."""
 
 from __future__ import annotations
 
@@ -9,9 +10,34 @@ import random
 import numpy as np
 import pytest
 
-from rtproxy.io.audiocodec import ORDER0, ORDER1, ORDER2, RAW, pack, unpack, unpack_many, unpack_stream
+from rtproxy.io import audiocodec
+from rtproxy.io.audiocodec import (
+    ORDER0,
+    ORDER1,
+    ORDER2,
+    RAW,
+    pack,
+    unpack,
+    unpack_each,
+    unpack_each_numpy,
+    unpack_many,
+    unpack_numpy,
+    unpack_stream,
+)
 
 SPEECH = (os.path.join(os.path.dirname(__file__), "data", "speech_24k.pcm"))
+
+
+@pytest.fixture(autouse=True, params=["compiled", "numpy"])
+def implementation(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test runs on both implementations of unpacking."""
+    if request.param == "numpy":
+        monkeypatch.setattr(audiocodec, "_fast", None)
+    elif audiocodec._fast is None:
+        if os.environ.get("CI"):
+            pytest.fail("rtproxy/io/_audiofast.c is not built: `pip install -e .` builds it (needs a C compiler)")
+        pytest.skip("the compiled unpacking is not built here")
+    return str(request.param)
 
 
 def _speech() -> bytes:
@@ -85,3 +111,41 @@ def test_bad_chunks_raise_value_error_like_unpack() -> None:
             unpack(bad)
         with pytest.raises(ValueError):
             unpack_many([good, bad, good])
+
+
+def test_compiled_and_numpy_agree_on_random_and_damaged_chunks(implementation: str) -> None:
+    """Any bytes at all (a crafted file's audio): the same output, or ValueError with the same text."""
+    if implementation == "numpy":
+        pytest.skip("compares the two: runs once")
+    fast = audiocodec._fast
+    assert fast is not None
+    rng = random.Random(11)
+    chunks = [pack(_random_chunk(rng)) for _ in range(400)]
+    chunks += [bytes((rng.randrange(6),)) + rng.randbytes(rng.randrange(0, 300)) for _ in range(400)]
+    chunks += [b"", bytes((ORDER2,)) + b"\xff" * 200_000, bytes((ORDER1,)) + b"\xff" * 199_999]
+    for c in chunks:
+        try:
+            want: bytes | str = unpack_numpy(c)
+        except ValueError as exc:
+            want = str(exc)
+        try:
+            got: bytes | str = fast.unpack(c)
+        except ValueError as exc:
+            got = str(exc)
+        assert got == want, c[:8]
+    good = [c for c in chunks if isinstance(_try(c), bytes)]
+    assert fast.unpack_each(good) == unpack_each_numpy(good) == [unpack_numpy(c) for c in good]
+    assert unpack(memoryview(good[3])) == unpack_numpy(good[3])  # any bytes-like object
+
+
+def _try(c: bytes) -> bytes | None:
+    try:
+        return unpack_numpy(c)
+    except ValueError:
+        return None
+
+
+def test_unpack_each_gives_one_piece_per_chunk() -> None:
+    rng = random.Random(5)
+    audio = [_random_chunk(rng) for _ in range(200)]
+    assert unpack_each([pack(a) for a in audio]) == audio

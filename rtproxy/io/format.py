@@ -51,6 +51,7 @@ import zstandard
 from pybase64 import b64encode  # the same text as base64.b64encode, several times faster
 
 from rtproxy.errors import CorruptRecording, NotARecording, RecordingError, RecordTooLarge, UnsupportedVersion
+from rtproxy.io.audiocodec import load_packer
 from rtproxy.io.audiocodec import pack as pack_audio
 from rtproxy.io.audiocodec import unpack as unpack_audio
 
@@ -324,6 +325,7 @@ class RecordingWriter:
         (for a copy written to a temporary name and renamed when complete, as redact does)."""
         self.path = str(path)
         self._flush_each = flush_each
+        load_packer()  # what packing needs, imported before the first message rather than on it
         # A new file (never one planted there, nor a symlink's target), readable
         # by its owner only: recordings hold conversations.
         self._fd = os.open(self.path, _CREATE_FLAGS, 0o600)

@@ -17,6 +17,7 @@ from typing import Callable
 
 from mitmproxy import ctx, exceptions, http
 
+from rtproxy.io.audiocodec import load_packer
 from rtproxy.io.format import RecordingWriter, recording_filename, split_base64_audio, start_recording
 from rtproxy.io.safefile import make_private_dirs, remove_empty_dirs
 from rtproxy.record import wsclose, wsclosing
@@ -103,6 +104,8 @@ class RealtimeRecorder:
         # Open flows by id, to close them with 1001 when rtproxy stops (going_away).
         self._flows: dict[str, http.HTTPFlow] = {}
         self._stopping = False
+        # Audio packing's NumPy, imported now rather than on a session's first audio message.
+        load_packer()
 
     def remove_unused_dirs(self) -> None:
         """Remove the folders made for ``rtrec_dir`` if they are still empty: a
