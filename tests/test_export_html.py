@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import re
 import os
@@ -215,6 +216,170 @@ def test_hostile_recording_runs_no_script_and_the_timeline_draws(browser, tmp_pa
     shown = json.loads(page.locator("#json").text_content())
     assert shown["item"]["content"][0]["text"] == HOSTILE
     assert page.evaluate("typeof window.pwned") == "undefined"
+    # the findings quote the recording: shown as text, in the table and when clicked
+    report = json.loads(run("check", rec, "--format", "json").stdout)["files"][0]["findings"]
+    rows = page.locator("#findings tr.fnd")
+    assert rows.count() == len(report) >= 5
+    close = next(k for k, f in enumerate(page.evaluate("rtproxy.data.findings")) if f["i"] is None)
+    assert "</script><script>window.pwned=1" in rows.nth(close).text_content()
+    rows.nth(close).click()
+    assert "</script><script>window.pwned=1" in page.locator("#sel").text_content()
+    assert page.evaluate("typeof window.pwned") == "undefined" and problems == [] and dialogs == []
+    assert page.evaluate("document.querySelectorAll('img, svg, a, iframe, object, embed').length") == 0
+
+
+#: What a finding quotes from a hostile recording (a function's name, a call id).
+EVIL = "</script><img src=x onerror=window.pwned=7><script>window.pwned=6</script>&amp;"
+
+
+def _with_findings(tmp_path: Path) -> Path:
+    """A truncate 4 s past the 1 s of audio received (RT002), a function call never answered
+    whose name and call_id are hostile (RT007), an abnormal close (RT017: no event)."""
+    from tests.check_helpers import response, start, write
+
+    item = {"id": "item_fc", "type": "function_call", "call_id": "call_" + EVIL, "name": "get_" + EVIL, "arguments": "{}"}
+    ev = start() + response(100) + [
+        (400, "client", {"type": "conversation.item.truncate", "event_id": "ev_tr", "item_id": "item_a",
+                         "content_index": 0, "audio_end_ms": 5000}),
+        (500, "server", {"type": "response.created", "event_id": "ev_c2", "response": {"id": "resp_2"}}),
+        (501, "server", {"type": "response.output_item.added", "event_id": "ev_ia2", "response_id": "resp_2",
+                         "output_index": 0, "item": item}),
+        (502, "server", {"type": "response.function_call_arguments.done", "event_id": "ev_ad2", "response_id": "resp_2",
+                         "item_id": "item_fc", "output_index": 0, "call_id": item["call_id"], "name": item["name"],
+                         "arguments": "{}"}),
+        (503, "server", {"type": "response.output_item.done", "event_id": "ev_id2", "response_id": "resp_2",
+                         "output_index": 0, "item": item}),
+        (504, "server", {"type": "response.done", "event_id": "ev_d2",
+                         "response": {"id": "resp_2", "status": "completed", "output": [item]}}),
+    ]
+    return write(tmp_path, ev, "findings.rtrec", close=(1006, "", "server"))
+
+
+def _page_data(page: str) -> dict:
+    """The page's data object, as the page inflates it."""
+    import base64
+    import zlib
+
+    block = re.search(r'<script type="text/plain" id="rt-data">(.*?)</script>', page, re.S)
+    assert block is not None
+    return json.loads(zlib.decompress(base64.b64decode(block.group(1))))
+
+
+def test_page_holds_the_findings_of_check_escaped(tmp_path: Path) -> None:
+    rec = _with_findings(tmp_path)
+    out = tmp_path / "f.html"
+    p = run("export", rec, "--format", "html", "-o", out)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.startswith("wrote ") and len(p.stdout.splitlines()) == 1
+    report = json.loads(run("check", rec, "--format", "json").stdout)["files"][0]["findings"]
+    assert [f["code"] for f in report] == ["RT002", "RT007", "RT017"]
+    page = out.read_text(encoding="utf-8")
+    data = _page_data(page)
+    # the same findings, times in the page's ms, rows in time order
+    assert [(f["code"], f["severity"], f["message"], f["i"]) for f in data["findings"]] == \
+        [(f["code"], f["severity"], f["message"], f["event_index"]) for f in report]
+    assert [f["t"] for f in data["findings"]] == [round(f["t"] * 1000, 3) for f in report]
+    assert data["findings_error"] is None
+    table = re.search(r'<table id="findings">(.*?)</table>', page, re.S).group(1)  # type: ignore[union-attr]
+    rows = re.findall(r'<tr class="fnd sev-(\w+)" data-f="(\d+)"[^>]*><td>(\w+)</td><td>(RT\d+)</td><td>([\d.]+) s</td>', table)
+    assert rows == [("error", "0", "error", "RT002", "0.400"), ("warning", "1", "warning", "RT007", "0.502"),
+                    ("warning", "2", "warning", "RT017", "0.504")]
+    assert "<tr><th>Findings</th><td>1 error, 2 warnings</td></tr>" in page
+    assert '<b id="n-findings">3</b>' in page
+    # the hostile name is text: escaped in the table, no "<" at all in the data blocks
+    assert html.escape("get_" + EVIL) in table and EVIL not in page
+    assert page.count("</script>") == page.count("<script")
+    for block in re.findall(r'<script type="text/plain" id="rt-[a-z]+">(.*?)</script>', page, re.S):
+        assert "<" not in block
+
+
+def test_page_of_a_clean_recording_says_no_findings(tmp_path: Path) -> None:
+    from tests.check_helpers import response, start, write
+
+    rec = write(tmp_path, start() + response(100), "clean.rtrec")
+    out = tmp_path / "c.html"
+    assert run("export", rec, "--format", "html", "--audio", "none", "-o", out).returncode == 0
+    page = out.read_text(encoding="utf-8")
+    assert _page_data(page)["findings"] == []
+    assert '<td colspan="4">no findings</td>' in page and "<tr><th>Findings</th><td>none (rtproxy check)</td></tr>" in page
+
+
+def test_page_renders_when_check_cannot_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    import rtproxy.check.runner
+    from rtproxy.export.files import export_html
+
+    rec = _with_findings(tmp_path)
+
+    def broken(*a: object, **k: object) -> None:
+        raise RuntimeError("a rule the check could not run <b>x</b>")
+
+    monkeypatch.setattr(rtproxy.check.runner, "check_file", broken)
+    out = tmp_path / "broken.html"
+    assert export_html(str(rec), str(out), audio="none") > 0
+    assert capsys.readouterr() == ("", "")
+    page = out.read_text(encoding="utf-8")
+    note = "not checked: internal error: RuntimeError: a rule the check could not run &lt;b&gt;x&lt;/b&gt;"
+    assert f'<td colspan="4">{note}</td>' in page and f"<tr><th>Findings</th><td>{note}</td></tr>" in page
+    assert '<tr class="resp' in page  # the rest of the page is all there
+    data = _page_data(page)
+    assert data["findings"] == [] and data["findings_error"].startswith("internal error: RuntimeError")
+    # a bad [tool.rtproxy.check] setting: the same, through the command line
+    monkeypatch.undo()
+    (tmp_path / "pyproject.toml").write_text('[tool.rtproxy.check]\nselect = ["RT999"]\n')
+    p = subprocess.run([*RTPROXY, "export", str(rec), "--format", "html", "--audio", "none", "-o", str(out)],
+                       capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert p.returncode == 0 and p.stderr == "" and p.stdout.startswith("wrote ")
+    assert "not checked: " in out.read_text(encoding="utf-8") and "RT999" in _page_data(out.read_text())["findings_error"]
+
+
+def test_finding_row_and_mark_show_the_event_and_move_the_timeline(browser, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    rec = _with_findings(tmp_path)
+    out = tmp_path / "f.html"
+    assert run("export", rec, "--format", "html", "-o", out).returncode == 0
+    messages = [json.loads(x) for x in run("show", rec, "--json").stdout.splitlines()]
+    messages = [m for m in messages if m["kind"] == "message"]
+    page, problems, requests = open_page(browser, out)
+    dialogs: list[str] = []
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    findings = page.evaluate("rtproxy.data.findings")
+    assert [f["code"] for f in findings] == ["RT002", "RT007", "RT017"]
+    assert page.locator("#findings tr.fnd").count() == 3
+    assert page.evaluate("document.body.dataset.marks") == "3"
+    # zoom far out of the truncate, then click its row: its JSON, and the timeline on it
+    page.evaluate("rtproxy.focus(0)")
+    for _ in range(8):
+        page.click("#zin")
+    tr = findings[0]
+    page.locator("#findings tr.fnd").nth(0).click()
+    assert page.evaluate("document.body.dataset.selected") == str(tr["i"])
+    assert page.evaluate("document.body.dataset.finding") == "0"
+    assert json.loads(page.locator("#json").text_content()) == json.loads(messages[tr["i"]]["text"])
+    assert "RT002 error: truncate of item item_a at 5000 ms" in page.locator("#sel").text_content()
+    v0, v1 = page.evaluate("rtproxy.view")
+    assert v0 < tr["t"] < v1
+    # click the unanswered call's mark on the canvas: the call's event, the hostile name as text
+    page.click("#fit")
+    box = page.locator("#tl").bounding_box()
+    x, y = page.evaluate("[rtproxy.fxOf(1), rtproxy.fyOf()]")
+    page.evaluate("document.body.dataset.selected = ''")
+    page.mouse.click(box["x"] + x, box["y"] + y)
+    call = findings[1]
+    assert page.evaluate("document.body.dataset.finding") == "1"
+    assert page.evaluate("document.body.dataset.selected") == str(call["i"])
+    shown = json.loads(page.locator("#json").text_content())
+    assert shown["type"] == "response.function_call_arguments.done" and shown["name"] == "get_" + EVIL
+    assert f"call call_{EVIL} (get_{EVIL}) never answered" in page.locator("#sel").text_content()
+    # the close's finding has no event: the timeline at its time, the finding itself shown
+    page.locator("#findings tr.fnd").nth(2).click()
+    assert page.evaluate("document.body.dataset.finding") == "2" and page.evaluate("document.body.dataset.selected") == ""
+    assert json.loads(page.locator("#json").text_content())["code"] == "RT017"
+    SHOT_DIR.mkdir(exist_ok=True)
+    page.screenshot(path=str(SHOT_DIR / "html_export_findings.png"), full_page=True)
+    assert page.evaluate("typeof window.pwned") == "undefined"
+    assert page.evaluate("document.querySelectorAll('img, svg, a, iframe, object, embed').length") == 0
+    assert problems == [] and dialogs == []
+    assert all(u.startswith(("file:", "blob:", "data:")) for u in requests), requests
 
 
 def _long_speech_recording(path: Path, seconds: float = 8.0) -> Path:

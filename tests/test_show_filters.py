@@ -71,7 +71,7 @@ def test_summary_lines(rec: Path) -> None:
     resp = [line for line in out.splitlines() if " response resp_" in line]
     assert len(resp) == 1
     assert "completed" in resp[0] and "audio 600 ms" in resp[0] and '"Hello! How can I help you today?"' in resp[0]
-    errs = [line for line in out.splitlines() if " error #" in line]
+    errs = [line for line in out.splitlines() if " ms  error #" in line]  # the error lines, not findings quoting them
     assert len(errs) == 2
     assert "conversation_already_has_active_response" in errs[0]
     assert "response.create" in errs[0] and "named by error.event_id" in errs[0]

@@ -12,7 +12,10 @@ from typing import Any, Iterable
 from rtproxy.check.finding import SEVERITIES
 from rtproxy.errors import UsageError
 
-__all__ = ["Options", "Config", "find_config", "load_config", "parse_codes", "select_codes"]
+__all__ = ["Options", "Config", "DEFAULT_MIN_SEVERITY", "find_config", "load_config", "parse_codes", "select_codes"]
+
+#: The ``--min-severity`` of ``rtproxy check`` when neither it nor the settings give one.
+DEFAULT_MIN_SEVERITY = "warning"
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,7 +18,8 @@ from rtproxy.check.finding import SEVERITIES, Finding
 from rtproxy.check.rules import RULES
 
 __all__ = ["FileResult", "visible", "render_text", "render_json", "render_github", "render_sarif",
-           "summary", "github_escape_data", "github_escape_property"]
+           "summary", "github_escape_data", "github_escape_property", "finding_line", "counts_text",
+           "summary_findings_lines"]
 
 
 @dataclass
@@ -60,7 +61,8 @@ def summary(results: list[FileResult]) -> dict[str, Any]:
     }
 
 
-def _counts(findings: list[Finding]) -> str:
+def counts_text(findings: list[Finding]) -> str:
+    """``"1 error, 2 warnings"`` (info only when there is some)."""
     n = {s: 0 for s in SEVERITIES}
     for f in findings:
         n[f.severity] += 1
@@ -75,6 +77,17 @@ def finding_line(f: Finding) -> str:
     return f"  {f.t:9.3f} s  {f.code} {f.severity:<7}  {visible(where)}: {visible(f.message)}"
 
 
+def summary_findings_lines(findings: list[Finding], error: str | None = None) -> list[str]:
+    """The findings part of ``rtproxy show --summary``: a head line (the counts, or
+    "none"), then :func:`finding_line` per finding; ``error``: why the check did not run.
+    Every value from the recording is shown through :func:`visible`."""
+    if error is not None:
+        return [f"  findings     not checked: {visible(error)}"]
+    if not findings:
+        return ["  findings     none (rtproxy check)"]
+    return [f"  findings     {counts_text(findings)} (rtproxy check)", *(finding_line(f) for f in findings)]
+
+
 def render_file_text(r: FileResult, style: Any = None) -> str:
     name = visible(r.file)
     if r.error is not None:
@@ -83,7 +96,7 @@ def render_file_text(r: FileResult, style: Any = None) -> str:
     if style is not None:
         colour = {"error": "red", "warning": "yellow", "info": "cyan"}
         lines = [style(ln, fg=colour[f.severity]) for ln, f in zip(lines, r.findings)]
-    head = f"{name}: {_counts(r.findings)}" if r.findings else f"{name}: ok"
+    head = f"{name}: {counts_text(r.findings)}" if r.findings else f"{name}: ok"
     return "\n".join([head, *lines]) + "\n"
 
 
@@ -91,7 +104,7 @@ def render_total_text(results: list[FileResult]) -> str:
     s = summary(results)
     allf = [f for r in results for f in r.findings]
     bad = f"; {s['files_unreadable']} unreadable" if s["files_unreadable"] else ""
-    return (f"checked {s['files']} file{'s' * (s['files'] != 1)}: {_counts(allf)} "
+    return (f"checked {s['files']} file{'s' * (s['files'] != 1)}: {counts_text(allf)} "
             f"in {s['files_with_findings']} file{'s' * (s['files_with_findings'] != 1)}{bad}\n")
 
 

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import os
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 from rtproxy.check.engine import check_file
-from rtproxy.check.options import Options
+from rtproxy.check.options import DEFAULT_MIN_SEVERITY, Options, load_config
 from rtproxy.check.render import FileResult
 from rtproxy.errors import RtproxyError
 
-__all__ = ["collect_files", "check_one", "check_many"]
+__all__ = ["collect_files", "check_one", "check_many", "check_as_configured"]
 
 
 def collect_files(paths: Iterable[str]) -> list[str]:
@@ -41,6 +40,29 @@ def check_one(
         return FileResult(path, error=exc.strerror or str(exc))
 
 
+def check_as_configured(path: str, start: str | os.PathLike[str] | None = None) -> FileResult:
+    """What ``rtproxy check PATH`` reports with no options: the ``[tool.rtproxy.check]``
+    settings of the nearest pyproject.toml (from ``start``, default the current folder),
+    findings at or above its min-severity (default warning), in time order. For the
+    views that show findings beside other things (``show --summary``, the html export),
+    so it never raises: a bad setting, an unreadable file or a failure of the check
+    itself is the result's ``error``, one line."""
+    try:
+        cfg = load_config(start)
+        return FileResult(path, check_file(path, select=cfg.select, ignore=cfg.ignore, options=cfg.options,
+                                           min_severity=cfg.min_severity or DEFAULT_MIN_SEVERITY))
+    except RtproxyError as exc:
+        msg = str(exc)
+        return FileResult(path, error=msg[len(path) + 2:] if msg.startswith(path + ": ") else msg)
+    except OSError as exc:
+        return FileResult(path, error=exc.strerror or str(exc))
+    except Exception as exc:  # noqa: BLE001 - what shows the findings must still work without them
+        detail = " ".join(str(exc).split())
+        if len(detail) > 300:
+            detail = detail[:297] + "..."
+        return FileResult(path, error=f"internal error: {type(exc).__name__}: {detail}")
+
+
 def _star(args: tuple[str, tuple[str, ...] | None, tuple[str, ...], Options, str]) -> FileResult:
     return check_one(*args)
 
@@ -63,5 +85,7 @@ def check_many(
         for j in jobs:
             yield _star(j)
         return
+    from concurrent.futures import ProcessPoolExecutor  # here: show --summary and export use only check_as_configured
+
     with ProcessPoolExecutor(max_workers=min(n, len(files))) as pool:
         yield from pool.map(_star, jobs, chunksize=max(1, min(8, len(files) // (4 * n))))

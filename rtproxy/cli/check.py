@@ -9,7 +9,7 @@ import click
 
 from rtproxy import __version__
 from rtproxy.check.finding import SEVERITIES, severity_rank
-from rtproxy.check.options import load_config, parse_codes, select_codes
+from rtproxy.check.options import DEFAULT_MIN_SEVERITY, load_config, parse_codes, select_codes
 from rtproxy.check.render import (
     render_file_text,
     render_github,
@@ -78,7 +78,7 @@ def check(paths: tuple[str, ...], fmt: str, select: str | None, ignore: str | No
         select_codes(RULES, sel, ign)
     except UsageError as exc:
         fail(str(exc))
-    floor = min_severity or cfg.min_severity or "warning"
+    floor = min_severity or cfg.min_severity or DEFAULT_MIN_SEVERITY
     files = collect_files(paths)
     if not files:
         fail(f"no .rtrec files under {', '.join(paths)}")

@@ -147,13 +147,14 @@ def _fmt_time(ts: float | None) -> str:
 @click.option("--type", "type_glob", metavar="GLOB", help="Only events whose type matches, e.g. 'response.*' (beta or GA name).")
 @click.option("--from", "side", type=click.Choice(["client", "server"]), help="Only messages from this side.")
 @click.option("--grep", metavar="TEXT", help="Only messages containing TEXT (audio not searched).")
-@click.option("--summary", is_flag=True, help="One line per response (status, duration, audio, transcript) and per error with its cause.")
+@click.option("--summary", is_flag=True, help="One line per response (status, duration, audio, transcript), per error with its cause, then the findings of `rtproxy check`.")
 def show(file: str, as_json: bool, type_glob: str | None, side: str | None, grep: str | None, summary: bool) -> None:
     """Print a recording: a header, then one line per message.
 
     \b
     Filters (--type, --from, --grep) combine, and apply to --json too.
-    --summary prints responses and errors instead of messages.
+    --summary prints responses, errors and the findings of `rtproxy check`
+    instead of messages.
     """
     from rtproxy.view.summary import EventFilter
 
@@ -179,8 +180,14 @@ def _show_summary(file: str, as_json: bool) -> None:
 
     from rtproxy.view.summary import summarize, summary_lines
 
+    from rtproxy.check.render import summary_findings_lines
+    from rtproxy.check.runner import check_as_configured
+
     with open_recording(file) as reader:
         s = summarize(annotate(reader.messages()), reader)
+    # The findings `rtproxy check FILE` reports (a second pass); a check that
+    # cannot run is one line, never the end of the summary.
+    checked = check_as_configured(file)
     if as_json:
         for r in s.responses:
             d = {k: v for k, v in asdict(r).items() if not k.startswith("_")}
@@ -191,11 +198,17 @@ def _show_summary(file: str, as_json: bool) -> None:
         for tr in s.truncates:
             d = {"kind": "truncate", **asdict(tr), "problem": tr.problem}
             sys.stdout.write(json.dumps(jsonable(d)) + "\n")
+        found: dict[str, Any] = {"kind": "findings", "findings": [f.to_dict() for f in checked.findings]}
+        if checked.error is not None:
+            found["error"] = checked.error
+        sys.stdout.write(json.dumps(jsonable(found)) + "\n")
         return
     # Lines quote the recording (transcripts, error messages): escapes shown, not obeyed.
     sys.stdout.write(f"{visible(file)}\n")
     for line in summary_lines(s):
         sys.stdout.write(visible(line) + "\n")
+    for line in summary_findings_lines(checked.findings, checked.error):
+        sys.stdout.write(line + "\n")
 
 
 def _show_text(file: str, flt: Any = None) -> None:

@@ -43,7 +43,8 @@ def export_html(file: str, out: str, *, audio: bool | str = True, progress: Prog
 
     ``audio``: ``"speech"`` (Opus at speech quality, the default; True means it too),
     ``"full"`` (PCM WAV as recorded) or ``"none"`` (False). ``progress``: see
-    :mod:`rtproxy.io.progress`.
+    :mod:`rtproxy.io.progress`. The page lists the findings ``rtproxy check FILE``
+    reports (a second pass over the file).
     """
     builder = ReportBuilder(Path(file).name, audio=audio)
     with open_recording(file) as reader:
@@ -52,6 +53,11 @@ def export_html(file: str, out: str, *, audio: bool | str = True, progress: Prog
             messages = unpack_ahead(messages)  # every message's audio is used: unpacked in batches
         for e in annotate(messages, details=False):
             builder.feed(e)
+        # The findings `rtproxy check FILE` reports; a check that fails is a note in the page.
+        from rtproxy.check.runner import check_as_configured
+
+        checked = check_as_configured(file)
+        builder.set_findings([f.to_dict() for f in checked.findings], checked.error)
         page = builder.html(reader.recording, progress)
     data = page.encode("utf-8")
     _write_atomic(out, data)

@@ -10,7 +10,9 @@ embedded as one clip per stretch of speech, decoded only when played: Opus in
 WebM at speech quality by default (:mod:`rtproxy.export.speech`, about 2 KB
 a second), 24 kHz PCM WAV as recorded with ``audio="full"``, or none. The
 page's data and event JSON are embedded deflated (base64), and inflated by the
-browser's own ``DecompressionStream`` when the page opens.
+browser's own ``DecompressionStream`` when the page opens. The findings of
+``rtproxy check`` (given with :meth:`ReportBuilder.set_findings`) are a table
+and marks on the timeline.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from rtproxy.view.events import Handshake, clean_header, jsonable
 from rtproxy.view.summary import SessionSummary, Summarizer, event_head
 from rtproxy.view.timeline import Entry
 
-__all__ = ["ReportBuilder", "KINDS", "event_kind", "MAX_JSON_CHARS"]
+__all__ = ["ReportBuilder", "KINDS", "SEVERITY_COLOURS", "event_kind", "MAX_JSON_CHARS"]
 
 #: Event kinds, in the order of their colours in the page's legend.
 KINDS: list[tuple[str, str]] = [
@@ -50,6 +52,9 @@ KINDS: list[tuple[str, str]] = [
     ("binary", "#000000"),
 ]
 _KIND_INDEX = {k: i for i, (k, _) in enumerate(KINDS)}
+
+#: The colour of a finding's mark on the timeline, by severity.
+SEVERITY_COLOURS: dict[str, str] = {"error": "#d62728", "warning": "#f0a30a", "info": "#1f9bcf"}
 
 #: Longest event JSON kept for the page (longer ones are cut, with a note).
 MAX_JSON_CHARS = 20000
@@ -158,6 +163,15 @@ class ReportBuilder:
         self.kind: list[int] = []
         self.size: list[int] = []
         self.json: list[str] = []
+        self.findings: list[dict[str, Any]] = []
+        self.findings_error: str | None = None
+
+    def set_findings(self, findings: list[dict[str, Any]], error: str | None = None) -> None:
+        """The findings to show: dicts with the fields of ``rtproxy check --format json``
+        (:meth:`rtproxy.check.Finding.to_dict`); ``error``: why there are none (the
+        check did not run), shown as a note."""
+        self.findings = list(findings)
+        self.findings_error = error
 
     def feed(self, e: Entry) -> None:
         m = e.msg
@@ -215,6 +229,7 @@ class ReportBuilder:
              "param": x.param, "cause": x.cause_index, "cause_type": x.cause_type, "matched_by": x.matched_by}
             for x in s.errors
         ]
+        findings = sorted((self._finding(f) for f in self.findings), key=lambda f: (f["t"], -1 if f["i"] is None else f["i"]))
         summary = {
             "model": s.model, "url": s.url, "status": s.status, "reason": hs.reason if hs else None,
             "duration_ms": s.duration_s * 1000, "turns": s.turns,
@@ -229,9 +244,20 @@ class ReportBuilder:
             "title": self.title, "summary": summary, "kinds": KINDS, "types": self.types,
             "ev": {"t": self.t, "side": self.side, "type": self.type, "kind": self.kind, "size": self.size},
             "responses": responses, "errors": errors, "bars": bars,
+            "findings": findings, "findings_error": self.findings_error, "severity_colours": SEVERITY_COLOURS,
             "clip_type": CLIP_TYPES[self.audio_mode],
         }
         return data, clips
+
+    def _finding(self, f: dict[str, Any]) -> dict[str, Any]:
+        """A finding as the page holds it: ``t`` in ms, ``i`` the event (None if it names none of the page's)."""
+        i = _index(f.get("event_index"), len(self.t))
+        typ = f.get("event_type")
+        if typ is None and i is not None:
+            typ = self.types[self.type[i]]
+        return {"code": str(f.get("code")), "severity": _severity(f.get("severity")), "title": str(f.get("title") or ""),
+                "message": str(f.get("message") or ""), "t": _ms(f.get("t")), "i": i,
+                "type": None if typ is None else str(typ)}
 
     def html(self, rec: Recording, progress: Progress | None = None) -> str:
         """The whole page (``progress``: see :mod:`rtproxy.io.progress`)."""
@@ -252,6 +278,7 @@ class ReportBuilder:
             ("Errors", str(len(data["errors"]))),
             ("Audio", f"user {s['audio_s']['client']:.2f} s, assistant {s['audio_s']['server']:.2f} s"),
             ("Close", close_txt),
+            ("Findings", _findings_text(data["findings"], data["findings_error"])),
         ]
         if s["truncated"]:
             rows.append(("Note", "recording was cut short (recorder stopped mid-session)"))
@@ -274,19 +301,66 @@ class ReportBuilder:
             f'{" (error.event_id)" if x["matched_by"] == "event_id" else (" (last client event before)" if x["cause"] is not None else "")}</td></tr>'
             for x in data["errors"]
         )
+        find_rows = "".join(
+            f'<tr class="fnd sev-{f["severity"]}" data-f="{k}" title="{esc(f["title"])}">'
+            f'<td>{esc(f["severity"])}</td><td>{esc(f["code"])}</td><td>{f["t"] / 1000:.3f} s</td>'
+            f'<td>{esc(_where(f) + f["message"])}</td></tr>'
+            for k, f in enumerate(data["findings"])
+        )
+        if data["findings_error"] is not None:
+            find_rows = f'<tr><td colspan="4">not checked: {esc(data["findings_error"])}</td></tr>'
         legend = "".join(f'<span class="lg"><i style="background:{c}"></i>{esc(k)}</span>' for k, c in KINDS)
+        legend += "".join(f'<span class="lg"><i class="dia" style="background:{c}"></i>{esc(sev)} finding</span>'
+                          for sev, c in reversed(SEVERITY_COLOURS.items()))
         payload = _packed_json(data)
         texts = _packed_json(self.json)
         clip_tags = "".join(f'<script type="text/plain" id="clip-{i}">{c}</script>' for i, c in enumerate(clips))
         values = {
             "TITLE": esc(self.title), "SUMMARY": summary_html, "NEVENTS": str(len(self.t)),
             "NRESP": str(len(data["responses"])), "NERR": str(len(data["errors"])),
+            "NFIND": str(len(data["findings"])),
             "RESPROWS": resp_rows or '<tr><td colspan="7">no responses</td></tr>',
             "ERRROWS": err_rows or '<tr><td colspan="4">no errors</td></tr>',
+            "FINDROWS": find_rows or '<tr><td colspan="4">no findings</td></tr>',
             "LEGEND": legend, "CLIPS": clip_tags, "DATA": payload, "TEXTS": texts,
         }
         # One pass, so a transcript that reads "%DATA%" stays text.
         return _SLOT.sub(lambda m: values[m.group(1)], _PAGE)
+
+
+def _severity(value: Any) -> str:
+    return value if value in SEVERITY_COLOURS else "info"
+
+
+def _ms(t: Any) -> float:
+    """A finding's time (seconds) in the page's milliseconds; 0 for anything but a finite number."""
+    if isinstance(t, bool) or not isinstance(t, (int, float)) or not (-1e12 < t < 1e12):
+        return 0.0
+    return round(t * 1000, 3)
+
+
+def _index(i: Any, n: int) -> int | None:
+    """A finding's event index, if it names one of the page's events."""
+    return i if isinstance(i, int) and not isinstance(i, bool) and 0 <= i < n else None
+
+
+def _where(f: dict[str, Any]) -> str:
+    """``"#12 response.create: "`` (the finding's event), or "" for the handshake or the close."""
+    if f["i"] is None:
+        return ""
+    return f"#{f['i']} {f['type']}: " if f["type"] else f"#{f['i']}: "
+
+
+def _findings_text(findings: list[dict[str, Any]], error: str | None) -> str:
+    if error is not None:
+        return f"not checked: {error}"
+    if not findings:
+        return "none (rtproxy check)"
+    n = {sev: sum(1 for f in findings if f["severity"] == sev) for sev in SEVERITY_COLOURS}
+    parts = [f"{n['error']} error{'s' * (n['error'] != 1)}", f"{n['warning']} warning{'s' * (n['warning'] != 1)}"]
+    if n["info"]:
+        parts.append(f"{n['info']} info")
+    return ", ".join(parts)
 
 
 def _details(d: Any) -> str:
@@ -301,7 +375,7 @@ def _details(d: Any) -> str:
     return str(d)
 
 
-_SLOT = re.compile(r"%(TITLE|SUMMARY|NEVENTS|NRESP|NERR|RESPROWS|ERRROWS|LEGEND|CLIPS|DATA|TEXTS)%")
+_SLOT = re.compile(r"%(TITLE|SUMMARY|NEVENTS|NRESP|NERR|NFIND|RESPROWS|ERRROWS|FINDROWS|LEGEND|CLIPS|DATA|TEXTS)%")
 
 
 #: Characters written as JSON escapes inside the page's <script> blocks: with no
@@ -347,29 +421,32 @@ h1{font-size:16px;margin:0 0 8px}h2{font-size:14px;margin:14px 0 6px}
 table{border-collapse:collapse;background:#fff}th,td{border:1px solid #ddd;padding:2px 8px;text-align:left;vertical-align:top}
 #summary th{background:#f0f0f0;width:110px}
 .tables{display:flex;gap:16px;flex-wrap:wrap}.scroll{max-height:240px;overflow:auto}
-tr.resp,tr.err{cursor:pointer}tr.err td{background:#fde8e8}
+tr.resp,tr.err,tr.fnd{cursor:pointer}tr.err td{background:#fde8e8}
+tr.sev-error td:first-child{color:#d62728;font-weight:600}tr.sev-warning td:first-child{color:#b87800;font-weight:600}tr.sev-info td:first-child{color:#1f78a8}
+#findings td:last-child{max-width:640px}
 tr.st-cancelled td,tr.st-incomplete td,tr.st-failed td{background:#fff4d6}
 #bar{margin:10px 0 4px;display:flex;gap:6px;align-items:center;flex-wrap:wrap}
 button{font:inherit;padding:2px 10px}
 #wrap{position:relative;background:#fff;border:1px solid #ccc}
 canvas{display:block;width:100%;cursor:crosshair}
-.lg{margin-right:10px;white-space:nowrap}.lg i{display:inline-block;width:10px;height:10px;margin-right:3px;vertical-align:-1px}
+.lg{margin-right:10px;white-space:nowrap}.lg i{display:inline-block;width:10px;height:10px;margin-right:3px;vertical-align:-1px}.lg i.dia{width:8px;height:8px;transform:rotate(45deg)}
 #detail{display:flex;gap:12px;margin-top:8px}
 #json{flex:1;background:#fff;border:1px solid #ccc;padding:8px;margin:0;max-height:420px;overflow:auto;white-space:pre-wrap;word-break:break-all;font:12px/1.35 ui-monospace,Menlo,Consolas,monospace}
-#sel{min-width:260px;color:#555}
+#sel{min-width:260px;max-width:45%;color:#555;white-space:pre-line;overflow-wrap:anywhere}
 #tip{position:absolute;pointer-events:none;background:#333;color:#fff;padding:2px 6px;border-radius:3px;font-size:12px;display:none;white-space:nowrap}
 </style></head>
 <body>
 <h1>%TITLE%</h1>
 <div class="tables">
 <div><h2>Session</h2><table id="summary">%SUMMARY%</table>
-<p>events <b id="n-events">%NEVENTS%</b> · responses <b id="n-responses">%NRESP%</b> · errors <b id="n-errors">%NERR%</b></p></div>
+<p>events <b id="n-events">%NEVENTS%</b> · responses <b id="n-responses">%NRESP%</b> · errors <b id="n-errors">%NERR%</b> · findings <b id="n-findings">%NFIND%</b></p></div>
 <div><h2>Responses</h2><div class="scroll"><table id="responses"><tr><th>start</th><th>id</th><th>status</th><th>details</th><th>duration</th><th>audio</th><th>transcript / text</th></tr>%RESPROWS%</table></div>
 <h2>Errors</h2><div class="scroll"><table id="errors"><tr><th>at</th><th>error</th><th>message</th><th>caused by</th></tr>%ERRROWS%</table></div></div>
+<div><h2>Findings</h2><div class="scroll"><table id="findings"><tr><th>severity</th><th>code</th><th>at</th><th>message</th></tr>%FINDROWS%</table></div></div>
 </div>
 <h2>Timeline</h2>
 <div id="bar"><button id="fit">fit</button><button id="zin">zoom in</button><button id="zout">zoom out</button>
-<span id="range"></span> <span>— wheel zooms, drag pans, click an event for its JSON, click an audio bar to play from there</span></div>
+<span id="range"></span> <span>— wheel zooms, drag pans, click an event or a finding for its JSON, click an audio bar to play from there</span></div>
 <div>%LEGEND%</div>
 <div id="wrap"><canvas id="tl" height="250"></canvas><div id="tip"></div></div>
 <div id="detail"><div id="sel">Click an event on the timeline.</div><pre id="json"></pre></div>
@@ -385,14 +462,19 @@ const D=await inflate("rt-data"),TEXTS=await inflate("rt-texts");
 function texts(){return TEXTS;}
 const E=D.ev,N=E.t.length,KC=D.kinds.map(k=>k[1]);
 const cv=document.getElementById("tl"),ctx=cv.getContext("2d"),tip=document.getElementById("tip");
-const LANES={client:28,user:62,resp:100,asst:138,server:172};
+const LANES={client:28,user:62,resp:100,asst:138,server:172,find:208};
 const LH=22,AX=14;
 const end=D.bars.reduce((m,b)=>Math.max(m,b.t1),Math.max(D.summary.duration_ms||0,N?E.t[N-1]:0,1));
 // Per side, sorted event indexes (times are monotonic already).
 const bySide=[[],[]];for(let i=0;i<N;i++)bySide[E.side[i]].push(i);
 const errAt=new Map();D.errors.forEach(x=>errAt.set(x.i,x));
 const causes=new Set(D.errors.filter(x=>x.cause!=null).map(x=>x.cause));
-let v0=0,v1=end*1.02,W=0,sel=-1,drawn=0,player=null;
+// Findings of rtproxy check, in time order; by event index.
+const F=D.findings||[],SC=D.severity_colours||{},fAt=new Map();
+F.forEach((f,k)=>{if(f.i!=null){if(!fAt.has(f.i))fAt.set(f.i,[]);fAt.get(f.i).push(k);}});
+// Marks drawn mildest first, so where they overlap the most severe is on top (and is the one clicked).
+const RANK={info:0,warning:1,error:2},FO=F.map((f,k)=>k).sort((a,b)=>(RANK[F[a].severity]||0)-(RANK[F[b].severity]||0)||a-b);
+let v0=0,v1=end*1.02,W=0,sel=-1,selF=-1,drawn=0,player=null;
 function resize(){const r=cv.getBoundingClientRect();W=Math.max(200,r.width);cv.width=W*devicePixelRatio;cv.height=250*devicePixelRatio;ctx.setTransform(devicePixelRatio,0,0,devicePixelRatio,0,0);draw();}
 const X=t=>(t-v0)/(v1-v0)*W, T=x=>v0+x/W*(v1-v0);
 function lower(arr,t){let lo=0,hi=arr.length;while(lo<hi){const m=(lo+hi)>>1;if(E.t[arr[m]]<t)lo=m+1;else hi=m;}return lo;}
@@ -404,7 +486,7 @@ function draw(){
  let st=steps.find(s=>W/(span/s)>=80)||36e5;ctx.fillStyle="#666";ctx.strokeStyle="#eee";
  for(let t=Math.ceil(v0/st)*st;t<=v1;t+=st){const x=X(t);ctx.beginPath();ctx.moveTo(x,AX);ctx.lineTo(x,250);ctx.stroke();ctx.fillText(fmt(t),x+2,10);}
  ctx.fillStyle="#999";
- [["client events",LANES.client],["user audio",LANES.user],["responses",LANES.resp],["assistant audio",LANES.asst],["server events",LANES.server]].forEach(([n,y])=>ctx.fillText(n,4,y-2));
+ [["client events",LANES.client],["user audio",LANES.user],["responses",LANES.resp],["assistant audio",LANES.asst],["server events",LANES.server],["findings",LANES.find]].forEach(([n,y])=>ctx.fillText(n,4,y-2));
  // audio bars
  for(const b of D.bars){const x0=X(b.t0),x1=X(b.t1);if(x1<0||x0>W)continue;ctx.fillStyle=b.side?"#ffbb78":"#98df8a";ctx.fillRect(x0,(b.side?LANES.asst:LANES.user)+2,Math.max(2,x1-x0),LH-6);}
  // responses
@@ -421,17 +503,27 @@ function draw(){
  for(const x of D.errors){const xe=X(x.t);if(x.cause!=null){const xc=X(E.t[x.cause]);ctx.strokeStyle="#d62728";ctx.lineWidth=1.5;ctx.beginPath();ctx.moveTo(xc,LANES.client+LH-2);ctx.lineTo(xe,LANES.server+2);ctx.stroke();ctx.lineWidth=1;
    ctx.strokeRect(xc-4,LANES.client,9,LH-2);}
   ctx.fillStyle="#d62728";ctx.beginPath();ctx.moveTo(xe,LANES.server-4);ctx.lineTo(xe+6,LANES.server+LH+2);ctx.lineTo(xe-6,LANES.server+LH+2);ctx.fill();}
+ // findings: a diamond each, coloured by severity; the selected one outlined and tied to its event
+ let marks=0;const yf=LANES.find;
+ for(const k of FO){const f=F[k],x=X(f.t);if(x<-8||x>W+8)continue;marks++;
+  ctx.fillStyle=SC[f.severity]||"#7f7f7f";ctx.beginPath();ctx.moveTo(x,yf);ctx.lineTo(x+6,yf+9);ctx.lineTo(x,yf+18);ctx.lineTo(x-6,yf+9);ctx.closePath();ctx.fill();
+  if(k===selF){ctx.strokeStyle="#000";ctx.lineWidth=2;ctx.stroke();ctx.lineWidth=1;
+   if(f.i!=null&&f.i<N){ctx.setLineDash([3,3]);ctx.beginPath();ctx.moveTo(x,(E.side[f.i]?LANES.server:LANES.client)+LH-2);ctx.lineTo(x,yf);ctx.stroke();ctx.setLineDash([]);}}}
+ document.body.dataset.marks=String(marks);
  if(sel>=0){const y=E.side[sel]?LANES.server:LANES.client,x=X(E.t[sel]);ctx.strokeStyle="#000";ctx.lineWidth=2;ctx.strokeRect(x-3,y,7,LH-2);ctx.lineWidth=1;}
  if(player){const x=X(player.b.t0+player.a.currentTime*1000);ctx.strokeStyle="#000";ctx.beginPath();ctx.moveTo(x,AX);ctx.lineTo(x,250);ctx.stroke();}
  document.getElementById("range").textContent=fmt(Math.max(0,v0))+" – "+fmt(v1);
  document.body.dataset.drawn=String(drawn);
 }
-function select(i){if(i<0||i>=N)return;sel=i;const t=texts()[i];let pretty=t;try{pretty=JSON.stringify(JSON.parse(t),null,2);}catch(e){}
+function select(i,k){if(i<0||i>=N)return;sel=i;const fs=fAt.get(i);selF=k!=null?k:(fs?fs[0]:-1);const t=texts()[i];let pretty=t;try{pretty=JSON.stringify(JSON.parse(t),null,2);}catch(e){}
  const er=errAt.get(i);let info="#"+i+" · "+(E.side[i]?"server":"client")+" · "+D.types[E.type[i]]+" · at "+fmt(E.t[i])+" · "+E.size[i]+" B";
  if(er)info+=er.cause!=null?" · caused by #"+er.cause+" "+er.cause_type+(er.matched_by==="event_id"?" (error.event_id)":" (last client event before)"):"";
  if(causes.has(i))info+=" · this event caused an error";
- document.getElementById("sel").textContent=info;document.getElementById("json").textContent=pretty;document.body.dataset.selected=String(i);draw();}
+ if(fs)for(const j of fs)info+="\n"+F[j].code+" "+F[j].severity+": "+F[j].message;
+ document.getElementById("sel").textContent=info;document.getElementById("json").textContent=pretty;document.body.dataset.selected=String(i);
+ document.body.dataset.finding=selF>=0?String(selF):"";draw();}
 function nearest(side,x){const arr=bySide[side];if(!arr.length)return -1;const t=T(x);let j=lower(arr,t);let best=-1,bd=1e9;for(const c of [j-1,j]){if(c<0||c>=arr.length)continue;const d=Math.abs(X(E.t[arr[c]])-x);if(d<bd){bd=d;best=arr[c];}}return bd<=6?best:-1;}
+function nearestFinding(x){let best=-1,bd=1e9;for(const k of FO){const d=Math.abs(X(F[k].t)-x);if(d<=bd){bd=d;best=k;}}return bd<=7?best:-1;}
 function laneAt(y){for(const [k,v] of Object.entries(LANES))if(y>=v-2&&y<=v+LH)return k;return null;}
 function play(b,ms){if(player){player.a.pause();URL.revokeObjectURL(player.u);player=null;}
  const s=atob(document.getElementById("clip-"+b.clip).textContent);const u8=new Uint8Array(s.length);for(let i=0;i<s.length;i++)u8[i]=s.charCodeAt(i);
@@ -441,13 +533,14 @@ function play(b,ms){if(player){player.a.pause();URL.revokeObjectURL(player.u);pl
 function hit(x,y){const lane=laneAt(y);if(lane==="client"||lane==="server")return{ev:nearest(lane==="server"?1:0,x)};
  const t=T(x);if(lane==="user"||lane==="asst"){const side=lane==="asst"?1:0;for(const b of D.bars)if(b.side===side&&t>=b.t0-(v1-v0)/W*2&&t<=b.t1)return{bar:b,ms:Math.max(0,t-b.t0)};}
  if(lane==="resp"){for(const r of D.responses){const t1=r.t1==null?end:r.t1;if(t>=r.t0&&t<=t1)return{resp:r};}}
+ if(lane==="find"){const k=nearestFinding(x);if(k>=0)return{fnd:k};}
  return {};}
 let drag=null;
 cv.addEventListener("mousedown",e=>{drag={x:e.offsetX,v0,v1,moved:false};});
 window.addEventListener("mousemove",e=>{if(drag){const dx=e.clientX-cv.getBoundingClientRect().left-drag.x;if(Math.abs(dx)>3)drag.moved=true;if(drag.moved){const dt=dx/W*(drag.v1-drag.v0);v0=drag.v0-dt;v1=drag.v1-dt;draw();}}});
 window.addEventListener("mouseup",e=>{if(drag&&!drag.moved){const h=hit(drag.x,e.clientY-cv.getBoundingClientRect().top);
- if(h.ev!=null&&h.ev>=0)select(h.ev);else if(h.bar)play(h.bar,h.ms);else if(h.resp)select(h.resp.i1!=null?h.resp.i1:h.resp.i0);}drag=null;});
-cv.addEventListener("mousemove",e=>{const h=hit(e.offsetX,e.offsetY);let s="";if(h.ev!=null&&h.ev>=0)s=D.types[E.type[h.ev]]+" @ "+fmt(E.t[h.ev]);else if(h.bar)s=(h.bar.side?"assistant":"user")+" audio "+fmt(h.bar.t1-h.bar.t0)+" — click to play";else if(h.resp)s="response "+(h.resp.id||"")+" "+(h.resp.status||"open");
+ if(h.ev!=null&&h.ev>=0)select(h.ev);else if(h.bar)play(h.bar,h.ms);else if(h.resp)select(h.resp.i1!=null?h.resp.i1:h.resp.i0);else if(h.fnd!=null)finding(h.fnd);}drag=null;});
+cv.addEventListener("mousemove",e=>{const h=hit(e.offsetX,e.offsetY);let s="";if(h.ev!=null&&h.ev>=0)s=D.types[E.type[h.ev]]+" @ "+fmt(E.t[h.ev]);else if(h.bar)s=(h.bar.side?"assistant":"user")+" audio "+fmt(h.bar.t1-h.bar.t0)+" — click to play";else if(h.resp)s="response "+(h.resp.id||"")+" "+(h.resp.status||"open");else if(h.fnd!=null)s=F[h.fnd].code+" "+F[h.fnd].severity+" @ "+fmt(F[h.fnd].t)+" — "+F[h.fnd].title;
  if(s){tip.style.display="block";tip.textContent=s;tip.style.left=Math.min(e.offsetX+12,W-200)+"px";tip.style.top=(e.offsetY+14)+"px";}else tip.style.display="none";});
 cv.addEventListener("mouseleave",()=>{tip.style.display="none";});
 function zoom(f,x){const t=T(x);v0=t-(t-v0)*f;v1=t+(v1-t)*f;if(v1-v0<0.05){const c=(v0+v1)/2;v0=c-0.025;v1=c+0.025;}draw();}
@@ -455,10 +548,19 @@ cv.addEventListener("wheel",e=>{e.preventDefault();zoom(e.deltaY>0?1.25:0.8,e.of
 document.getElementById("fit").onclick=()=>{v0=0;v1=end*1.02;draw();};
 document.getElementById("zin").onclick=()=>zoom(0.5,W/2);
 document.getElementById("zout").onclick=()=>zoom(2,W/2);
-function focus(i){const t=E.t[i],w=Math.max(50,Math.min(v1-v0,5000));v0=t-w/2;v1=t+w/2;select(i);cv.scrollIntoView({block:"center"});}
+function focus(i,k){const t=E.t[i],w=Math.max(50,Math.min(v1-v0,5000));v0=t-w/2;v1=t+w/2;select(i,k);cv.scrollIntoView({block:"center"});}
+// A finding: its event selected (its JSON shown) and the timeline on it; one of the
+// handshake or the close (no event): the timeline at its time, the finding as the JSON.
+function finding(k){const f=F[k];if(!f)return;if(f.i!=null&&f.i<N){focus(f.i,k);return;}
+ const w=Math.max(50,Math.min(v1-v0,5000));v0=f.t-w/2;v1=f.t+w/2;sel=-1;selF=k;
+ document.getElementById("sel").textContent="the session (handshake or close) · at "+fmt(f.t)+"\n"+f.code+" "+f.severity+": "+f.message;
+ document.getElementById("json").textContent=JSON.stringify({code:f.code,severity:f.severity,title:f.title,message:f.message,t:f.t/1000,event_index:null},null,2);document.body.dataset.selected="";document.body.dataset.finding=String(k);
+ draw();cv.scrollIntoView({block:"center"});}
 document.querySelectorAll("tr[data-i]").forEach(tr=>tr.addEventListener("click",()=>focus(+tr.dataset.i)));
+document.querySelectorAll("tr[data-f]").forEach(tr=>tr.addEventListener("click",()=>finding(+tr.dataset.f)));
 window.addEventListener("resize",resize);
-window.rtproxy={data:D,get view(){return[v0,v1];},get audio(){return player?player.a:null;},select,focus,play,xOf:i=>X(E.t[i]),yOf:i=>(E.side[i]?LANES.server:LANES.client)+LH/2,count:N};
+window.rtproxy={data:D,get view(){return[v0,v1];},get audio(){return player?player.a:null;},select,focus,finding,play,xOf:i=>X(E.t[i]),yOf:i=>(E.side[i]?LANES.server:LANES.client)+LH/2,
+ fxOf:k=>X(F[k].t),fyOf:()=>LANES.find+9,count:N};
 resize();document.body.dataset.ready="1";
 })();
 </script>
