@@ -208,6 +208,13 @@ def _output(t, cid="call_1"):
 
 def test_rt007_never_answered_and_answered(tmp_path) -> None:
     assert "RT007" in codes(write(tmp_path, start() + _call(10), "a.rtrec"))
+    # at the event the call was first seen in, named with its type
+    (f,) = [f for f in check_file(tmp_path / "a.rtrec") if f.code == "RT007"]
+    assert (f.event_index, f.event_type) == (3, "response.function_call_arguments.done")
+    done_only = start() + [(10, "server", {"type": "response.done", "response": {"id": "r", "status": "completed",
+                           "output": [{"type": "function_call", "id": "fc", "call_id": "c9", "name": "w"}]}})]
+    (f,) = [f for f in check_file(write(tmp_path, done_only, "z.rtrec")) if f.code == "RT007"]
+    assert (f.event_index, f.event_type) == (1, "response.done")
     ok = start() + _call(10) + [_output(100), (101, "client", {"type": "response.create"})]
     assert "RT007" not in codes(write(tmp_path, ok, "b.rtrec"))
 

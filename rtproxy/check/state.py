@@ -127,6 +127,8 @@ class Call:
     item_id: str | None = None
     response_id: str | None = None
     outputs: list[tuple[int, float]] = field(default_factory=list)
+    event_type: str | None = None
+    """The type of the event at ``index`` (the one the call was first seen in)."""
 
 
 class SessionState:
@@ -261,7 +263,7 @@ class SessionState:
             resp.status_details = r.get("status_details")
             self.open.pop(rid, None)
             for out in r.get("output") or () if isinstance(r.get("output"), list) else ():
-                self._note_call(d(out), i, t, rid)
+                self._note_call(d(out), i, t, rid, ev.type)
         elif ctype in ("response.output_item.added", "conversation.item.added", "conversation.item.created",
                        "conversation.item.done", "conversation.item.retrieved", "response.output_item.done"):
             item = d(obj.get("item"))
@@ -282,7 +284,7 @@ class SessionState:
                 if orid and orid in self.responses and iid not in self.responses[orid].items:
                     self.responses[orid].items.append(iid)
             if ctype == "response.output_item.done":
-                self._note_call(item, i, t, orid)
+                self._note_call(item, i, t, orid, ev.type)
         elif ctype == "input_audio_buffer.committed":
             self.input_ms = 0.0
             iid = s(obj.get("item_id"))
@@ -292,7 +294,7 @@ class SessionState:
             cid = s(obj.get("call_id"))
             if cid and cid not in self.calls:
                 crid = s(obj.get("response_id"))
-                self.calls[cid] = Call(cid, i, t, s(obj.get("name")), s(obj.get("item_id")), crid)
+                self.calls[cid] = Call(cid, i, t, s(obj.get("name")), s(obj.get("item_id")), crid, event_type=ev.type)
                 if crid in self.responses:
                     self.responses[crid].call_ids.append(cid)  # type: ignore[index]
         elif ctype == "response.output_audio.done":
@@ -300,12 +302,12 @@ class SessionState:
             if it is not None:
                 it.audio_done = True
 
-    def _note_call(self, item: dict[str, Any], i: int, t: float, rid: str | None) -> None:
+    def _note_call(self, item: dict[str, Any], i: int, t: float, rid: str | None, etype: str | None) -> None:
         if item.get("type") != "function_call":
             return
         cid = s(item.get("call_id"))
         if cid and cid not in self.calls:
-            self.calls[cid] = Call(cid, i, t, s(item.get("name")), s(item.get("id")), rid)
+            self.calls[cid] = Call(cid, i, t, s(item.get("name")), s(item.get("id")), rid, event_type=etype)
             if rid in self.responses:
                 self.responses[rid].call_ids.append(cid)  # type: ignore[index]
 

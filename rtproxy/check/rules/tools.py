@@ -115,7 +115,7 @@ arguments with json.loads and answer bad ones with an error output.
         out = []
         for call in st.calls.values():
             if not call.outputs:
-                out.append(self.at(call.index, call.t, None,
+                out.append(self.at(call.index, call.t, call.event_type,
                                    f"call {call.call_id} ({call.name or '?'}) never answered: no function_call_output "
                                    f"in the {st.end_t - call.t:.1f} s to the end"))
         for ev, cid in self.awaiting_create:
