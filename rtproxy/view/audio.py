@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
-import numpy as np
+if TYPE_CHECKING:  # NumPy is imported where it is used: commands with no audio to render never load it
+    import numpy as np
 
 from rtproxy.protocol.formats import SESSION_CONFIG_EVENTS, SessionFormats, silence
 from rtproxy.view.events import ident, number
@@ -98,6 +99,7 @@ def _resample(pcm: bytes, rate: int) -> bytes:
 
     For 8 kHz every third output sample is an input sample unchanged.
     """
+    import numpy as np  # on first use: commands without audio to render never load it
     if rate == RATE:
         return pcm
     # numpy, not a loop per sample: a crafted session's hours of 1 kHz audio
@@ -155,6 +157,7 @@ def wav_bytes(pcm: bytes, channels: int = 1, rate: int = RATE) -> bytes:
 
 def interleave(left: bytes | bytearray, right: bytes | bytearray) -> bytes:
     """Two mono PCM16 tracks of equal length -> one stereo track."""
+    import numpy as np
     out = np.empty((len(left) // 2, 2), dtype="<i2")
     out[:, 0] = np.frombuffer(left, dtype="<i2", count=len(out))
     out[:, 1] = np.frombuffer(right, dtype="<i2", count=len(out))
@@ -348,6 +351,7 @@ def render_window(segments: list[AudioSegment], start: int, n_samples: int) -> b
 def write_wav_tracks(fh: BinaryIO, left: list[AudioSegment], right: list[AudioSegment] | None, n_samples: int) -> int:
     """Write a mono (``right`` None) or stereo WAV of ``n_samples`` from placed segments,
     a minute at a time: the whole track is never held (only the segments). Returns bytes written."""
+    import numpy as np
     channels = 1 if right is None else 2
     fh.write(wav_header(n_samples, channels))
     step = RATE * 60
@@ -376,6 +380,7 @@ def write_wav_tracks(fh: BinaryIO, left: list[AudioSegment], right: list[AudioSe
 
 def _render_into(out: np.ndarray, segments: list[AudioSegment], start: int) -> None:
     """:func:`render_window` into ``out`` (int16 samples ``start ..``, zeros), a channel of a stereo window."""
+    import numpy as np
     end = start + len(out)
     for s in segments:
         if s.end <= start or s.start >= end:
