@@ -13,6 +13,7 @@ import jsonschema
 import pytest
 from click.testing import CliRunner
 
+from rtproxy.check import check_file
 from rtproxy.check.render import github_escape_data, github_escape_property, visible
 from rtproxy.cli.main import cli
 from tests.check_helpers import error, response, start, write
@@ -51,6 +52,25 @@ def test_exit_0_on_clean_sample() -> None:
     r = run(str(SAMPLE))
     assert r.exit_code == 0, r.output
     assert "ok" in r.output and "checked 1 file" in r.output
+
+
+def test_unanswered_tool_call_sample_has_the_one_warning() -> None:
+    sample = ROOT / "recordings" / "sample-unanswered-tool-call.rtrec"
+    r = run(str(sample))
+    assert r.exit_code == 1, r.output
+    lines = r.output.splitlines()
+    assert lines[0] == f"{sample}: 0 errors, 1 warning"
+    assert re.fullmatch(r"\s+2\.\d{3} s  RT007 warning  #\d+ response\.function_call_arguments\.done: call call_\w+ "
+                        r"\(get_weather\) never answered: no function_call_output in the 3\.\d s to the end", lines[1])
+    assert lines[2:] == ["checked 1 file: 0 errors, 1 warning in 1 file"]
+    # nothing else, not even info
+    assert [(f.code, f.severity) for f in check_file(sample)] == [("RT007", "warning")]
+    # small, and made with a fake key the recorder stripped
+    assert sample.stat().st_size < 200_000
+    shown = CliRunner().invoke(cli, ["show", "--json", str(sample)]).output
+    assert "sk-" not in shown and "[REDACTED by rtproxy]" in shown
+    summary = CliRunner().invoke(cli, ["show", "--summary", str(sample)]).output.splitlines()
+    assert summary[-2:] == ["  findings     0 errors, 1 warning (rtproxy check)", lines[1]]
 
 
 def test_exit_1_on_findings_text(bad: Path) -> None:
