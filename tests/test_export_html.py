@@ -306,7 +306,7 @@ def test_page_of_a_clean_recording_says_no_findings(tmp_path: Path) -> None:
 
 def test_page_renders_when_check_cannot_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                             capsys: pytest.CaptureFixture[str]) -> None:
-    import rtproxy.check.runner
+    import rtproxy.check.engine
     from rtproxy.export.files import export_html
 
     rec = _with_findings(tmp_path)
@@ -314,7 +314,7 @@ def test_page_renders_when_check_cannot_run(tmp_path: Path, monkeypatch: pytest.
     def broken(*a: object, **k: object) -> None:
         raise RuntimeError("a rule the check could not run <b>x</b>")
 
-    monkeypatch.setattr(rtproxy.check.runner, "check_file", broken)
+    monkeypatch.setattr(rtproxy.check.engine.Checker, "finish", broken)
     out = tmp_path / "broken.html"
     assert export_html(str(rec), str(out), audio="none") > 0
     assert capsys.readouterr() == ("", "")

@@ -23,7 +23,7 @@ from rtproxy.io.progress import Progress, reading
 from rtproxy.io.har import write_har
 from rtproxy.io.safefile import atomic_output, temp_path_for, write_atomic
 from rtproxy.export.html import ReportBuilder
-from rtproxy.view.events import clean_header, iter_events
+from rtproxy.view.events import Close, Handshake, clean_header, iter_events
 from rtproxy.view.strip import StripOptions, Stripper
 from rtproxy.view.summary import event_head
 from rtproxy.view.timeline import annotate
@@ -44,19 +44,22 @@ def export_html(file: str, out: str, *, audio: bool | str = True, progress: Prog
     ``audio``: ``"speech"`` (Opus at speech quality, the default; True means it too),
     ``"full"`` (PCM WAV as recorded) or ``"none"`` (False). ``progress``: see
     :mod:`rtproxy.io.progress`. The page lists the findings ``rtproxy check FILE``
-    reports (a second pass over the file).
+    reports, checked in the same read of the file.
     """
+    from rtproxy.check.runner import ConfiguredCheck
+
     builder = ReportBuilder(Path(file).name, audio=audio)
     with open_recording(file) as reader:
+        rec = reader.recording
+        # The findings `rtproxy check FILE` reports; a check that fails is a note in the page.
+        check = ConfiguredCheck(file, handshake=Handshake.from_record(rec.handshake))
         messages = reading(reader.messages(), reader, progress)
         if builder.with_audio:
             messages = unpack_ahead(messages)  # every message's audio is used: unpacked in batches
         for e in annotate(messages, details=False):
             builder.feed(e)
-        # The findings `rtproxy check FILE` reports; a check that fails is a note in the page.
-        from rtproxy.check.runner import check_as_configured
-
-        checked = check_as_configured(file)
+            check.feed(e.event)
+        checked = check.result(Handshake.from_record(rec.handshake), Close.from_record(rec.close), rec.truncated)
         builder.set_findings([f.to_dict() for f in checked.findings], checked.error)
         page = builder.html(reader.recording, progress)
     data = page.encode("utf-8")

@@ -24,8 +24,6 @@ import re
 import zlib
 from typing import Any
 
-import numpy as np
-
 from rtproxy.view.audio import RATE, AudioSegment, ConversationAudio, render_track, wav_bytes
 from rtproxy.io.format import Recording
 from rtproxy.io.progress import Progress
@@ -127,6 +125,8 @@ QUIET_PEAK = 200
 
 
 def _audible(pcm: bytes) -> bool:
+    import numpy as np  # here: a page without audio never loads it
+
     a = np.frombuffer(pcm, dtype="<i2", count=len(pcm) // 2)
     return bool(a.size) and (int(a.max()) >= QUIET_PEAK or -int(a.min()) >= QUIET_PEAK)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Iterable, Iterator
+from typing import Any, Iterable, Iterator
 
 from rtproxy.io.format import Message
 from rtproxy.protocol.events import AUDIO_DELTA_EVENTS
@@ -29,6 +29,8 @@ class Entry:
     type: str | None
     audio_ms: float
     detail: str
+    event: Any = None
+    """The :class:`rtproxy.view.events.Event` it was made from (to feed other readers in the same pass)."""
 
 
 @dataclass
@@ -74,7 +76,7 @@ def annotate(messages: Iterable[Message], totals: AudioTotals | None = None, *, 
             obj = ev.json
             # event_type() reads the type from the first bytes; the rest may be broken.
             detail = "invalid JSON" if obj is None else _detail(typ, obj)
-        yield Entry(ev.index, m, typ, audio_ms, detail)
+        yield Entry(ev.index, m, typ, audio_ms, detail, ev)
 
 
 def _detail(typ: str, obj: dict) -> str:
