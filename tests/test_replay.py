@@ -517,3 +517,22 @@ def test_id_aligner_learns_the_live_servers_ids_by_type_and_order() -> None:
         "type": "conversation.item.create", "previous_item_id": "item_L",
         "item": {"type": "function_call_output", "call_id": "call_L", "output": "{}"}}
     assert a.apply(ev(0, True, {"type": "response.create"})) is None
+
+
+def test_append_durations_follow_a_server_session_event_wherever_its_type_is(tmp_path: Path) -> None:
+    """The format in force comes from the event view: a session.created whose "type" comes
+    after a long field still sets g711 (800 bytes = 100 ms), as show and diff read it."""
+    from rtproxy.testing import make_recording
+
+    created = {"event_id": "e" * 400, "type": "session.created",
+               "session": {"type": "realtime", "audio": {"input": {"format": {"type": "audio/pcmu"}}}}}
+    chunk = base64.b64encode(b"\xff" * 800).decode()
+    path = make_recording(tmp_path / "g711.rtrec", [
+        (0, "server", created),
+        (10, "client", {"type": "input_audio_buffer.append", "audio": chunk}),
+        (20, "client", {"type": "input_audio_buffer.append", "audio": chunk}),
+        (30, "client", {"type": "input_audio_buffer.commit"}),
+    ])
+    with open_recording(path) as r:
+        commit = next(e for e in client_events(r.messages()) if e.type == "input_audio_buffer.commit")
+    assert commit.segment_audio_ms == pytest.approx(200.0)

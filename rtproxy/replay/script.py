@@ -33,6 +33,7 @@ from rtproxy.protocol.events import (
 )
 from rtproxy.protocol.redaction import redact_payload
 from rtproxy.replay.substitute import Substitutions, client_ids, metadata_of, server_rule
+from rtproxy.view.events import iter_events
 
 __all__ = [
     "APPEND",
@@ -173,30 +174,19 @@ def parse_speed(value: str | float) -> float:
 def _walk(messages: Iterable[Message]) -> Iterator[tuple[int, Message, str | None, float]]:
     """(index, message, client event type, input audio ms of an append) for each message.
 
-    Leaner than :func:`rtproxy.view.timeline.annotate` on purpose: a replay reads
-    the recording once per connection while sending, so it neither unpacks
-    audio nor reads server event types, except session events (audio format).
+    Through the event view (:func:`rtproxy.view.events.iter_events`): the input
+    format in force follows every session event of either side, and nothing
+    else is parsed (the replay reads the recording once per connection while
+    sending, and unpacks no audio: an append's duration is its audio's size).
     """
-    formats = SessionFormats()
-    for i, m in enumerate(messages):
-        if not m.is_text:
-            yield i, m, None, 0.0
-            continue
-        head = m.head
-        if m.from_client:
-            typ = event_type(head)
-            if typ == APPEND:
-                yield i, m, typ, formats.input.duration_ms(m.audio_bytes)
-                continue
+    for ev in iter_events(messages):
+        m = ev.message
+        if not m.from_client:
+            yield ev.index, m, None, 0.0
+        elif ev.type == APPEND:
+            yield ev.index, m, APPEND, ev.format.duration_ms(m.audio_bytes)
         else:
-            typ = None
-            if b'session.' not in head[:256]:
-                yield i, m, None, 0.0
-                continue
-        styp = typ if m.from_client else event_type(head)
-        if styp in SESSION_CONFIG_EVENTS:
-            formats.feed(styp, parse_event(head))
-        yield i, m, typ, 0.0
+            yield ev.index, m, ev.type, 0.0
 
 
 def server_steps(messages: Iterable[Message]) -> Iterator[ServerStep]:
