@@ -120,3 +120,27 @@ def test_the_examples_in_docs_api_run(tmp_path: Path) -> None:
     for code in blocks:
         p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
         assert p.returncode == 0, (code, p.stderr)
+
+
+def test_a_session_event_whose_type_is_written_with_escapes_sets_the_format(tmp_path: Path) -> None:
+    """Types are read when asked, except for messages that may be session events: one whose
+    type is spelled with JSON escapes still sets the format the appends after it are read in."""
+    update = '{"type":"sess\\u0069on.update","session":{"type":"realtime","audio":{"input":{"format":{"type":"audio/pcmu"}}}}}'
+    chunk = base64.b64encode(b"\xff" * 800).decode()
+    path = make_recording(tmp_path / "escaped.rtrec", [
+        (0, "client", update),
+        (10, "client", {"type": "input_audio_buffer.append", "audio": chunk}),
+        (20, "server", {"type": "response.output_audio.delta", "delta": chunk}),
+    ])
+    evs = list(rtproxy.open(path).events())
+    assert [e.type for e in evs] == ["session.update", "input_audio_buffer.append", "response.output_audio.delta"]
+    assert evs[1].format.codec == "g711_ulaw" and evs[1].audio_ms == pytest.approx(100.0)
+    assert evs[2].format.codec == "pcm16" and evs[2].audio_ms == pytest.approx(800 / 48)
+
+
+def test_thousands_of_distinct_types_all_read_right(tmp_path: Path) -> None:
+    """Decoded type names are remembered up to a bound; past it they are still decoded."""
+    n = 5000
+    path = make_recording(tmp_path / "many.rtrec", [(i, "server", {"type": f"x.t{i}"}) for i in range(n)])
+    assert [e.type for e in rtproxy.open(path).events()] == [f"x.t{i}" for i in range(n)]
+    assert [e.json["type"] for e in rtproxy.open(path).events()][-1] == f"x.t{n - 1}"

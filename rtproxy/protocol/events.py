@@ -184,6 +184,13 @@ def canonical_event_type(name: str | None) -> str | None:
 _TYPE_RE = re.compile(rb'"type"\s*:\s*"((?:[^"\\]|\\.)*)"')
 
 
+#: The names already decoded (a session has a few dozen): decoding the JSON string
+#: of each message's type again cost more than finding it.
+_TYPE_NAMES: dict[bytes, str | None] = {}
+_MAX_TYPE_NAMES = 4096
+_UNSEEN = object()
+
+
 def event_type(head: bytes) -> str | None:
     """The event's ``type`` (top-level), or None for non-JSON or typeless messages.
 
@@ -198,10 +205,16 @@ def event_type(head: bytes) -> str | None:
     # Fast path: the first "type" member at depth 1 is almost always the first one seen.
     m = _TYPE_RE.search(head, 0, 512)
     if m and _depth_at(head, m.start()) == 1:
-        try:
-            return json.loads(b'"' + m.group(1) + b'"')
-        except ValueError:
-            return None
+        raw = m.group(1)
+        name = _TYPE_NAMES.get(raw, _UNSEEN)
+        if name is _UNSEEN:
+            try:
+                name = json.loads(b'"' + raw + b'"')
+            except ValueError:
+                name = None
+            if len(_TYPE_NAMES) < _MAX_TYPE_NAMES:  # a crafted file's million names stay unremembered
+                _TYPE_NAMES[raw] = name
+        return name  # type: ignore[return-value]
     obj = parse_event(head)
     if obj is None:
         return None

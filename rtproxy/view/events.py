@@ -248,11 +248,11 @@ class Event:
 
     __slots__ = ("index", "message", "format", "_type", "_json", "_parsed")
 
-    def __init__(self, index: int, message: Message, fmt: AudioFormat, typ: str | None) -> None:
+    def __init__(self, index: int, message: Message, fmt: AudioFormat, typ: Any) -> None:
         self.index = index
         self.message = message
         self.format = fmt
-        self._type = typ
+        self._type = typ  # str, None, or _LATER: read from the message when asked
         self._json: dict[str, Any] | None = None
         self._parsed = False
 
@@ -284,12 +284,15 @@ class Event:
     @property
     def type(self) -> str | None:
         """The event's ``type`` as sent (beta or GA name), or None."""
-        return self._type
+        t = self._type
+        if t is _LATER:
+            t = self._type = event_type(self.message.head)
+        return t  # type: ignore[no-any-return]
 
     @property
     def canonical_type(self) -> str | None:
         """The GA name of the type (beta names mapped), or None."""
-        return canonical_event_type(self._type)
+        return canonical_event_type(self.type)
 
     @property
     def size(self) -> int:
@@ -310,7 +313,7 @@ class Event:
         """The event as a dict (parsed once, bounded depth), or None if it is not a JSON object."""
         if not self._parsed:
             self._parsed = True
-            if self.message.is_text and self._type is not None:
+            if self.message.is_text and self.type is not None:
                 self._json = parse_event(self.message.content)
         return self._json
 
@@ -343,7 +346,10 @@ class Event:
         return self.format.duration_ms(n)
 
     def __repr__(self) -> str:
-        return f"Event(index={self.index}, t={self.t:.3f}, side={self.side!r}, type={self._type!r}, size={self.size})"
+        return f"Event(index={self.index}, t={self.t:.3f}, side={self.side!r}, type={self.type!r}, size={self.size})"
+
+
+_LATER: Any = object()
 
 
 def iter_events(messages: Iterable[Message], formats: SessionFormats | None = None) -> Iterator[Event]:
@@ -355,7 +361,9 @@ def iter_events(messages: Iterable[Message], formats: SessionFormats | None = No
     for i, m in enumerate(messages):
         if m.is_text:
             head = m.head
-            typ = event_type(head)
+            # Only a message that may be a session event (its type may be written with
+            # escapes) has its type read now; the others when a reader asks.
+            typ = event_type(head) if b"session" in head or b"\\" in head else _LATER
         else:
             head = b""
             typ = None
