@@ -640,6 +640,10 @@ class Run:
                 out.append("stderr is not one 'rtproxy: error:' line: " + repr(self.stderr[-600:]))
         if "UnicodeEncodeError" in self.stderr:
             out.append("UnicodeEncodeError")
+        if "rtproxy: error: internal error:" in self.stderr:
+            out.append("internal error (an exception behind the command line's safety net)")
+        if "rtproxy: error: out of memory" in self.stderr:
+            out.append("out of memory")
         return out
 
     def describe(self) -> str:

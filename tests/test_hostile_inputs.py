@@ -8,6 +8,14 @@ with every command, inputs rotated over commands); ``RTPROXY_CORPUS_FULL=1``
 runs every command over every input, with every few-byte truncation and a
 bit flip per byte of a recording, and prints the table of runs per command
 and input class.
+
+The full sweep is some 55,000 runs (hours on two cores); it can be run in
+slices. Only the commands of the selected tests run (``pytest
+'tests/test_hostile_inputs.py::test_command_survives_hostile_inputs[show-json]'``
+runs ``show --json`` alone), ``RTPROXY_CORPUS_CLASSES=damaged,bomb`` keeps
+those input classes, and ``RTPROXY_CORPUS_SHARD=2/4`` the second quarter of
+the inputs of each class; ``RTPROXY_CORPUS_DUMP=FILE`` appends every run to
+FILE as a JSON line.
 """
 
 from __future__ import annotations
@@ -25,9 +33,12 @@ from tests.realtime_server import Scenario, ServerThread
 
 # The module's runs happen once, in the first test's fixture: a generous limit for
 # them (each run has its own 60 s limit; a hang fails that run, not the module).
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800)]
-
 FULL = os.environ.get("RTPROXY_CORPUS_FULL") == "1"
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(12 * 3600 if FULL else 1800)]
+#: The input classes to build and run (all by default).
+CLASSES = [c for c in os.environ.get("RTPROXY_CORPUS_CLASSES", ",".join(corpus.CLASSES)).split(",") if c]
+#: ``i/n``: the i-th of n slices of each class's inputs.
+SHARD = os.environ.get("RTPROXY_CORPUS_SHARD", "1/1")
 #: Longest a single run may take: longer is a hang.
 TIMEOUT = 60.0
 #: Max RSS of any run.
@@ -86,13 +97,43 @@ def _pick(cases: list[corpus.Case]):  # type: ignore[no-untyped-def]
     return pick
 
 
+def _selected_commands(request: pytest.FixtureRequest) -> list[str]:
+    """The commands whose test was selected; all of them if a test over every run was."""
+    chosen: set[str] = set()
+    for item in request.session.items:
+        if getattr(item, "module", None) is not request.module or "runs" not in getattr(item, "fixturenames", ()):
+            continue
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if "command" not in params:
+            return list(corpus.COMMANDS)
+        chosen.add(params["command"])
+    return [c for c in corpus.COMMANDS if c in chosen]
+
+
+def _shard(cases: list[corpus.Case]) -> list[corpus.Case]:
+    i, n = (int(x) for x in SHARD.split("/"))
+    by_cls: dict[str, list[corpus.Case]] = {}
+    for c in cases:
+        by_cls.setdefault(c.cls, []).append(c)
+    return [c for group in by_cls.values() for k, c in enumerate(group) if k * n // len(group) == i - 1]
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> list[corpus.Run]:
     out = tmp_path_factory.mktemp("corpus")
-    cases = corpus.build(out, full=FULL) + _record(out)
+    cases = corpus.build(out, full=FULL, classes=CLASSES) + (_record(out) if "client" in CLASSES else [])
+    cases = _shard(cases)
     ref = corpus.base_recording(out / "ref.rtrec")
-    result = corpus.run_all(cases, out, ref, workers=max(2, os.cpu_count() or 2) + 1, timeout=TIMEOUT,
-                            pick=_pick(cases))
+    result = corpus.run_all(cases, out, ref, commands=_selected_commands(request),
+                            workers=max(2, os.cpu_count() or 2) + 1, timeout=TIMEOUT, pick=_pick(cases))
+    if os.environ.get("RTPROXY_CORPUS_DUMP"):
+        import dataclasses
+        import json
+
+        with open(os.environ["RTPROXY_CORPUS_DUMP"], "a") as fh:
+            for r in result:
+                fh.write(json.dumps({**dataclasses.asdict(r), "stdout": r.stdout[:2000],
+                                     "problems": r.problems(rss_limit_kib=RSS_LIMIT_KIB)}) + "\n")
     if FULL:
         tr = request.config.pluginmanager.getplugin("terminalreporter")
         text = "\n" + corpus.table(result) + "\n"
@@ -113,7 +154,7 @@ def test_every_class_meets_every_command(runs: list[corpus.Run]) -> None:
 @pytest.mark.parametrize("command", list(corpus.COMMANDS))
 def test_command_survives_hostile_inputs(runs: list[corpus.Run], command: str) -> None:
     mine = [r for r in runs if r.command.split("@")[0] == command]
-    assert mine
+    assert mine or CLASSES != list(corpus.CLASSES) or SHARD != "1/1"
     bad = [r for r in mine if r.problems(rss_limit_kib=RSS_LIMIT_KIB)]
     assert not bad, f"{len(bad)} of {len(mine)} runs failed:\n" + "\n".join(r.describe() for r in bad[:12])
 
