@@ -74,6 +74,12 @@ def _record(out: Path) -> list[corpus.Case]:
     return [corpus.Case("client-recorded", "client", path, "recorded through rtproxy record")]
 
 
+#: (input, command) pairs the sample always runs: what the full sweep found broken once.
+REGRESSIONS = {
+    ("bomb-many-records", "check"),  # every binary frame held by RT010: 3.6 GiB
+}
+
+
 def _pick(cases: list[corpus.Case]):  # type: ignore[no-untyped-def]
     """The sample: inputs of a class rotated over the commands, so every class meets
     every command; client-mistake sessions meet them all."""
@@ -84,7 +90,7 @@ def _pick(cases: list[corpus.Case]):  # type: ignore[no-untyped-def]
     cmds = list(corpus.COMMANDS)
 
     def pick(case: corpus.Case, cmd: str) -> bool:
-        if FULL:
+        if FULL or (case.name, cmd) in REGRESSIONS:
             return True
         names = by_cls[case.cls]
         k = every[case.cls]

@@ -18,6 +18,7 @@ from rtproxy.check.options import Options, select_codes
 from rtproxy.check.rules import RULES, RUN_ORDER, Rule
 from rtproxy.check.state import SessionState
 from rtproxy.protocol.events import canonical_event_type
+from rtproxy.view.events import Event
 from rtproxy.view.events import open as open_recording
 
 __all__ = ["Checker", "check_events", "check_file", "filter_findings"]
@@ -92,6 +93,49 @@ class _DeltaCache:
         return parsed
 
 
+class _Fed:
+    """An event as the rules see it: what a finding needs to point at it (index, time,
+    type, side, format, sizes) and, only while it is being fed, its head and JSON.
+
+    Rules keep events for their findings (the first of each type, every binary
+    frame, every event with a bad value...). What they keep is this, never the
+    message: a recording of 60 binary frames of 60 MiB each once made
+    ``rtproxy check`` hold all 3.6 GiB of them.
+    """
+
+    __slots__ = ("index", "t", "type", "side", "from_client", "is_text", "format", "size", "audio_bytes", "_ev")
+
+    def __init__(self, ev: Any) -> None:
+        self.index = ev.index
+        self.type = ev.type
+        self.format = ev.format
+        self._ev = ev
+        if type(ev) is Event:  # the usual: its message's fields read directly
+            m = ev.message
+            self.t = m.t_ns / 1e9
+        else:  # anything shaped like an Event (a live run's events)
+            m = ev
+            self.t = ev.t
+        self.from_client = client = m.from_client
+        self.side = "client" if client else "server"
+        self.is_text = m.is_text
+        self.size = m.size
+        self.audio_bytes = m.audio_bytes
+
+    @property
+    def head(self) -> bytes | None:
+        ev = self._ev
+        return None if ev is None else getattr(ev, "head", None)
+
+    @property
+    def json(self) -> dict[str, Any] | None:
+        ev = self._ev
+        return None if ev is None else ev.json
+
+    def __repr__(self) -> str:
+        return f"Event(index={self.index}, t={self.t:.3f}, side={self.side!r}, type={self.type!r}, size={self.size})"
+
+
 class Checker:
     """Feed events in order with :meth:`feed`; :meth:`finish` returns every finding
     (all rules, time order; filter with :func:`filter_findings`)."""
@@ -118,7 +162,14 @@ class Checker:
     def set_handshake(self, handshake: Any) -> None:
         self.state.handshake = handshake
 
-    def feed(self, ev: Any) -> None:
+    def feed(self, event: Any) -> None:
+        ev = _Fed(event)
+        try:
+            self._feed(ev)
+        finally:
+            ev._ev = None  # what a rule keeps of it holds no payload
+
+    def _feed(self, ev: _Fed) -> None:
         route = self._dispatch.get((ev.type, ev.from_client)) or self._route(ev)
         ctype, rules, mode = route
         st = self.state
