@@ -52,9 +52,10 @@ def test_client_replay_to_nothing_listening(tmp_path: Path) -> None:
     sample = Path(__file__).resolve().parent.parent / "recordings" / "sample-voice-turn.rtrec"
     if not sample.exists():
         pytest.skip("no sample recording")
-    code, out = run(str(sample), "--to", f"ws://127.0.0.1:{free_port()}", "--out-dir", str(tmp_path))
+    code, out = run(str(sample), "--to", f"ws://127.0.0.1:{free_port()}", "--out-dir", str(tmp_path / "runs" / "new"))
     assert code == 2 and "cannot connect to ws://127.0.0.1:" in out
     assert len(out.strip().splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []  # no run, no folder left behind
 
 
 def test_parse_header() -> None:

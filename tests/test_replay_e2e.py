@@ -257,15 +257,17 @@ def test_refused_upgrade_recording_is_replayed_as_that_refusal(tmp_path: Path) -
 
 def test_client_replay_against_a_different_server_records_the_new_run(recording: Path, tmp_path: Path) -> None:
     scenario = Scenario(seed=2, transcript="Good morning! Where would you like to go?")
-    out_dir = tmp_path / "second"
+    out_dir = tmp_path / "runs" / "second"
     with ServerThread(scenario) as srv:
         proc = subprocess.run(
             [*RTPROXY, "replay", str(recording), "--to", f"ws://127.0.0.1:{srv.port}/v1", "--out-dir", str(out_dir)],
             capture_output=True, text=True, cwd=ROOT, timeout=60,
             env={**__import__("os").environ, "OPENAI_API_KEY": "sk-replay-secret-key-0123456789abcdef"},
+            preexec_fn=lambda: os.umask(0o022),  # 0700 folders whatever the umask
         )
         log = srv.logs[0]
     assert proc.returncode == 0, proc.stderr
+    assert [oct(p.stat().st_mode & 0o777) for p in (tmp_path / "runs", out_dir)] == ["0o700", "0o700"]
     (new,) = out_dir.glob("*.rtrec")
     assert f"recorded to {new}" in proc.stdout
     assert "timed out" not in proc.stdout  # each message waited for its server event, which came

@@ -24,6 +24,7 @@ from rtproxy import __version__
 from rtproxy.errors import ClientReplayError
 from rtproxy.io.format import RecordingWriter, open_recording, recording_filename, start_recording
 from rtproxy.io.progress import Progress, reading
+from rtproxy.io.safefile import make_private_dirs, remove_empty_dirs
 from rtproxy.protocol.events import canonical_event_type, event_type, model_from_url
 from rtproxy.protocol.redaction import MARKER, redact_headers, redact_payload, redact_url
 from rtproxy.replay.substitute import IdAligner
@@ -195,7 +196,8 @@ async def _client_replay(
     )
     out = Path(out_dir).expanduser()
     try:
-        out.mkdir(parents=True, exist_ok=True)
+        # 0700 whatever the umask, as the recorder's: the new run holds a conversation.
+        created = make_private_dirs(out)
     except OSError as exc:
         raise ClientReplayError(f"--out-dir {out_dir}: cannot create it: {exc.strerror}") from None
     started = time.time()
@@ -233,6 +235,7 @@ async def _client_replay(
         return result
     except (OSError, TimeoutError, websockets.InvalidHandshake, websockets.InvalidURI) as exc:
         reader.close()
+        remove_empty_dirs(created)  # no run: no empty folder left behind
         raise ClientReplayError(f"cannot connect to {red_url}: {exc}") from None
 
     t0 = time.monotonic_ns()
