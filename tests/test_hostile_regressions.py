@@ -40,3 +40,65 @@ def test_check_keeps_no_payload_of_the_events_its_findings_point_at(tmp_path: Pa
     assert "24 binary" in binary.message
     assert any(f.code == "RT010" and "'x.unknown'" in f.message and "(8 times)" in f.message for f in found)
     assert any(f.code == "RT018" and f.event_index == 32 and "audio_end_ms" in f.message for f in found)
+
+
+_ENCODE_PEAK = """
+import resource, sys
+import numpy as np
+import av
+from rtproxy.export.speech import encode_speech
+
+pcm = (np.sin(np.arange(24000 * 600) / 7) * 8000).astype("<i2").tobytes()  # 10 minutes, 27 MiB
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+encode_speech(pcm)
+print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) >> 10)
+"""
+
+
+def test_speech_clip_is_encoded_in_bounded_memory() -> None:
+    """bomb-ulaw-audio x export --format html: one 60 MiB delta of 1 kHz PCM makes a
+    90-minute clip (the timeline's end), which went to the Opus encoder as one frame:
+    4.2 GiB max RSS. A minute at a time now, the same packets; a 10-minute clip took
+    205 MiB more, now none."""
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-c", _ENCODE_PEAK], capture_output=True, text=True, timeout=120, check=True)
+    assert int(r.stdout) < 64, f"encoding 10 minutes of speech raised max RSS by {r.stdout.strip()} MiB"
+
+
+def test_speech_clip_in_pieces_gives_the_packets_of_one_frame() -> None:
+    """What the encoder makes of a clip fed a minute at a time is what it made of one frame."""
+    import io
+
+    import av
+    import numpy as np
+
+    from rtproxy.export.speech import encode_speech
+
+    rng = np.random.default_rng(5)
+    pcm = (rng.standard_normal(24000 * 125) * 3000).astype("<i2").tobytes()  # 2 min 5 s
+
+    def one_frame(pcm: bytes, rate: int) -> bytes:
+        samples = np.frombuffer(pcm, dtype="<i2")
+        buf = io.BytesIO()
+        with av.open(buf, "w", format="webm") as out:
+            stream = out.add_stream("libopus", rate=16000, layout="mono")
+            stream.bit_rate = 16000
+            stream.codec_context.options = {"application": "voip", "compression_level": "1", "frame_duration": "60"}
+            frame = av.AudioFrame.from_ndarray(samples.reshape(1, -1), format="s16", layout="mono")
+            frame.sample_rate, frame.pts = rate, 0
+            resampler = av.AudioResampler(format="s16", layout="mono", rate=16000)
+            for part in [*resampler.resample(frame), *resampler.resample(None)]:
+                for packet in stream.encode(part):
+                    out.mux(packet)
+            for packet in stream.encode(None):
+                out.mux(packet)
+        return buf.getvalue()
+
+    def packets(data: bytes) -> list[tuple[int | None, bytes]]:
+        with av.open(io.BytesIO(data)) as c:
+            return [(p.pts, bytes(p)) for p in c.demux() if p.size]
+
+    for rate in (24000, 8000):
+        assert packets(encode_speech(pcm, rate)) == packets(one_frame(pcm, rate))
