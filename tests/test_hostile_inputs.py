@@ -78,6 +78,7 @@ def _record(out: Path) -> list[corpus.Case]:
 REGRESSIONS = {
     ("bomb-many-records", "check"),  # every binary frame held by RT010: 3.6 GiB
     ("bomb-ulaw-audio", "export-html"),  # a 90-minute clip encoded as one frame: 4.2 GiB
+    ("bomb-big-audio", "replay"),  # two readers each holding two decompressed steps: 1.02 GiB
 }
 
 

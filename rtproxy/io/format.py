@@ -620,8 +620,9 @@ class RecordingReader:
 
     def _iter_records(self) -> Iterator[Any]:
         unpacker = self._unpacker
-        buf = memoryview(b"")
-        pending = memoryview(b"")  # decompressed, not yet fed to msgpack
+        empty = memoryview(b"")
+        buf = empty
+        pending = empty  # decompressed, not yet fed to msgpack
         while True:
             try:
                 for rec in unpacker:
@@ -638,8 +639,13 @@ class RecordingReader:
                 # A slice at a time, records taken out in between: the buffer holds one
                 # record at most, however much one step decompressed to.
                 piece, pending = pending[:_FEED], pending[_FEED:]
+                if not pending:
+                    # (an empty slice still holds all that one step decompressed to, up to
+                    # 128 MiB: let it go before the next step makes as much again)
+                    pending = empty
                 try:
                     unpacker.feed(piece)
+                    piece = empty
                 except msgpack.BufferFull:
                     raise RecordTooLarge(
                         self.path,
@@ -668,6 +674,7 @@ class RecordingReader:
                 raise CorruptRecording(self.path, f"damaged compressed data ({exc})") from exc
             if data:
                 pending = memoryview(data)
+            del data
 
     def _control(self, rec: Any) -> None:
         if not isinstance(rec, dict):
