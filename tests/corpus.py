@@ -7,7 +7,8 @@ Four classes of input (``Case.cls``):
     that are strings, ``1e400``, lists or negative; ``audio_end_ms`` of
     ``1e308``, ``NaN`` or ``"12"``; JSON nested 10,000 deep; a lone surrogate
     as the event type; strings where numbers belong in ``response.done`` and
-    ``rate_limits.updated``. Built with :func:`rtproxy.testing.make_recording`
+    ``rate_limits.updated``; audio values that are no base64 (a lone
+    surrogate, a number, an object). Built with :func:`rtproxy.testing.make_recording`
     (``redact=False``); ``tests/test_hostile_inputs.py`` records some of the same
     texts for real through ``rtproxy record``.
 ``crafted``
@@ -233,6 +234,33 @@ WRONG_TYPES = [
     '{"type":"transcription_session.update","session":{"input_audio_format":{"type":"audio/pcm","rate":"x"}}}',
     '{"type":"x.number","n":1' + "0" * 5000 + "}",  # a 5000-digit integer: int() refuses to parse it by default
 ]
+#: Audio values that are not base64 audio: padding wrong, lone surrogates, numbers, objects.
+BAD_AUDIO = [
+    '{"type":"input_audio_buffer.append","audio":"AAA"}',
+    '{"type":"input_audio_buffer.append","audio":"===="}',
+    '{"type":"input_audio_buffer.append","audio":"\\u00e9\\u0000\\ud800"}',  # once: diff's internal error
+    '{"type":"input_audio_buffer.append","audio":"\\udc80\\udfff"}',
+    '{"type":"input_audio_buffer.append","audio":null}',
+    '{"type":"input_audio_buffer.append","audio":[1,2]}',
+    '{"type":"input_audio_buffer.append","audio":{"x":1}}',
+    '{"type":"input_audio_buffer.append","audio":1e400}',
+    '{"type":"input_audio_buffer.append","audio":-1.5}',
+    '{"type":"input_audio_buffer.append","audio":true}',
+    '{"type":"input_audio_buffer.append","audio":"AAEC\\nAwQF"}',
+    '{"type":"input_audio_buffer.append","audio":"-_-_"}',
+    '{"type":"input_audio_buffer.append","audio":"AQ=="}',
+    '{"type":"input_audio_buffer.append","audio":""}',
+    '{"type":"input_audio_buffer.append"}',
+    '{"type":"input_audio_buffer.append","audio":"AAAA","audio":5}',
+    '{"type":"response.output_audio.delta","response_id":"resp_1","item_id":"item_1","delta":"AQ=="}',
+    '{"type":"response.output_audio.delta","response_id":"resp_1","item_id":"item_1","delta":"\\ud800AAA"}',
+    '{"type":"response.output_audio.delta","response_id":"resp_1","item_id":"item_1","delta":null}',
+    '{"type":"response.output_audio.delta","response_id":"resp_1","item_id":"item_1","delta":{"a":"AAAA"}}',
+    '{"type":"conversation.item.create","item":{"type":"message","role":"user","content":[{"type":"input_audio",'
+    '"audio":"\\ud800"},{"type":"input_audio","audio":5},{"type":"input_audio","audio":["x"]},"str",7]}}',
+    '{"type":"conversation.item.create","item":{"type":"message","role":"user","content":{"type":"input_audio",'
+    '"audio":"AAAA"}}}',
+]
 HOSTILE_TEXT = [
     '{"type":"response.output_audio_transcript.done","response_id":"resp_1","transcript":'
     '"\\u001b[2J\\u001b]0;title\\u0007</script><script>alert(1)</script><!--"}',
@@ -260,6 +288,7 @@ def client_sessions() -> dict[str, list[tuple[float, str, Any]]]:
         "truncates": seq([*base_turn, *(("client", t) for t in TRUNCATES)]),
         "deep": seq([*base_turn, *(("client", t) for t in DEEP), *(("server", t) for t in DEEP)]),
         "surrogates": seq([*base_turn, *(("client", t) for t in SURROGATES), *(("server", t) for t in SURROGATES)]),
+        "bad-audio": seq([*base_turn, *(("client", t) for t in BAD_AUDIO), *(("server", t) for t in BAD_AUDIO)]),
         "wrong-types": seq([*base_turn, *(("server", t) for t in WRONG_TYPES), *(("client", t) for t in WRONG_TYPES),
                             *(("server", t) for t in HOSTILE_TEXT)]),
     }

@@ -102,3 +102,15 @@ def test_speech_clip_in_pieces_gives_the_packets_of_one_frame() -> None:
 
     for rate in (24000, 8000):
         assert packets(encode_speech(pcm, rate)) == packets(one_frame(pcm, rate))
+
+
+def test_diff_hashes_audio_text_with_a_lone_surrogate(tmp_path: Path) -> None:
+    """client-bad-audio x diff: an append whose audio is no base64 and holds a lone
+    surrogate (``"\\u00e9\\u0000\\ud800"``) made ``rtproxy diff`` fail with an internal
+    UnicodeEncodeError; the text is hashed as it is now, and a file equals itself."""
+    from rtproxy.compare.core import diff_files
+
+    texts = ['{"type":"input_audio_buffer.append","audio":"\\u00e9\\u0000\\ud800"}',
+             '{"type":"input_audio_buffer.append","audio":"\\udc80\\udfff"}']
+    p = make_recording(tmp_path / "a.rtrec", [(float(i), "client", t) for i, t in enumerate(texts)], redact=False)
+    assert diff_files(str(p), str(p)).equivalent

@@ -392,11 +392,12 @@ _DROP = object()
 
 
 def _b64(value: str) -> list[bytes]:
-    """Audio left as text by the writer (short or unusual base64): decode it here."""
+    """Audio left as text by the writer (short or unusual base64): decode it here;
+    text that is no base64 is hashed as it is (a lone surrogate from a JSON escape too)."""
     try:
         return [base64.b64decode(value, validate=True)]
     except (binascii.Error, ValueError):
-        return [value.encode("utf-8", "surrogateescape")]
+        return [value.encode("utf-8", "surrogatepass")]
 
 
 _scan = json.JSONDecoder().scan_once  # type: ignore[attr-defined]  # CPython's JSON scanner
