@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import os
 import random
+import shutil
 
 import numpy as np
 import pytest
@@ -35,9 +36,10 @@ def implementation(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPat
     if request.param == "numpy":
         monkeypatch.setattr(audiocodec, "_fast", None)
     elif audiocodec._fast is None:
-        if os.environ.get("CI"):
-            pytest.fail("rtproxy/io/_audiofast.c is not built: `pip install -e .` builds it (needs a C compiler)")
-        pytest.skip("the compiled unpacking is not built here")
+        if os.environ.get("CI") and (shutil.which("cc") or shutil.which("gcc")):
+            pytest.fail("rtproxy/io/_audiofast.c is not built although there is a C compiler: "
+                        "`pip install -e .` builds it; run it and read its error")
+        pytest.skip("the compiled packing is not built here (no C compiler)")
     return str(request.param)
 
 
