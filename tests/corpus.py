@@ -21,7 +21,8 @@ Four classes of input (``Case.cls``):
     a good recording truncated, bit-flipped, garbage, a newer version.
 ``bomb``
     small files that decompress to gigabytes: one huge record, many large
-    records, audio on a timeline days long.
+    records, audio on a timeline days long; or that make a reader's work grow
+    with every event (hundreds of thousands of tiny messages, of findings).
 
 :func:`build` writes the corpus into a folder (a sample by default, every
 truncation and flip with ``full=True``); :func:`run` runs one command over one
@@ -572,7 +573,24 @@ def build_bombs(out: Path, *, full: bool = False) -> list[Case]:
         CLOSE, END]), "60 MiB of 1 kHz PCM (24x as 24 kHz PCM)")
     add("many-small", _many_small(out / "bomb-many-small.rtrec", 50_000 if not full else 500_000),
         "hundreds of thousands of tiny messages")
+    add("many-findings", _many_findings(out / "bomb-many-findings.rtrec", 200_000 if full else 60_000),
+        "a function call never answered in each of 200,000 responses never created: 3 findings an event")
     return cases
+
+
+def _many_findings(path: Path, n: int) -> Path:
+    packer = msgpack.Packer(use_bin_type=True)
+    cobj = zstandard.ZstdCompressor(level=3).compressobj()
+    with open(path, "wb") as fh:
+        fh.write(MAGIC + struct.pack(">H", FORMAT_VERSION))
+        fh.write(cobj.compress(packer.pack(HEADER) + packer.pack(HANDSHAKE)))
+        for k in range(0, n, 10_000):
+            fh.write(cobj.compress(b"".join(packer.pack([1000, 0, _ev(
+                {"type": "response.function_call_arguments.done", "response_id": f"r{i}", "item_id": f"i{i}",
+                 "call_id": f"c{i}", "name": "f", "arguments": "{}"})]) for i in range(k, min(n, k + 10_000)))))
+        fh.write(cobj.compress(packer.pack(CLOSE) + packer.pack(END)))
+        fh.write(cobj.flush(zstandard.COMPRESSOBJ_FLUSH_FINISH))
+    return path
 
 
 def _many_small(path: Path, n: int) -> Path:

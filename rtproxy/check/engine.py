@@ -136,15 +136,25 @@ class _Fed:
         return f"Event(index={self.index}, t={self.t:.3f}, side={self.side!r}, type={self.type!r}, size={self.size})"
 
 
+#: Findings kept per code and severity in one recording; the rest are counted in one
+#: more finding. A real session makes a few of each; a crafted one (200,000 calls
+#: never answered, one event type each...) would make one per event, and hold them.
+MAX_FINDINGS_PER_CODE = 1000
+
+
 class Checker:
     """Feed events in order with :meth:`feed`; :meth:`finish` returns every finding
-    (all rules, time order; filter with :func:`filter_findings`)."""
+    (all rules, time order; filter with :func:`filter_findings`), at most
+    :data:`MAX_FINDINGS_PER_CODE` of each code and severity (then one that counts
+    the others)."""
 
     def __init__(self, options: Options | None = None) -> None:
         self.options = options or Options()
         self.rules: list[Rule] = [cls(self.options) for cls in RUN_ORDER]
         self.state = SessionState()
         self.findings: list[Finding] = []
+        self._counts: dict[tuple[str, str], int] = {}
+        self._left_out: dict[tuple[str, str], tuple[int, Finding]] = {}  # -> (how many, the first)
         self._dispatch: dict[tuple[str | None, bool], tuple[str | None, list[Rule], int]] = {}
         self._deltas = _DeltaCache()
 
@@ -191,7 +201,7 @@ class Checker:
             except Exception as exc:  # noqa: BLE001 - a rule must never stop a check
                 res = [_internal(r, exc, ev.index, ev.t)]
             if res:
-                self.findings.extend(res)
+                self._add(res)
         st.apply(ev, ctype, obj)
 
     def finish(self, handshake: Any = None, close: Any = None, cut_short: bool = False) -> list[Finding]:
@@ -207,9 +217,28 @@ class Checker:
             except Exception as exc:  # noqa: BLE001
                 res = [_internal(r, exc, None, st.end_t)]
             if res:
-                self.findings.extend(res)
+                self._add(res)
+        for (code, severity), (n, first) in self._left_out.items():
+            self.findings.append(Finding(
+                code, severity, first.title,
+                f"{n} more {severity} finding(s) of {code} left out, the first at #{first.event_index} "
+                f"({first.message[:120]}): a check lists {MAX_FINDINGS_PER_CODE} of each code and severity",
+                first.t, first.event_index, first.event_type))
+        self._left_out.clear()
         self.findings.sort(key=lambda f: f.sort_key)
         return self.findings
+
+    def _add(self, found: list[Finding]) -> None:
+        counts = self._counts
+        for f in found:
+            key = (f.code, f.severity)
+            n = counts.get(key, 0) + 1
+            counts[key] = n
+            if n <= MAX_FINDINGS_PER_CODE:
+                self.findings.append(f)
+            else:
+                held = self._left_out.get(key)
+                self._left_out[key] = (1, f) if held is None else (held[0] + 1, held[1])
 
 
 def _internal(rule: Rule, exc: Exception, index: int | None, t: float) -> Finding:
