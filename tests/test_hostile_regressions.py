@@ -135,3 +135,55 @@ def test_check_lists_a_bounded_number_of_findings_per_code(tmp_path: Path) -> No
     assert last.event_index == MAX_FINDINGS_PER_CODE and last.severity == "warning"
     assert last.message.startswith(f"250 more warning finding(s) of RT007 left out, the first at #{MAX_FINDINGS_PER_CODE} ")
     assert [f.event_index for f in rt007[:3]] == [0, 1, 2]
+
+
+def test_strict_replay_closes_with_4900_when_the_divergence_quotes_a_lone_surrogate(tmp_path: Path) -> None:
+    """A recorded session.update whose instructions hold a lone surrogate (``"\\ud800 hi"``):
+    replay --strict quoted it in its close reason, which cannot be UTF-8, so the session's
+    handler died (the client saw 1000, the report said "connection lost"). The surrogate
+    is an escape in the reason now, and the close is 4900."""
+    import asyncio
+    import json
+    import re
+    import subprocess
+    import sys
+
+    import websockets
+
+    p = make_recording(tmp_path / "s.rtrec", [
+        (0, "server", {"type": "session.created", "session": {"id": "s"}}),
+        (10, "client", '{"type":"session.update","session":{"instructions":"\\ud800 hi"}}'),
+        (20, "server", {"type": "session.updated", "session": {}}),
+    ], redact=False)
+    proc = subprocess.Popen([sys.executable, "-m", "rtproxy", "replay", str(p), "--listen-port", "0", "--once",
+                             "--strict"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    try:
+        assert proc.stdout is not None
+        port = None
+        for line in proc.stdout:
+            m = re.search(r"websocket_base_url=ws://[^ ]*:(\d+)/v1", line)
+            if m:
+                port = int(m.group(1))
+                break
+        assert port is not None
+
+        async def client() -> websockets.ConnectionClosed:
+            async with websockets.connect(f"ws://127.0.0.1:{port}/v1/realtime?model=gpt-realtime") as ws:
+                await ws.recv()  # session.created
+                await ws.send(json.dumps({"type": "session.update", "session": {"instructions": "other"}}))
+                try:
+                    while True:
+                        await asyncio.wait_for(ws.recv(), 10)
+                except websockets.ConnectionClosed as exc:
+                    return exc
+            raise AssertionError("not closed")
+
+        closed = asyncio.run(client())
+        out, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert closed.rcvd is not None and closed.rcvd.code == 4900, closed
+    assert '"\\ud800 hi"' in closed.rcvd.reason
+    assert "closed with 4900 (--strict, diverged)" in out and proc.returncode == 1, out + err

@@ -555,7 +555,10 @@ class ReplayServer:
 
     async def _close_strict(self, ws: ServerConnection, d: Divergence, report: SessionReport) -> None:
         reason = d.message().removeprefix("divergence: ")
-        enc = reason.encode()
+        # The recorded values it quotes may hold lone surrogates (from JSON escapes),
+        # which a close reason (UTF-8) cannot: shown as escapes.
+        enc = reason.encode("utf-8", "backslashreplace")
+        reason = enc.decode("utf-8")
         if len(enc) > 123:
             reason = enc[:120].decode("utf-8", "ignore") + "..."
         report.close = f"closed with {STRICT_CLOSE_CODE} (--strict, diverged)"
