@@ -187,3 +187,32 @@ def test_strict_replay_closes_with_4900_when_the_divergence_quotes_a_lone_surrog
     assert closed.rcvd is not None and closed.rcvd.code == 4900, closed
     assert '"\\ud800 hi"' in closed.rcvd.reason
     assert "closed with 4900 (--strict, diverged)" in out and proc.returncode == 1, out + err
+
+
+def test_faults_plan_and_build_events_from_values_with_lone_surrogates(tmp_path: Path) -> None:
+    """replay --fault 'fail response#1 server_error:boom' on a recording whose response.created
+    id is "\\ud800" stopped at startup with 'internal error: UnicodeEncodeError'; an injected
+    error quoting a live client's event_id "\\ud800x" killed the session's handler. The
+    injected events now carry such values as the JSON escapes they came as."""
+    import json
+
+    from rtproxy.io.format import open_recording as open_messages
+    from rtproxy.replay.faults import error_event, failed_response_done, plan_faults
+
+    p = make_recording(tmp_path / "f.rtrec", [
+        (0, "server", {"type": "session.created", "session": {"id": "s"}}),
+        (10, "client", {"type": "response.create"}),
+        (20, "server", '{"type":"response.created","response":{"id":"\\ud800","metadata":{"k":"\\udc00"}}}'),
+        (25, "server", '{"type":"response.output_item.added","response_id":"\\ud800","item":{"id":"it\\u00e9"}}'),
+        (28, "server", '{"type":"conversation.item.added","item":{"id":"it\\u00e9"}}'),
+        (30, "server", '{"type":"response.done","response":{"id":"\\ud800","usage":{"x\\ud800":1}}}'),
+    ], redact=False)
+    with open_messages(p) as r:
+        plan = plan_faults(["fail response#1 server_error:boom"], r.messages())
+    [planned] = plan.faults
+    assert set(planned.skip) == {3, 4, 5}  # the failing response's events, found by parsing ("\\u00e9")
+    created = json.loads('{"type":"response.created","response":{"id":"\\ud800","metadata":{"k":"\\udc00"}}}')
+    done = failed_response_done(created, "server_error", message="boom")
+    assert b"\\ud800" in done
+    assert json.loads(done)["response"]["id"] == "\ud800"
+    assert json.loads(error_event("x", message="m", client_event_id="\ud800x"))["error"]["event_id"] == "\ud800x"

@@ -482,8 +482,7 @@ def _collect_failed(state: list[Any], index: int, typ: str, head: bytes) -> None
     rid, items, skip, _ = state
     if not rid:
         return
-    rb = rid.encode()
-    if rb not in head and not any(i.encode() in head for i in items):
+    if not any(_may_hold(head, v) for v in (rid, *items)):
         return
     obj = parse_event(head)
     if obj is None:
@@ -513,8 +512,29 @@ def new_event_id() -> str:
     return "event_" + "".join(alphabet[b % 62] for b in os.urandom(21))
 
 
+_PLAIN_ID = re.compile(r"[A-Za-z0-9_.:-]+")
+
+
+def _may_hold(head: bytes, value: str) -> bool:
+    """Whether the JSON text ``head`` may hold the string ``value``: False only when it
+    certainly does not (an id of letters, digits and ``_.:-``, which JSON writes as it
+    is, is absent); an id that may be written escaped (or holds lone surrogates) is
+    looked for by parsing."""
+    if _PLAIN_ID.fullmatch(value):
+        return value.encode() in head
+    return True
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def _dumps(obj: Any) -> bytes:
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode()
+    """Compact JSON as UTF-8; a lone surrogate from the recording (a JSON escape there)
+    is a ``\\uXXXX`` escape again, meaning the same, where UTF-8 cannot hold it."""
+    text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+    if _SURROGATE.search(text):
+        text = _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+    return text.encode()
 
 
 def error_body(code: str, message: str | None = None, **fill: Any) -> tuple[str, str]:
