@@ -1,12 +1,16 @@
 """Focused regressions for what the full hostile-input sweep found
-(``RTPROXY_CORPUS_FULL=1 pytest tests/test_hostile_inputs.py``): each test names
-the input and the command that broke, and checks how the reader behaves now."""
+(``RTPROXY_CORPUS_FULL=1 pytest tests/test_hostile_inputs.py``) and the hostile
+shapes tried after it (recordings, live replay clients, HAR files to import):
+each test names the input and the command that broke, and checks how it behaves now."""
 
 from __future__ import annotations
 
 import gc
 import tracemalloc
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from rtproxy.check.engine import Checker
 from rtproxy.testing import make_recording
@@ -216,3 +220,74 @@ def test_faults_plan_and_build_events_from_values_with_lone_surrogates(tmp_path:
     assert b"\\ud800" in done
     assert json.loads(done)["response"]["id"] == "\ud800"
     assert json.loads(error_event("x", message="m", client_event_id="\ud800x"))["error"]["event_id"] == "\ud800x"
+
+
+def _har(mutate: Any) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "startedDateTime": "2026-01-01T00:00:00.000Z", "time": 1,
+        "request": {"method": "GET", "url": "wss://api.openai.com/v1/realtime?model=gpt-realtime",
+                    "httpVersion": "HTTP/1.1", "headers": [{"name": "Host", "value": "api.openai.com"}]},
+        "response": {"status": 101, "statusText": "Switching Protocols", "headers": [], "content": {"text": ""}},
+        "_webSocketMessages": [{"type": "send", "time": 1767225600.1, "opcode": 1, "data": '{"type":"response.create"}'},
+                               {"type": "receive", "time": 1767225600.2, "opcode": 1, "data": '{"type":"x"}'}],
+    }
+    doc = {"log": {"version": "1.2", "creator": {"name": "x", "version": "1"}, "entries": [entry]}}
+    mutate(entry, doc)
+    return doc
+
+
+_S = "\ud800"
+HOSTILE_HARS: dict[str, Any] = {
+    # what each made `rtproxy import` do before: an internal error (AttributeError, TypeError,
+    # ValueError, OverflowError, UnicodeEncodeError, RecursionError) instead of one line
+    "surrogate-body": (lambda e, d: e["response"]["content"].update(text=_S), "lone surrogate"),
+    "surrogate-data": (lambda e, d: e["_webSocketMessages"][0].update(data="x" + _S), "message 0: data holds"),
+    "surrogate-header": (lambda e, d: e["request"]["headers"].append({"name": "X", "value": _S}), "request header"),
+    "surrogate-url": (lambda e, d: e["request"].update(url="wss://x/" + _S), "request url"),
+    "request-int": (lambda e, d: e.update(request=5), '"request" is not an object'),
+    "response-str": (lambda e, d: e.update(response="x"), '"response" is not an object'),
+    "status-abc": (lambda e, d: e["response"].update(status="abc"), "bad response status 'abc'"),
+    "status-1e300": (lambda e, d: e["response"].update(status=1e300), "bad response status"),
+    "messages-int": (lambda e, d: e.update(_webSocketMessages=5), "is not a list"),
+    "time-nan": (lambda e, d: e["_webSocketMessages"][0].update(time=float("nan")), 'no numeric "time"'),
+    "time-1e300": (lambda e, d: e["_webSocketMessages"][0].update(time=1e300), "no time of this session"),
+    "body-not-base64": (lambda e, d: e["response"]["content"].update(text="!!!", encoding="base64"), "not base64"),
+    "headers-odd": (lambda e, d: e["request"].update(headers=[5, "x", {"name": 1}, None]), None),
+    "headers-map": (lambda e, d: e["request"].update(headers={"a": "b"}), None),
+    "content-str": (lambda e, d: e["response"].update(content="x"), None),
+    "wait-1e308": (lambda e, d: e.update(time=1e308), None),
+}
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE_HARS))
+def test_import_of_a_hostile_har_is_one_line_or_a_recording(tmp_path: Path, name: str) -> None:
+    """A HAR is untrusted too: a member of the wrong type, out of range or holding a lone
+    surrogate is one error line naming the file and the entry; odd headers are skipped."""
+    import json
+    import subprocess
+    import sys
+
+    mutate, error = HOSTILE_HARS[name]
+    src = tmp_path / f"{name}.har"
+    src.write_text(json.dumps(_har(mutate)))
+    r = subprocess.run([sys.executable, "-m", "rtproxy", "import", str(src), "-o", str(tmp_path / "out")],
+                       capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    if error is None:
+        assert r.returncode == 0, r.stderr
+        [rec] = (tmp_path / "out").rglob("*.rtrec")
+        assert open_recording(rec).handshake is not None
+    else:
+        assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+        assert r.stderr.startswith(f"rtproxy: error: {src}: entry 0") and error in r.stderr, r.stderr
+
+
+def test_import_of_a_har_nested_too_deep_is_one_line(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    src = tmp_path / "deep.har"
+    src.write_text('{"log":{"entries":[' + "[" * 100_000 + "]" * 100_000 + "]}}")
+    r = subprocess.run([sys.executable, "-m", "rtproxy", "import", str(src), "-o", str(tmp_path / "out")],
+                       capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert (r.returncode, r.stderr) == (2, f"rtproxy: error: {src}: not a HAR file (JSON nested deeper than "
+                                           "Python can read)\n")

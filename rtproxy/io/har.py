@@ -9,6 +9,7 @@ entries back for ``rtproxy import``.
 from __future__ import annotations
 
 import base64
+import math
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Iterable
@@ -210,7 +211,10 @@ def har_sessions(doc: Any, source: str = "HAR") -> list[HarSession]:
     """The WebSocket sessions in a parsed HAR document, in file order.
 
     An entry is a session when it carries ``_webSocketMessages`` (Chrome,
-    Edge, Playwright) or when its response is a 101. Raises :class:`HarError`.
+    Edge, Playwright) or when its response is a 101. A HAR is untrusted: a
+    header that is not a ``{name, value}`` object is skipped; a member of the
+    wrong type, a status or time out of range, text no UTF-8 can hold (a lone
+    surrogate) raise :class:`HarError` naming the entry (and message).
     """
     if not isinstance(doc, dict) or not isinstance(doc.get("log"), dict):
         raise HarError(f"{source}: not a HAR file (no top-level \"log\" object)")
@@ -224,31 +228,44 @@ def har_sessions(doc: Any, source: str = "HAR") -> list[HarSession]:
     for i, e in enumerate(entries):
         if not isinstance(e, dict):
             continue
-        req = e.get("request") or {}
-        resp = e.get("response") or {}
+        where = f"{source}: entry {i}"
+        req = _member(e, "request", where)
+        resp = _member(e, "response", where)
         msgs = e.get("_webSocketMessages")
         if msgs is None and resp.get("status") != 101 and e.get("_resourceType") != "websocket":
             continue
+        if msgs is not None and not isinstance(msgs, list):
+            raise HarError(f"{where}: \"_webSocketMessages\" is not a list")
         try:
             t_req = _parse_iso(str(e.get("startedDateTime")))
-        except ValueError:
-            raise HarError(f"{source}: entry {i}: bad startedDateTime {e.get('startedDateTime')!r}") from None
-        wait = e.get("time")
-        t_resp = t_req + (float(wait) / 1000 if isinstance(wait, (int, float)) and wait > 0 else 0.0)
-        content = resp.get("content") or {}
-        body_text = content.get("text") or ""
+        except (ValueError, OverflowError):
+            raise HarError(f"{where}: bad startedDateTime {e.get('startedDateTime')!r}") from None
+        wait = number(e.get("time"), 0, 1e9)  # ms; NaN, 1e308, a string: no wait
+        t_resp = t_req + (wait / 1000 if wait else 0.0)
+        content = resp.get("content")
+        content = content if isinstance(content, dict) else {}
+        body_text = _text(content.get("text"), f"{where}: response content")
         if content.get("encoding") == "base64":
-            body = base64.b64decode(body_text)
+            try:
+                body = base64.b64decode("".join(body_text.split()), validate=True)
+            except ValueError:
+                raise HarError(f"{where}: response content is not base64") from None
         else:
-            body = str(body_text).encode("utf-8")
+            body = body_text.encode("utf-8")
+        status = resp.get("status") or 0
+        if isinstance(status, str) and status.strip().isdigit():
+            status = int(status)
+        status_n = integer(status, 0, 999)
+        if status_n is None:
+            raise HarError(f"{where}: bad response status {status!r}")
         s = HarSession(
-            url=str(req.get("url") or ""),
-            method=str(req.get("method") or "GET"),
-            http_version=str(req.get("httpVersion") or "HTTP/1.1"),
-            request_headers=[(str(h.get("name")), str(h.get("value"))) for h in req.get("headers") or []],
-            status=int(resp.get("status") or 0),
-            reason=str(resp.get("statusText") or ""),
-            response_headers=[(str(h.get("name")), str(h.get("value"))) for h in resp.get("headers") or []],
+            url=_text(req.get("url"), f"{where}: request url"),
+            method=_text(req.get("method"), f"{where}: request method") or "GET",
+            http_version=_text(req.get("httpVersion"), f"{where}: request httpVersion") or "HTTP/1.1",
+            request_headers=_har_headers(req.get("headers"), f"{where}: request header"),
+            status=status_n,
+            reason=_text(resp.get("statusText"), f"{where}: statusText"),
+            response_headers=_har_headers(resp.get("headers"), f"{where}: response header"),
             response_body=body,
             t_request=t_req,
             t_response=t_resp,
@@ -256,21 +273,62 @@ def har_sessions(doc: Any, source: str = "HAR") -> list[HarSession]:
         )
         for j, m in enumerate(msgs or []):
             if not isinstance(m, dict) or m.get("type") not in ("send", "receive"):
-                raise HarError(f"{source}: entry {i}, message {j}: \"type\" must be send or receive")
+                raise HarError(f"{where}, message {j}: \"type\" must be send or receive")
             opcode = m.get("opcode", 1)
             data = m.get("data") or ""
             try:
                 t = float(m.get("time"))  # type: ignore[arg-type]
-            except (TypeError, ValueError):
-                raise HarError(f"{source}: entry {i}, message {j}: no numeric \"time\"") from None
+            except (TypeError, ValueError, OverflowError):
+                t = math.nan
+            if not math.isfinite(t):
+                raise HarError(f"{where}, message {j}: no numeric \"time\"")
             if opcode == 2:
                 try:
                     content_b = base64.b64decode(data, validate=True)
-                except ValueError:
-                    raise HarError(f"{source}: entry {i}, message {j}: binary data is not base64") from None
+                except (ValueError, TypeError):
+                    raise HarError(f"{where}, message {j}: binary data is not base64") from None
             else:
-                content_b = str(data).encode("utf-8")
-            t_ns = max(0, round((t - t_resp) * 1e9))
+                content_b = _text(data, f"{where}, message {j}: data").encode("utf-8")
+            dt_ns = (t - t_resp) * 1e9
+            if not dt_ns < _MAX_T_NS:
+                raise HarError(f"{where}, message {j}: time {t!r} is no time of this session (Unix seconds)")
+            t_ns = max(0, round(dt_ns))
             s.messages.append((t_ns, m["type"] == "send", opcode != 2, content_b))
         out.append(s)
     return out
+
+
+#: Latest a message may be after the upgrade (about 292 years: what fits the recording's
+#: nanosecond offsets).
+_MAX_T_NS = float(1 << 63)
+
+
+def _member(entry: dict[str, Any], key: str, where: str) -> dict[str, Any]:
+    value = entry.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise HarError(f"{where}: \"{key}\" is not an object")
+    return value
+
+
+def _text(value: Any, what: str) -> str:
+    """A HAR string member as text ("" for null; numbers and others as ``str()``);
+    text that UTF-8 cannot hold (a lone surrogate from a JSON escape) is an error."""
+    if value is None:
+        return ""
+    s = value if isinstance(value, str) else str(value)
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise HarError(f"{what} holds {s[exc.start]!r}, a lone surrogate no HTTP or WebSocket text can hold "
+                       "(the HAR was edited or crafted)") from None
+    return s
+
+
+def _har_headers(value: Any, what: str) -> list[tuple[str, str]]:
+    """``[{name, value}]`` as pairs; items that are not such objects are skipped."""
+    if not isinstance(value, list):
+        return []
+    return [(_text(h.get("name"), what), _text(h.get("value"), what)) for h in value
+            if isinstance(h, dict) and h.get("name") is not None]

@@ -135,6 +135,8 @@ def import_har(path: str, out_dir: Path, progress: Progress | None = None,
             doc = json.load(fh)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ImportError_(f"{path}: not a HAR file (invalid JSON: {exc})") from None
+    except RecursionError:
+        raise ImportError_(f"{path}: not a HAR file (JSON nested deeper than Python can read)") from None
     try:
         sessions = har_sessions(doc, path)
     except HarError as exc:
