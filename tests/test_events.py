@@ -144,3 +144,32 @@ def test_thousands_of_distinct_types_all_read_right(tmp_path: Path) -> None:
     path = make_recording(tmp_path / "many.rtrec", [(i, "server", {"type": f"x.t{i}"}) for i in range(n)])
     assert [e.type for e in rtproxy.open(path).events()] == [f"x.t{i}" for i in range(n)]
     assert [e.json["type"] for e in rtproxy.open(path).events()][-1] == f"x.t{n - 1}"
+
+
+def test_head_json_is_each_events_own_head(tmp_path: Path) -> None:
+    """``Event.head_json`` is the event without its audio; audio deltas that differ only in
+    their event_id are matched by text, and every other difference (an id written with
+    escapes, a second event_id further on, another response) is read as written."""
+    chunk = base64.b64encode(bytes(range(256)) * 4).decode()
+    delta = '{{"type":"response.output_audio.delta","event_id":"{eid}","response_id":"{rid}","item_id":"i1","delta":"{a}"{tail}}}'
+    texts = [
+        delta.format(eid="ev1", rid="r1", a=chunk, tail=""),
+        delta.format(eid="ev2", rid="r1", a=chunk, tail=""),
+        delta.format(eid="ev3", rid="r2", a=chunk, tail=""),
+        delta.format(eid="ev\\u00e94", rid="r1", a=chunk, tail=""),
+        delta.format(eid="ev5", rid="r1", a=chunk, tail=',"event_id":"late"'),
+        delta.format(eid="ev6", rid="r1", a=chunk, tail=',"x":1'),
+        '{"type":"input_audio_buffer.append","audio":"' + chunk + '"}',
+        '{"type":"input_audio_buffer.append","audio":"' + chunk + '"}',
+        '{"type":"input_audio_buffer.append","audio":"' + chunk + '",',  # broken
+    ]
+    path = make_recording(tmp_path / "heads.rtrec", [(i, "server" if "delta" in t else "client", t)
+                                                    for i, t in enumerate(texts)])
+    heads = [e.head_json for e in rtproxy.open(path).events()]
+    assert [h and h.get("event_id") for h in heads[:6]] == ["ev1", "ev2", "ev3", "ev\u00e94", "late", "ev6"]
+    assert [h and h["response_id"] for h in heads[:3]] == ["r1", "r1", "r2"]
+    assert all(h is None or h.get("delta", h.get("audio")) == "" for h in heads)
+    assert heads[5] == {"type": "response.output_audio.delta", "event_id": "ev6", "response_id": "r1",
+                        "item_id": "i1", "delta": "", "x": 1}
+    assert heads[6] == heads[7] == {"type": "input_audio_buffer.append", "audio": ""} and heads[6] is not heads[7]
+    assert heads[8] is None

@@ -45,6 +45,25 @@ def test_audio_strip_keeps_length_and_format_silence() -> None:
     assert base64.b64decode(json.loads(s.content(app))["audio"]) == bytes(len(pcm))
 
 
+def test_text_and_audio_strip_reads_each_event_it_must() -> None:
+    """Audio deltas are copied as packed silence unread; an event holding a text delta
+    beside audio (or a text delta written with escapes) still has its text stripped."""
+    s = Stripper(StripOptions(audio=True, text=True))
+    pcm = bytes(range(1, 256)) * 4
+    b64 = base64.b64encode(pcm).decode()
+    delta = msg(False, {"type": "response.output_audio.delta", "response_id": "r1", "delta": b64})
+    payload, packed = s.stored(delta)
+    assert packed and isinstance(payload, list) and len(payload) == 3  # still split: nothing parsed or re-encoded
+    assert base64.b64decode(json.loads(s.content(delta))["delta"]) == bytes(len(pcm))
+    both = msg(False, {"type": "response.output_audio_transcript.delta", "delta": "my PIN is 1234", "audio": b64})
+    out = json.loads(s.content(both))
+    assert out["delta"] == PLACEHOLDER and base64.b64decode(out["audio"]) == bytes(len(pcm))
+    escaped = Message(0, False, True, b'{"type":"response.output_text\\u002edelta","delta":"my PIN is 1234"}')
+    assert "1234" not in s.content(escaped).decode()
+    empty = msg(False, {"type": "response.output_text.delta", "delta": ""})
+    assert json.loads(s.content(empty))["delta"] == PLACEHOLDER
+
+
 def test_instructions_removed_everywhere_json_valid() -> None:
     s = Stripper(StripOptions(instructions=True))
     upd = msg(True, {"type": "session.update", "session": {"type": "realtime", "instructions": "secret persona"}})

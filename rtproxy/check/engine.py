@@ -187,10 +187,13 @@ class Checker:
             obj = None
             st.nbytes = ev.audio_bytes
         elif mode == _DELTA:
-            obj = self._deltas.get(ev)
+            src = ev._ev
+            # An Event's head is parsed once for every reader of the pass (summary, page, check).
+            obj = src.head_json if type(src) is Event else self._deltas.get(ev)
             st.nbytes = ev.audio_bytes
         elif mode == _PARSE:
-            obj = _obj(ev)
+            src = ev._ev
+            obj = src.head_json if type(src) is Event else _obj(ev)
             st.nbytes = 0
         else:
             obj = None

@@ -25,7 +25,6 @@ from rtproxy.io.safefile import atomic_output, temp_path_for, write_atomic
 from rtproxy.export.html import ReportBuilder
 from rtproxy.view.events import Close, Handshake, clean_header, iter_events
 from rtproxy.view.strip import StripOptions, Stripper
-from rtproxy.view.summary import event_head
 from rtproxy.view.timeline import annotate
 
 __all__ = ["redact_recording", "export_html", "export_wav", "export_har", "default_output"]
@@ -74,7 +73,7 @@ def conversation_audio(file: str, progress: Progress | None = None) -> Conversat
         wants_head = ConversationAudio.wants_head
         for e in iter_events(unpack_ahead(reading(reader.messages(), reader, progress))):
             m = e.message
-            head = event_head(m) if m.is_text and wants_head(e.type) else None
+            head = e.head_json if m.is_text and wants_head(e.type) else None
             conv.feed(e.index, m.t_ns, m.from_client, e.type, head, m.audio)
     conv.finish()
     return conv

@@ -177,7 +177,7 @@ class ReportBuilder:
         m = e.msg
         head = self.summarizer.feed(e)
         if head is None and m.is_text and self.with_audio and ConversationAudio.wants_head(e.type):
-            head = event_head(m)
+            head = e.event.head_json if e.event is not None else event_head(m)
         if self.with_audio:
             self.audio.feed(e.index, m.t_ns, m.from_client, e.type, head, m.audio)
         name = e.type or ("(binary)" if not m.is_text else "(not JSON)")

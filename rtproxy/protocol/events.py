@@ -7,6 +7,7 @@ project's history for the facts collected here.
 from __future__ import annotations
 
 import json
+import json.scanner
 import re
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -264,12 +265,37 @@ def too_deep(data: bytes, limit: int = MAX_DEPTH) -> bool:
     return False
 
 
+_scan_once = json.scanner.make_scanner(json.JSONDecoder())  # type: ignore[arg-type]
+_JSON_WS = " \t\n\r"
+_NOT_FAST: Any = object()
+
+
+def _parse_object_fast(data: bytes | str) -> Any:
+    """``json.loads(data)`` for the usual event (UTF-8 text, an object first), through
+    the C scanner without json.loads' wrappers: most messages of a session are parsed.
+    :data:`_NOT_FAST` when json.loads must decide (another encoding, not an object...)."""
+    try:
+        text = data if isinstance(data, str) else data.decode("utf-8", "surrogatepass")
+        start = len(text) - len(text.lstrip(_JSON_WS))
+        if text[start : start + 1] != "{":
+            return _NOT_FAST
+        obj, end = _scan_once(text, start)
+    except (ValueError, UnicodeDecodeError, RecursionError, StopIteration):
+        return _NOT_FAST
+    if end != len(text) and text[end:].strip(_JSON_WS):
+        return None  # extra data after the object: not JSON, as json.loads says
+    return obj
+
+
 def parse_event(data: bytes | str) -> dict[str, Any] | None:
     """The event as a dict, or None if it is not a JSON object (or nests deeper than
     :data:`MAX_DEPTH`: a hostile or broken message is shown as not JSON, never a crash)."""
     raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data
     if too_deep(raw):
         return None
+    obj = _parse_object_fast(data)
+    if obj is not _NOT_FAST:
+        return obj if isinstance(obj, dict) else None
     try:
         obj = json.loads(data)
     except (ValueError, UnicodeDecodeError, RecursionError):

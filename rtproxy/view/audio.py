@@ -11,10 +11,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, BinaryIO
-
-if TYPE_CHECKING:  # NumPy is imported where it is used: commands with no audio to render never load it
-    import numpy as np
+from typing import Any, BinaryIO
 
 from rtproxy.protocol.formats import SESSION_CONFIG_EVENTS, SessionFormats, silence
 from rtproxy.view.events import ident, number
@@ -284,8 +281,12 @@ class ConversationAudio:
     def _fit(self, start: int, audio: list[bytes], fmt: AudioFormat) -> bytes:
         """``audio`` as 24 kHz PCM, cut where the timeline ends (the rest counted as dropped)."""
         room = self.max_samples - start
-        total = sum(len(a) for a in audio)
-        width = 2 if fmt.codec == "pcm16" else 1
+        total = len(audio[0]) if len(audio) == 1 else sum(len(a) for a in audio)
+        pcm16 = fmt.codec == "pcm16"
+        if pcm16 and fmt.rate == RATE and 0 < total <= 2 * room and not total % 2:
+            # The usual: 24 kHz PCM16, as it came, well before the timeline's end.
+            return bytes(audio[0]) if len(audio) == 1 else b"".join(audio)
+        width = 2 if pcm16 else 1
         if room <= 0:
             self.dropped_ms += fmt.duration_ms(total)
             return b""
@@ -355,47 +356,49 @@ def write_wav_tracks(fh: BinaryIO, left: list[AudioSegment], right: list[AudioSe
     channels = 1 if right is None else 2
     fh.write(wav_header(n_samples, channels))
     step = RATE * 60
-    # Segments sorted by start: each window looks only at those that can overlap it.
-    lsegs = sorted(left, key=lambda x: x.start)
-    rsegs = sorted(right, key=lambda x: x.start) if right is not None else []
+    # (start, end, pcm) by start: each window looks only at those that can overlap it.
+    lspans = _spans(left)
+    rspans = _spans(right) if right is not None else []
     li = ri = 0
-    # Stereo: both channels copied straight into one interleaved window (reused).
+    # Each channel's window is filled as bytes, then both are interleaved at once.
+    mono = bytearray(2 * min(step, n_samples))
+    other = bytearray(len(mono)) if right is not None else None
     stereo = np.empty((min(step, n_samples), 2), dtype="<i2") if right is not None else None
     for pos in range(0, n_samples, step):
         n = min(step, n_samples - pos)
-        while li < len(lsegs) and lsegs[li].end <= pos:
-            li += 1
-        if stereo is None:
-            fh.write(render_window(_upto(lsegs, li, pos + n), pos, n))
+        li = _fill(mono, lspans, li, pos, n)
+        if stereo is None or other is None:
+            fh.write(memoryview(mono)[: 2 * n])
             continue
-        while ri < len(rsegs) and rsegs[ri].end <= pos:
-            ri += 1
+        ri = _fill(other, rspans, ri, pos, n)
         win = stereo[:n]
-        win.fill(0)
-        _render_into(win[:, 0], _upto(lsegs, li, pos + n), pos)
-        _render_into(win[:, 1], _upto(rsegs, ri, pos + n), pos)
+        win[:, 0] = np.frombuffer(mono, dtype="<i2", count=n)
+        win[:, 1] = np.frombuffer(other, dtype="<i2", count=n)
         fh.write(memoryview(win).cast("B"))
     return 44 + 2 * channels * n_samples
 
 
-def _render_into(out: np.ndarray, segments: list[AudioSegment], start: int) -> None:
-    """:func:`render_window` into ``out`` (int16 samples ``start ..``, zeros), a channel of a stereo window."""
-    import numpy as np
-    end = start + len(out)
-    for s in segments:
-        if s.end <= start or s.start >= end:
-            continue
-        a = max(s.start, start)
-        b = min(s.end, end)
-        out[a - start : b - start] = np.frombuffer(s.pcm, dtype="<i2", count=b - a, offset=2 * (a - s.start))
+def _spans(segments: list[AudioSegment]) -> list[tuple[int, int, bytes]]:
+    return sorted(((s.start, s.start + len(s.pcm) // 2, s.pcm) for s in segments), key=lambda x: x[0])
 
 
-def _upto(segs: list[AudioSegment], i: int, end: int) -> list[AudioSegment]:
-    out = []
-    while i < len(segs) and segs[i].start < end:
-        out.append(segs[i])
+def _fill(buf: bytearray, spans: list[tuple[int, int, bytes]], i: int, start: int, n: int) -> int:
+    """Samples ``start .. start + n`` of the track ``spans`` make, into ``buf`` (zeros
+    elsewhere); ``i``: the first span that may still reach this window. Returns the
+    first one that may reach the next."""
+    end = start + n
+    view = memoryview(buf)
+    view[: 2 * n] = bytes(2 * n)
+    while i < len(spans) and spans[i][1] <= start:
         i += 1
-    return out
+    j = i
+    while j < len(spans) and spans[j][0] < end:
+        a, b, pcm = spans[j]
+        if b > start:
+            lo, hi = max(a, start), min(b, end)
+            view[2 * (lo - start) : 2 * (hi - start)] = memoryview(pcm)[2 * (lo - a) : 2 * (hi - a)]
+        j += 1
+    return i
 
 
 __all__ += ["render_track", "render_window", "write_wav_tracks", "MAX_TIMELINE_S"]

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator
 
 from rtproxy.io.format import Message, RecordingReader, open_recording
-from rtproxy.protocol.events import canonical_event_type, event_type, parse_event
+from rtproxy.protocol.events import AUDIO_DELTA_EVENTS, canonical_event_type, event_type, parse_event
 from rtproxy.protocol.formats import SESSION_CONFIG_EVENTS, AudioFormat, SessionFormats
 from rtproxy.errors import CorruptRecording
 from rtproxy.protocol.values import header_pairs, ident, integer, jsonable, number, text_or_none, valid_header
@@ -246,7 +246,7 @@ class Event:
     in force, or None), ``format`` (that format), ``redacted``.
     """
 
-    __slots__ = ("index", "message", "format", "_type", "_json", "_parsed")
+    __slots__ = ("index", "message", "format", "_type", "_json", "_parsed", "_head_json")
 
     def __init__(self, index: int, message: Message, fmt: AudioFormat, typ: Any) -> None:
         self.index = index
@@ -255,6 +255,7 @@ class Event:
         self._type = typ  # str, None, or _LATER: read from the message when asked
         self._json: dict[str, Any] | None = None
         self._parsed = False
+        self._head_json: Any = _LATER
 
     # -- cheap -----------------------------------------------------------
     @property
@@ -318,6 +319,24 @@ class Event:
         return self._json
 
     @property
+    def head_json(self) -> dict[str, Any] | None:
+        """The event as a dict with each audio value ``""`` (what :attr:`head` parses to),
+        or None if it is not a JSON object: parsed once (bounded depth) and shared by
+        every reader of the event in a pass (summary, check, audio), so do not change it.
+        Cheap for audio deltas and appends, which differ only in their event_id."""
+        h = self._head_json
+        if h is _LATER:
+            m = self.message
+            if not m.is_text or self.type is None:
+                h = None
+            elif canonical_event_type(self._type) in _TEMPLATED:
+                h = _templated_head(m.head)
+            else:
+                h = parse_event(m.head)
+            self._head_json = h
+        return h  # type: ignore[no-any-return]
+
+    @property
     def data(self) -> bytes:
         """The exact message bytes, as on the wire."""
         return self.message.content
@@ -350,6 +369,50 @@ class Event:
 
 
 _LATER: Any = object()
+
+#: Events whose heads differ from one to the next only in their event_id (audio).
+_TEMPLATED = frozenset({"input_audio_buffer.append", *AUDIO_DELTA_EVENTS})
+#: ``{"type":"...","event_id":"`` at the start: the event_id is the object's own.
+_ID_FIRST = re.compile(rb'\{"type":"[^"\\]*","event_id":"([^"\\\x00-\x1f]*)"')
+_EVENT_ID = b'"event_id"'
+#: Parsed heads by their text with the event_id's value cut out (a session's audio
+#: deltas have a few: one per response and item).
+_TEMPLATES: dict[bytes, dict[str, Any]] = {}
+_MAX_TEMPLATES = 64
+
+
+def _templated_head(head: bytes) -> dict[str, Any] | None:
+    """``parse_event(head)`` for an audio event, from a parsed one with the same text
+    but for the event_id when there is one. Only a head with no escapes, whose one
+    ``"event_id"`` member follows ``"type"`` at the start, is matched by its text."""
+    if b"\\" in head or len(head) > 4096:
+        return parse_event(head)
+    m = _ID_FIRST.match(head)
+    if m is not None:
+        a, b = m.span(1)
+        if _EVENT_ID in head[b:]:
+            return parse_event(head)
+        try:
+            eid = m.group(1).decode("utf-8")
+        except UnicodeDecodeError:
+            return parse_event(head)
+        key = head[:a] + head[b:]
+    elif _EVENT_ID in head:
+        return parse_event(head)
+    else:
+        eid, key = None, head
+    hit = _TEMPLATES.get(key)
+    if hit is not None:
+        obj = dict(hit)
+        if eid is not None:
+            obj["event_id"] = eid
+        return obj
+    parsed = parse_event(head)
+    if parsed is not None and (eid is None or parsed.get("event_id") == eid):
+        if len(_TEMPLATES) >= _MAX_TEMPLATES:
+            _TEMPLATES.clear()
+        _TEMPLATES[key] = dict(parsed)
+    return parsed
 
 
 def iter_events(messages: Iterable[Message], formats: SessionFormats | None = None) -> Iterator[Event]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from rtproxy.io.audiocodec import pack as pack_audio
 from rtproxy.io.audiocodec import unpack_each
@@ -92,24 +92,30 @@ class Stripper:
             return m.stored()
         opts = self.options
         head = m.head
-        typ = event_type(head)
-        canon = canonical_event_type(typ)
-        if canon in SESSION_CONFIG_EVENTS:
-            self.formats.feed(canon, parse_event(m.content))
+        stored, packed_in = m.stored()
+        split = not isinstance(stored, (bytes, bytearray)) and len(stored) > 1  # audio values split out
+        canon: str | None = None
+        needs_json = (opts.text or opts.instructions) and self._may_hold_text(head, split)
+        # The type is read only where it matters: an event that may hold text, and a
+        # session event (its name holds "session", or is written with escapes), which
+        # sets the formats. An audio append or delta is otherwise copied unread.
+        if needs_json or b"session" in head or b"\\" in head:
+            canon = canonical_event_type(event_type(head))
+            if canon in SESSION_CONFIG_EVENTS:
+                self.formats.feed(canon, parse_event(m.content))
+        needs_json = needs_json and canon not in _AUDIO_ONLY_EVENTS
         fmt = self.formats.for_side(m.from_client)
-        needs_json = (
-            (opts.text or opts.instructions)
-            and canon not in _AUDIO_ONLY_EVENTS
-            and self._may_hold_text(head)
-        )
         if not needs_json:
-            sizes = m.audio_sizes
-            if opts.audio and sizes:
-                parts = m.text_parts
-                packed = [_packed_silence(n, fmt) for n in sizes]
+            if opts.audio and split:
+                parts = cast("list[bytes]", stored)
+                extra = 1 if packed_in else 0  # packed audio carries a one-byte tag
                 self.changed += 1
-                return [x for pair in zip(parts, packed) for x in pair] + parts[-1:], True
-            return m.stored()
+                if len(parts) == 3:  # the usual: one audio value
+                    return [parts[0], _packed_silence(len(parts[1]) - extra, fmt), parts[2]], True
+                out = list(parts)
+                out[1::2] = [_packed_silence(len(a) - extra, fmt) for a in parts[1::2]]
+                return out, True
+            return stored, packed_in
         # Bounded depth (a hostile event nests 10,000 deep): too deep reads as not JSON.
         obj = parse_json(m.content)
         if obj is INVALID:
@@ -125,12 +131,16 @@ class Stripper:
         # A lone surrogate (the event held "\\ud800") stays an escape: the text is UTF-8.
         return _SURROGATE.sub(lambda c: f"\\u{ord(c.group()):04x}", text).encode("utf-8"), False
 
-    def _may_hold_text(self, head: bytes) -> bool:
+    def _may_hold_text(self, head: bytes, has_audio: bool) -> bool:
         o = self.options
         if o.instructions and b'"instructions"' in head:
             return True
         if o.text:
-            return any(k in head for k in (b'"transcript"', b'"text"', b'"arguments"', b'"output"', b'"delta"'))
+            if any(k in head for k in (b'"transcript"', b'"text"', b'"arguments"', b'"output"')):
+                return True
+            # An audio delta's "delta" is "" in the head (its audio was split out): no text.
+            n = head.count(b'"delta"')
+            return n > 0 and (not has_audio or n > head.count(b'"delta":""'))
         return False
 
     def _strip(self, v: Any, canon: str | None, fmt: AudioFormat, parent: str) -> Any:

@@ -250,7 +250,7 @@ class Summarizer:
             if m.from_client:
                 self._last_client = (e.index, e.type, t)
             return None
-        obj = event_head(m)
+        obj = e.event.head_json if e.event is not None else event_head(m)
         if obj is None:
             return None
         typ = canonical_event_type(e.type) or ""
