@@ -55,12 +55,15 @@ def export_html(file: str, out: str, *, audio: bool | str = True, progress: Prog
         messages = reading(reader.messages(), reader, progress)
         if builder.with_audio:
             messages = unpack_ahead(messages)  # every message's audio is used: unpacked in batches
-        for e in annotate(messages, details=False):
-            builder.feed(e)
-            check.feed(e.event)
-        checked = check.result(Handshake.from_record(rec.handshake), Close.from_record(rec.close), rec.truncated)
-        builder.set_findings([f.to_dict() for f in checked.findings], checked.error)
-        page = builder.html(reader.recording, progress)
+        try:
+            for e in annotate(messages, details=False):
+                builder.feed(e)
+                check.feed(e.event)
+            checked = check.result(Handshake.from_record(rec.handshake), Close.from_record(rec.close), rec.truncated)
+            builder.set_findings([f.to_dict() for f in checked.findings], checked.error)
+            page = builder.html(reader.recording, progress)
+        finally:
+            builder.close()  # a failed read stops the clips still being encoded
     data = page.encode("utf-8")
     _write_atomic(out, data)
     return len(data)

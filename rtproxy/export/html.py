@@ -165,6 +165,13 @@ class ReportBuilder:
         self.json: list[str] = []
         self.findings: list[dict[str, Any]] = []
         self.findings_error: str | None = None
+        # The user's audio is final as it comes: its bars are made (and, for speech,
+        # encoded on other cores) while the rest is read. The assistant's waits for the
+        # end, where truncations are known.
+        self._user_bar: tuple[int, int, list[AudioSegment]] | None = None
+        self._bars: list[dict[str, Any]] = []
+        self._clips: list[bytes] = []  # full: WAV per bar
+        self._encoder: Any = None  # speech: a ClipEncoder, made on the first clip
 
     def set_findings(self, findings: list[dict[str, Any]], error: str | None = None) -> None:
         """The findings to show: dicts with the fields of ``rtproxy check --format json``
@@ -180,6 +187,8 @@ class ReportBuilder:
             head = e.event.head_json if e.event is not None else event_head(m)
         if self.with_audio:
             self.audio.feed(e.index, m.t_ns, m.from_client, e.type, head, m.audio)
+            if self.audio.user:
+                self._take_user()
         name = e.type or ("(binary)" if not m.is_text else "(not JSON)")
         ti = self._type_index.get(name)
         if ti is None:
@@ -192,27 +201,59 @@ class ReportBuilder:
         self.size.append(m.size)
         self.json.append(_display_json(m.text_parts if m.is_text else m.payload, m.is_text, m.audio_sizes))
 
+    def _take_user(self) -> None:
+        """Move the user segments placed so far into bars (quiet ones left out: a
+        microphone streams all the time); each bar is made into a clip once it ends."""
+        for x in self.audio.user:
+            if not _audible(x.pcm):
+                continue
+            bar = self._user_bar
+            if bar is not None and x.start - bar[1] <= _BAR_GAP_SAMPLES and x.end - bar[0] <= _BAR_MAX_SAMPLES:
+                bar[2].append(x)
+                self._user_bar = (bar[0], max(bar[1], x.end), bar[2])
+            else:
+                if bar is not None:
+                    self._add_clip(0, *bar)
+                self._user_bar = (x.start, x.end, [x])
+        self.audio.user.clear()  # held in the bars now (the quiet ones let go)
+
+    def _add_clip(self, side: int, a: int, b: int, group: list[AudioSegment]) -> None:
+        track = bytes(render_track([AudioSegment(x.side, x.start - a, x.pcm, x.index) for x in group], b - a))
+        if self.audio_mode == "speech":
+            if self._encoder is None:
+                from rtproxy.export.speech import ClipEncoder
+
+                self._encoder = ClipEncoder()
+            clip = self._encoder.submit(track)
+        else:
+            self._clips.append(wav_bytes(track, 1, RATE))
+            clip = len(self._clips) - 1
+        self._bars.append({"side": side, "t0": a * 1000 / RATE, "t1": b * 1000 / RATE, "clip": clip, "i": group[0].index})
+
+    def close(self) -> None:
+        """Stop encoding clips (those not started yet are dropped); :meth:`data` does it when done."""
+        if self._encoder is not None:
+            self._encoder.close()
+
     def data(self, rec: Recording, progress: Progress | None = None) -> tuple[dict[str, Any], list[str]]:
         """The page's data object and its audio clips (base64 WebM/Opus or WAV, referenced by index)."""
         s: SessionSummary = self.summarizer.finish(rec)
         clips: list[str] = []
-        bars = []
+        bars = self._bars
         if self.with_audio:
-            user, assistant = self.audio.finish()
-            tracks: list[bytes] = []
-            for side, segs in ((0, user), (1, assistant)):
-                # A microphone streams all the time: leave its quiet stretches out of the page.
-                for a, b, group in _bars([x for x in segs if _audible(x.pcm)]):
-                    track = render_track([AudioSegment(x.side, x.start - a, x.pcm, x.index) for x in group], b - a)
-                    tracks.append(bytes(track))
-                    bars.append({"side": side, "t0": a * 1000 / RATE, "t1": b * 1000 / RATE, "clip": len(tracks) - 1,
-                                 "i": group[0].index})
-            if self.audio_mode == "speech":
-                from rtproxy.export.speech import encode_all
-
-                encoded = encode_all(tracks, progress=progress)
+            _, assistant = self.audio.finish()
+            if self._user_bar is not None:
+                self._add_clip(0, *self._user_bar)
+                self._user_bar = None
+            for a, b, group in _bars([x for x in assistant if _audible(x.pcm)]):
+                self._add_clip(1, a, b, group)
+            if self._encoder is not None:
+                try:
+                    encoded = self._encoder.results(progress)
+                finally:
+                    self.close()
             else:
-                encoded = [wav_bytes(t, 1, RATE) for t in tracks]
+                encoded = self._clips
             clips = [base64.b64encode(c).decode("ascii") for c in encoded]
         hs = Handshake.from_record(rec.handshake)
         responses = [
