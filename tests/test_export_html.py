@@ -478,3 +478,31 @@ def test_contradicting_audio_options_are_an_error(tmp_path: Path) -> None:
     rec = _long_speech_recording(tmp_path / "long.rtrec", 1.0)
     p = run("export", rec, "--format", "html", "--no-audio", "--audio", "full", "-o", tmp_path / "x.html")
     assert p.returncode == 2 and "contradict" in p.stderr
+
+
+def test_clip_encoder_in_worker_processes_gives_what_one_process_gives() -> None:
+    """Past POOL_AFTER_S seconds of audio the page's clips are encoded in worker
+    processes while the recording is read: the same bytes as encoding them here, in
+    the order asked, the ones not asked for dropped."""
+    import io
+
+    import av
+    import numpy as np
+
+    from rtproxy.export.speech import ClipEncoder, encode_speech
+
+    rng = np.random.default_rng(3)
+    tracks = [(np.sin(np.arange(24000 * s) / (3 + s)) * 6000 + rng.standard_normal(24000 * s) * 300)
+              .astype("<i2").tobytes() for s in (4, 7, 2, 5)]
+    with ClipEncoder(workers=2, pool_after_s=10) as enc:
+        ids = [enc.submit(t) for t in tracks]
+        assert enc._pool is not None  # 18 s given: the workers have started
+        seen: list[tuple[int, int]] = []
+        got = enc.results([ids[3], ids[0], ids[3]], progress=lambda what, done, total: seen.append((done, total)))
+    def packets(data: bytes) -> list[tuple[int | None, bytes]]:
+        with av.open(io.BytesIO(data)) as c:
+            return [(p.pts, bytes(p)) for p in c.demux() if p.size]
+
+    want = [packets(encode_speech(tracks[3])), packets(encode_speech(tracks[0]))]
+    assert [packets(g) for g in got] == [want[0], want[1], want[0]]
+    assert seen[0] == (0, 9) and seen[-1] == (9, 9)

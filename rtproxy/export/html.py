@@ -131,16 +131,83 @@ def _audible(pcm: bytes) -> bool:
     return bool(a.size) and (int(a.max()) >= QUIET_PEAK or -int(a.min()) >= QUIET_PEAK)
 
 
-def _bars(segments: list[AudioSegment]) -> list[tuple[int, int, list[AudioSegment]]]:
-    bars: list[tuple[int, int, list[AudioSegment]]] = []
-    for s in segments:
-        if bars and s.start - bars[-1][1] <= _BAR_GAP_SAMPLES and s.end - bars[-1][0] <= _BAR_MAX_SAMPLES:
-            a, _, segs = bars[-1]
-            segs.append(s)
-            bars[-1] = (a, max(bars[-1][1], s.end), segs)
+_Bar = tuple[int, int, list[AudioSegment]]  # first sample, end sample, its segments
+
+
+class _BarMaker:
+    """Groups segments, in timeline order, into playable bars: segments closer than
+    a quarter second are one bar, at most a minute long."""
+
+    def __init__(self) -> None:
+        self.bar: _Bar | None = None
+
+    def add(self, s: AudioSegment) -> _Bar | None:
+        """Take ``s``; returns the bar it ended, if it starts a new one."""
+        bar = self.bar
+        if bar is not None and s.start - bar[1] <= _BAR_GAP_SAMPLES and s.end - bar[0] <= _BAR_MAX_SAMPLES:
+            bar[2].append(s)
+            self.bar = (bar[0], max(bar[1], s.end), bar[2])
+            return None
+        self.bar = (s.start, s.end, [s])
+        return bar
+
+    def flush(self) -> _Bar | None:
+        bar, self.bar = self.bar, None
+        return bar
+
+
+def _bars(segments: list[AudioSegment]) -> list[_Bar]:
+    maker = _BarMaker()
+    out = [b for b in map(maker.add, segments) if b is not None]
+    last = maker.flush()
+    return out + [last] if last is not None else out
+
+
+def _bar_key(bar: _Bar) -> tuple[Any, ...]:
+    """What a bar's clip is made of: its span and, per segment, its place, message and length
+    (a segment's samples are the first ones of its message's audio)."""
+    a, b, group = bar
+    return (a, b, *((x.start, x.index, len(x.pcm)) for x in group))
+
+
+class _Clips:
+    """The page's clips: Opus encoded on worker threads as bars are given (speech), or
+    WAV (full). A clip is made once for a bar, whoever asks for it."""
+
+    def __init__(self, mode: str) -> None:
+        self.mode = mode
+        self._encoder: Any = None
+        self._wav: list[bytes] = []
+        self._by_key: dict[tuple[Any, ...], int] = {}
+
+    def add(self, bar: _Bar) -> int:
+        """Start making the clip of ``bar`` (unless it was made already); its id."""
+        key = _bar_key(bar)
+        cid = self._by_key.get(key)
+        if cid is not None:
+            return cid
+        a, b, group = bar
+        track = bytes(render_track([AudioSegment(x.side, x.start - a, x.pcm, x.index) for x in group], b - a))
+        if self.mode == "speech":
+            if self._encoder is None:
+                from rtproxy.export.speech import ClipEncoder
+
+                self._encoder = ClipEncoder()
+            cid = self._encoder.submit(track)
         else:
-            bars.append((s.start, s.end, [s]))
-    return bars
+            self._wav.append(wav_bytes(track, 1, RATE))
+            cid = len(self._wav) - 1
+        self._by_key[key] = cid
+        return cid
+
+    def results(self, ids: list[int], progress: Progress | None) -> list[bytes]:
+        if self._encoder is None:
+            return [self._wav[i] for i in ids]
+        return list(self._encoder.results(ids, progress))
+
+    def close(self) -> None:
+        if self._encoder is not None:
+            self._encoder.close()
 
 
 class ReportBuilder:
@@ -165,13 +232,14 @@ class ReportBuilder:
         self.json: list[str] = []
         self.findings: list[dict[str, Any]] = []
         self.findings_error: str | None = None
-        # The user's audio is final as it comes: its bars are made (and, for speech,
-        # encoded on other cores) while the rest is read. The assistant's waits for the
-        # end, where truncations are known.
-        self._user_bar: tuple[int, int, list[AudioSegment]] | None = None
-        self._bars: list[dict[str, Any]] = []
-        self._clips: list[bytes] = []  # full: WAV per bar
-        self._encoder: Any = None  # speech: a ClipEncoder, made on the first clip
+        # Clips are made while the recording is read (Opus on the other cores): the user's
+        # audio is final as it comes; the assistant's responses are placed ahead as each
+        # next one starts, and the end keeps every clip whose bar came out the same.
+        self._clips = _Clips(self.audio_mode)
+        self._user_bars = _BarMaker()
+        self._user_clips: list[tuple[_Bar, int]] = []
+        self._ahead_bars = _BarMaker()
+        self._responses_seen = 0
 
     def set_findings(self, findings: list[dict[str, Any]], error: str | None = None) -> None:
         """The findings to show: dicts with the fields of ``rtproxy check --format json``
@@ -189,6 +257,9 @@ class ReportBuilder:
             self.audio.feed(e.index, m.t_ns, m.from_client, e.type, head, m.audio)
             if self.audio.user:
                 self._take_user()
+            if self.audio.responses != self._responses_seen:
+                self._responses_seen = self.audio.responses
+                self._place_ahead()
         name = e.type or ("(binary)" if not m.is_text else "(not JSON)")
         ti = self._type_index.get(name)
         if ti is None:
@@ -203,57 +274,45 @@ class ReportBuilder:
 
     def _take_user(self) -> None:
         """Move the user segments placed so far into bars (quiet ones left out: a
-        microphone streams all the time); each bar is made into a clip once it ends."""
+        microphone streams all the time); each bar's clip is started once it ends."""
         for x in self.audio.user:
-            if not _audible(x.pcm):
-                continue
-            bar = self._user_bar
-            if bar is not None and x.start - bar[1] <= _BAR_GAP_SAMPLES and x.end - bar[0] <= _BAR_MAX_SAMPLES:
-                bar[2].append(x)
-                self._user_bar = (bar[0], max(bar[1], x.end), bar[2])
-            else:
+            if _audible(x.pcm):
+                bar = self._user_bars.add(x)
                 if bar is not None:
-                    self._add_clip(0, *bar)
-                self._user_bar = (x.start, x.end, [x])
+                    self._user_clips.append((bar, self._clips.add(bar)))
         self.audio.user.clear()  # held in the bars now (the quiet ones let go)
 
-    def _add_clip(self, side: int, a: int, b: int, group: list[AudioSegment]) -> None:
-        track = bytes(render_track([AudioSegment(x.side, x.start - a, x.pcm, x.index) for x in group], b - a))
-        if self.audio_mode == "speech":
-            if self._encoder is None:
-                from rtproxy.export.speech import ClipEncoder
-
-                self._encoder = ClipEncoder()
-            clip = self._encoder.submit(track)
-        else:
-            self._clips.append(wav_bytes(track, 1, RATE))
-            clip = len(self._clips) - 1
-        self._bars.append({"side": side, "t0": a * 1000 / RATE, "t1": b * 1000 / RATE, "clip": clip, "i": group[0].index})
+    def _place_ahead(self) -> None:
+        """A response started: start the clips of the assistant's audio before it."""
+        for x in self.audio.placed_ahead():
+            if _audible(x.pcm):
+                bar = self._ahead_bars.add(x)
+                if bar is not None:
+                    self._clips.add(bar)
 
     def close(self) -> None:
-        """Stop encoding clips (those not started yet are dropped); :meth:`data` does it when done."""
-        if self._encoder is not None:
-            self._encoder.close()
+        """Stop making clips (those not started yet are dropped); :meth:`data` does it when done."""
+        self._clips.close()
 
     def data(self, rec: Recording, progress: Progress | None = None) -> tuple[dict[str, Any], list[str]]:
         """The page's data object and its audio clips (base64 WebM/Opus or WAV, referenced by index)."""
         s: SessionSummary = self.summarizer.finish(rec)
         clips: list[str] = []
-        bars = self._bars
+        bars = []
         if self.with_audio:
             _, assistant = self.audio.finish()
-            if self._user_bar is not None:
-                self._add_clip(0, *self._user_bar)
-                self._user_bar = None
-            for a, b, group in _bars([x for x in assistant if _audible(x.pcm)]):
-                self._add_clip(1, a, b, group)
-            if self._encoder is not None:
-                try:
-                    encoded = self._encoder.results(progress)
-                finally:
-                    self.close()
-            else:
-                encoded = self._clips
+            last = self._user_bars.flush()
+            if last is not None:
+                self._user_clips.append((last, self._clips.add(last)))
+            placed = self._user_clips + [(bar, self._clips.add(bar))
+                                         for bar in _bars([x for x in assistant if _audible(x.pcm)])]
+            try:
+                encoded = self._clips.results([cid for _, cid in placed], progress)
+            finally:
+                self.close()  # clips placed ahead that the end did not confirm are dropped
+            for k, ((a, b, group), _) in enumerate(placed):
+                side = 0 if k < len(self._user_clips) else 1
+                bars.append({"side": side, "t0": a * 1000 / RATE, "t1": b * 1000 / RATE, "clip": k, "i": group[0].index})
             clips = [base64.b64encode(c).decode("ascii") for c in encoded]
         hs = Handshake.from_record(rec.handshake)
         responses = [

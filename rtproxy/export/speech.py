@@ -4,16 +4,19 @@ The HTML page's default audio (``export --format html --audio speech``):
 wideband Opus (8 kHz of audio) in its speech mode (SILK) at 16 kbit/s, about
 2 KB a second instead of 48 KB; every browser plays it natively and seeks in it
 (the WebM has cues). The .rtrec keeps the lossless audio; this is only what the
-page embeds. Encoding is done by PyAV's bundled ffmpeg and libopus, which
-release the GIL, so clips are encoded on every core at once, and while the
-recording is still being read (:class:`ClipEncoder`).
+page embeds. Encoding is done by PyAV's bundled ffmpeg and libopus, in worker
+processes, so clips are encoded on every core at once, and while the recording
+is still being read (:class:`ClipEncoder`).
 """
 
 from __future__ import annotations
 
 import io
 import os
-from concurrent.futures import Future, ThreadPoolExecutor
+import multiprocessing
+import multiprocessing.context
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 from rtproxy.io.progress import Progress
@@ -94,47 +97,95 @@ def encode_speech(pcm: bytes, rate: int = _SOURCE_RATE) -> bytes:
     return buf.getvalue()
 
 
-class ClipEncoder:
-    """Encodes clips with :func:`encode_speech` on worker threads as they are given
-    (:meth:`submit`), so a page's first clips are encoded while the rest of the
-    recording is still being read; :meth:`results` returns them in order.
+#: Seconds of audio below which a page's clips are encoded in this process, at the end:
+#: starting worker processes costs more than encoding them.
+POOL_AFTER_S = 30
 
-    ``workers``: threads (default: one per core). Call :meth:`close` when done (or
+
+class ClipEncoder:
+    """Encodes clips with :func:`encode_speech` in worker processes as they are given
+    (:meth:`submit`), so a page's clips are encoded on the other cores while the
+    rest of the recording is still being read; :meth:`results` returns them.
+
+    Processes, not threads: libopus runs without the GIL, but PyAV takes it back for
+    every frame and packet, and beside a thread reading the recording each take
+    waited for the interpreter's switch interval (an hour's page: 134 of 1,149 clips
+    encoded by the end of its 9 s read). Until :data:`POOL_AFTER_S` seconds of
+    audio are given, clips wait and are encoded here by :meth:`results`.
+
+    ``workers``: processes (default: one per core). Call :meth:`close` when done (or
     use it as a context manager): clips not started yet are dropped.
     """
 
-    def __init__(self, workers: int | None = None) -> None:
+    def __init__(self, workers: int | None = None, pool_after_s: float = POOL_AFTER_S) -> None:
         self.workers = workers or os.cpu_count() or 1
-        self._pool: ThreadPoolExecutor | None = None
-        self._futures: list[Future[bytes]] = []
-        self._seconds: list[int] = []
+        self.pool_after_s = pool_after_s
+        self._pool: ProcessPoolExecutor | None = None
+        self._tracks: list[bytes | None] = []  # until its clip is collected
+        self._futures: list[Future[bytes] | None] = []
+        self._seconds: list[float] = []
 
     def submit(self, track: bytes) -> int:
-        """Start encoding ``track`` (24 kHz mono PCM16); returns its index in :meth:`results`."""
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="rtproxy-opus")
-        self._futures.append(self._pool.submit(encode_speech, track))
-        self._seconds.append(len(track) // (2 * _SOURCE_RATE))
-        return len(self._futures) - 1
+        """Start encoding ``track`` (24 kHz mono PCM16); returns its index for :meth:`results`."""
+        self._tracks.append(track)
+        self._futures.append(None)
+        self._seconds.append(len(track) / (2 * _SOURCE_RATE))
+        if self._pool is not None:
+            self._start(len(self._tracks) - 1)
+        elif self.workers > 1 and sum(self._seconds) >= self.pool_after_s:
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=_context())
+            for i in range(len(self._tracks)):
+                self._start(i)
+        return len(self._tracks) - 1
 
-    def results(self, progress: Progress | None = None) -> list[bytes]:
-        """Every clip, in the order given; ``progress("encoding audio", seconds done,
-        seconds in all)`` as they are done."""
-        total = sum(self._seconds)
-        done = 0
+    def _start(self, i: int) -> None:
+        assert self._pool is not None
+        track = self._tracks[i]
+        if track is not None and self._futures[i] is None:
+            self._futures[i] = self._pool.submit(encode_speech, track)
+
+    def results(self, ids: list[int] | None = None, progress: Progress | None = None) -> list[bytes]:
+        """The clips ``ids`` (default: all, in the order given), waiting for each; the
+        others are dropped if not started yet. ``progress("encoding audio", seconds
+        done, seconds in all)`` as they are done."""
+        chosen = list(range(len(self._tracks))) if ids is None else ids
+        keep = set(chosen)
+        for i, fut in enumerate(self._futures):
+            if i not in keep:
+                self._tracks[i] = None
+                if fut is not None:
+                    fut.cancel()
+        total = int(sum(self._seconds[i] for i in keep))
+        done = 0.0
         if progress is not None:
             progress("encoding audio", 0, total)
+        made: dict[int, bytes] = {}
         out: list[bytes] = []
-        for fut, secs in zip(self._futures, self._seconds):
-            out.append(fut.result())
-            if progress is not None:
-                done += secs
-                progress("encoding audio", done, total)
+        for i in chosen:
+            if i not in made:
+                made[i] = self._result(i)
+                done += self._seconds[i]
+                if progress is not None:
+                    progress("encoding audio", int(done), total)
+            out.append(made[i])
         return out
+
+    def _result(self, i: int) -> bytes:
+        fut, track = self._futures[i], self._tracks[i] or b""
+        self._tracks[i] = None  # kept until now: a clip whose worker failed is made here
+        if fut is None:
+            return encode_speech(track)
+        try:
+            return fut.result()
+        except BrokenProcessPool:
+            # A worker could not start or died (killed, out of memory; a script without
+            # the ``if __name__ == "__main__"`` guard multiprocessing asks for): this
+            # process encodes the clip itself.
+            return encode_speech(track)
 
     def close(self) -> None:
         if self._pool is not None:
-            self._pool.shutdown(cancel_futures=True)
+            self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
 
     def __enter__(self) -> ClipEncoder:
@@ -142,3 +193,12 @@ class ClipEncoder:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _context() -> multiprocessing.context.BaseContext:
+    """Worker processes forked from a server that has loaded the encoder (Linux), else spawned."""
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload(["rtproxy.export.speech", "av", "numpy"])
+        return ctx
+    return multiprocessing.get_context("spawn")

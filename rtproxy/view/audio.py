@@ -233,6 +233,7 @@ class ConversationAudio:
         self._truncate: dict[str, int] = {}
         self._assistant_held = 0
         self.assistant: list[AudioSegment] = []
+        self._ahead: _Placement | None = None
 
     @staticmethod
     def wants_head(typ: str | None) -> bool:
@@ -303,27 +304,64 @@ class ConversationAudio:
 
     def finish(self) -> tuple[list[AudioSegment], list[AudioSegment]]:
         """(user segments, assistant segments), truncations applied, on the timeline."""
-        played: dict[str | None, int] = {}
-        cursor = 0
+        place = _Placement()
         out: list[AudioSegment] = []
         for r in self._responses:
-            pos = max(int(r.t_first * RATE), cursor)
-            for index, item, pcm in r.chunks:
-                limit = self._truncate.get(item) if item else None
-                done = played.get(item, 0)
-                if limit is not None:
-                    keep = max(0, min(len(pcm) // 2, limit - done))
-                    pcm = pcm[: 2 * keep]
-                played[item] = done + len(pcm) // 2
-                pcm = pcm[: 2 * max(0, self.max_samples - pos)]  # the timeline ends
-                if not pcm:
-                    continue
-                seg = AudioSegment("assistant", pos, pcm, index, r.id, item)
-                out.append(seg)
-                pos = seg.end
-            cursor = pos
+            out.extend(self._place(r, place))
         self.assistant = out
         return self.user, out
+
+    @property
+    def responses(self) -> int:
+        """How many responses with audio have started so far."""
+        return len(self._responses)
+
+    def placed_ahead(self) -> list[AudioSegment]:
+        """The assistant segments of the responses before the newest one not placed
+        ahead yet, placed as :meth:`finish` places them with the truncations known so
+        far. A guess made during the read (a later truncation or a late delta changes
+        what :meth:`finish` gives), for work that can start early: the page encodes
+        these clips while it reads, and keeps those :meth:`finish` confirms."""
+        ahead = self._ahead
+        if ahead is None:
+            ahead = self._ahead = _Placement()
+        out: list[AudioSegment] = []
+        while ahead.next < len(self._responses) - 1:
+            out.extend(self._place(self._responses[ahead.next], ahead))
+            ahead.next += 1
+        return out
+
+    def _place(self, r: _Response, place: _Placement) -> list[AudioSegment]:
+        """One response's chunks on the timeline, after what ``place`` holds so far."""
+        played = place.played
+        pos = max(int(r.t_first * RATE), place.cursor)
+        out: list[AudioSegment] = []
+        for index, item, pcm in r.chunks:
+            limit = self._truncate.get(item) if item else None
+            done = played.get(item, 0)
+            if limit is not None:
+                keep = max(0, min(len(pcm) // 2, limit - done))
+                pcm = pcm[: 2 * keep]
+            played[item] = done + len(pcm) // 2
+            pcm = pcm[: 2 * max(0, self.max_samples - pos)]  # the timeline ends
+            if not pcm:
+                continue
+            seg = AudioSegment("assistant", pos, pcm, index, r.id, item)
+            out.append(seg)
+            pos = seg.end
+        place.cursor = pos
+        return out
+
+
+class _Placement:
+    """Where :meth:`ConversationAudio._place` is: the timeline's cursor, what each item has played."""
+
+    __slots__ = ("cursor", "played", "next")
+
+    def __init__(self) -> None:
+        self.cursor = 0
+        self.played: dict[str | None, int] = {}
+        self.next = 0  # responses placed (placed_ahead)
 
 
 def render_track(segments: list[AudioSegment], n_samples: int) -> bytearray:
