@@ -2,5 +2,5 @@
 
 from rtproxy.cli import main
 
-if __name__ == "__main__":  # not when a worker process imports it (export html's encoders)
+if __name__ == "__main__":
     main()

@@ -482,7 +482,7 @@ def test_contradicting_audio_options_are_an_error(tmp_path: Path) -> None:
 
 def test_clip_encoder_in_worker_processes_gives_what_one_process_gives() -> None:
     """Past POOL_AFTER_S seconds of audio the page's clips are encoded in worker
-    processes while the recording is read: the same bytes as encoding them here, in
+    processes while the recording is read: the same packets as encoding them here, in
     the order asked, the ones not asked for dropped."""
     import io
 
@@ -506,3 +506,67 @@ def test_clip_encoder_in_worker_processes_gives_what_one_process_gives() -> None
     want = [packets(encode_speech(tracks[3])), packets(encode_speech(tracks[0]))]
     assert [packets(g) for g in got] == [want[0], want[1], want[0]]
     assert seen[0] == (0, 9) and seen[-1] == (9, 9)
+    # A worker that dies (killed, out of memory) leaves its clips to this process.
+    import signal
+
+    with ClipEncoder(workers=2, pool_after_s=0) as enc:
+        ids = [enc.submit(t) for t in tracks]
+        os.kill(enc.pids[0], signal.SIGKILL)
+        got = enc.results()
+    assert [packets(g) for g in got] == [packets(encode_speech(t)) for t in tracks]
+
+
+def _marked(mark: str) -> list[tuple[int, str]]:
+    """Processes (pid, command line) whose environment holds ``mark``."""
+    found = []
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            if mark.encode() in (d / "environ").read_bytes():
+                found.append((int(d.name), (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")))
+        except OSError:
+            continue
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="reads /proc")
+@pytest.mark.parametrize("how", ["ctrl-c", "killed"])
+def test_stopping_an_html_export_leaves_no_encoder_running(tmp_path: Path, how: str) -> None:
+    """A long page's clips are encoded in worker processes: Ctrl-C stops the export at once
+    with click's 'Aborted!' (no worker traceback), and killing the export leaves no worker
+    or helper process behind."""
+    import signal
+    import sys
+    import time
+    import uuid
+
+    rec = _long_speech_recording(tmp_path / "long.rtrec", seconds=120.0)
+    mark = f"RTPROXY_TEST_MARK={uuid.uuid4().hex}"
+    env = {**os.environ, mark.split("=")[0]: mark.split("=")[1]}
+    p = subprocess.Popen([sys.executable, "-m", "rtproxy", "export", "--format", "html", str(rec), "-o",
+                          str(tmp_path / "page.html")], env=env, cwd=ROOT, start_new_session=True,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not any("rtproxy.export.speech" in cmd for _, cmd in _marked(mark)):
+            assert p.poll() is None and time.monotonic() < deadline, "no encoder worker started"
+            time.sleep(0.05)
+        if how == "ctrl-c":
+            os.killpg(p.pid, signal.SIGINT)
+        else:
+            p.send_signal(signal.SIGKILL)
+        p.wait(timeout=30)
+        _, err = p.communicate(timeout=30)
+        if how == "ctrl-c":
+            assert p.returncode == 1 and err.strip() == "Aborted!", err
+        left = _marked(mark)
+        deadline = time.monotonic() + 10
+        while left and time.monotonic() < deadline:
+            time.sleep(0.1)
+            left = _marked(mark)
+        assert not left, f"still running after the export ended: {left}"
+        assert not (tmp_path / "page.html").exists()
+    finally:
+        for pid, _ in _marked(mark):
+            os.kill(pid, signal.SIGKILL)

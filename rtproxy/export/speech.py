@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import io
 import os
-import multiprocessing
-import multiprocessing.context
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
-from typing import Any
+import signal
+import queue
+import struct
+import subprocess
+import sys
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, BinaryIO
 
 from rtproxy.io.progress import Progress
 
@@ -100,6 +102,7 @@ def encode_speech(pcm: bytes, rate: int = _SOURCE_RATE) -> bytes:
 #: Seconds of audio below which a page's clips are encoded in this process, at the end:
 #: starting worker processes costs more than encoding them.
 POOL_AFTER_S = 30
+_LEN = struct.Struct("<Q")
 
 
 class ClipEncoder:
@@ -113,6 +116,11 @@ class ClipEncoder:
     encoded by the end of its 9 s read). Until :data:`POOL_AFTER_S` seconds of
     audio are given, clips wait and are encoded here by :meth:`results`.
 
+    Each worker is ``python -m rtproxy.export.speech``, a clip in and its WebM out on
+    its pipes, in a session of its own: Ctrl-C is this process's to handle, and a
+    worker ends when its input does (this process closed it, or ended however it
+    did). A clip whose worker failed is encoded here.
+
     ``workers``: processes (default: one per core). Call :meth:`close` when done (or
     use it as a context manager): clips not started yet are dropped.
     """
@@ -120,7 +128,9 @@ class ClipEncoder:
     def __init__(self, workers: int | None = None, pool_after_s: float = POOL_AFTER_S) -> None:
         self.workers = workers or os.cpu_count() or 1
         self.pool_after_s = pool_after_s
-        self._pool: ProcessPoolExecutor | None = None
+        self._pool: ThreadPoolExecutor | None = None  # a thread per worker, waiting on its pipes
+        self._procs: list[subprocess.Popen[bytes]] = []
+        self._idle: queue.SimpleQueue[subprocess.Popen[bytes] | None] = queue.SimpleQueue()
         self._tracks: list[bytes | None] = []  # until its clip is collected
         self._futures: list[Future[bytes] | None] = []
         self._seconds: list[float] = []
@@ -132,17 +142,61 @@ class ClipEncoder:
         self._seconds.append(len(track) / (2 * _SOURCE_RATE))
         if self._pool is not None:
             self._start(len(self._tracks) - 1)
-        elif self.workers > 1 and sum(self._seconds) >= self.pool_after_s:
-            self._pool = ProcessPoolExecutor(self.workers, mp_context=_context())
+        elif self.workers > 1 and sum(self._seconds) >= self.pool_after_s and self._spawn():
             for i in range(len(self._tracks)):
                 self._start(i)
         return len(self._tracks) - 1
+
+    @property
+    def pids(self) -> list[int]:
+        """The worker processes' ids (none until :data:`POOL_AFTER_S` seconds are given)."""
+        return [p.pid for p in self._procs]
+
+    def _spawn(self) -> bool:
+        cmd = [sys.executable, "-m", "rtproxy.export.speech"]
+        try:
+            for _ in range(self.workers):
+                self._procs.append(subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                                    stderr=subprocess.DEVNULL, start_new_session=True))
+        except OSError:  # cannot start processes here: every clip is encoded in this one
+            self.close()
+            self.workers = 1
+            return False
+        for proc in self._procs:
+            self._idle.put(proc)
+        self._pool = ThreadPoolExecutor(len(self._procs), thread_name_prefix="rtproxy-opus")
+        return True
 
     def _start(self, i: int) -> None:
         assert self._pool is not None
         track = self._tracks[i]
         if track is not None and self._futures[i] is None:
-            self._futures[i] = self._pool.submit(encode_speech, track)
+            self._futures[i] = self._pool.submit(self._remote, track)
+
+    def _remote(self, track: bytes) -> bytes:
+        """Encode ``track`` in the next idle worker (OSError/EOFError if it failed)."""
+        proc = self._idle.get()
+        if proc is None:  # a worker that failed: the clip is made here
+            self._idle.put(None)
+            raise EOFError("an encoder worker ended")
+        assert proc.stdin is not None and proc.stdout is not None
+        try:
+            proc.stdin.write(_LEN.pack(len(track)))
+            proc.stdin.write(track)
+            proc.stdin.flush()
+            head = proc.stdout.read(_LEN.size)
+            if len(head) < _LEN.size:
+                raise EOFError("the encoder worker ended")
+            (n,) = _LEN.unpack(head)
+            data = proc.stdout.read(n)
+            if len(data) < n:
+                raise EOFError("the encoder worker ended")
+        except BaseException:
+            proc.kill()
+            self._idle.put(None)  # in its place: the clips that draw it are made here
+            raise
+        self._idle.put(proc)
+        return data
 
     def results(self, ids: list[int] | None = None, progress: Progress | None = None) -> list[bytes]:
         """The clips ``ids`` (default: all, in the order given), waiting for each; the
@@ -177,16 +231,24 @@ class ClipEncoder:
             return encode_speech(track)
         try:
             return fut.result()
-        except BrokenProcessPool:
-            # A worker could not start or died (killed, out of memory; a script without
-            # the ``if __name__ == "__main__"`` guard multiprocessing asks for): this
-            # process encodes the clip itself.
+        except (OSError, EOFError, ValueError):
+            # The worker could not start, died (killed, out of memory) or failed on this
+            # clip: encode it here (an error it raises is this clip's own).
             return encode_speech(track)
 
     def close(self) -> None:
+        """Stop the workers (a clip being encoded is dropped) and wait for them."""
+        for proc in self._procs:
+            proc.kill()
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
+        for proc in self._procs:
+            proc.wait()
+            for f in (proc.stdin, proc.stdout):
+                if f is not None:
+                    f.close()
+        self._procs = []
 
     def __enter__(self) -> ClipEncoder:
         return self
@@ -195,10 +257,26 @@ class ClipEncoder:
         self.close()
 
 
-def _context() -> multiprocessing.context.BaseContext:
-    """Worker processes forked from a server that has loaded the encoder (Linux), else spawned."""
-    if "forkserver" in multiprocessing.get_all_start_methods():
-        ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload(["rtproxy.export.speech", "av", "numpy"])
-        return ctx
-    return multiprocessing.get_context("spawn")
+def serve(inp: BinaryIO, out: BinaryIO) -> None:
+    """A worker's loop: clips (8-byte length, then PCM) in, WebM out the same way, until
+    the input ends."""
+    while True:
+        head = inp.read(_LEN.size)
+        if len(head) < _LEN.size:
+            return
+        (n,) = _LEN.unpack(head)
+        track = inp.read(n)
+        if len(track) < n:
+            return
+        data = encode_speech(track)
+        out.write(_LEN.pack(len(data)))
+        out.write(data)
+        out.flush()
+
+
+if __name__ == "__main__":  # a ClipEncoder's worker
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        serve(sys.stdin.buffer, sys.stdout.buffer)
+    except BrokenPipeError:  # the page was made without this clip (or stopped)
+        pass
