@@ -171,8 +171,9 @@ def _bar_key(bar: _Bar) -> tuple[Any, ...]:
 
 
 class _Clips:
-    """The page's clips: Opus encoded on worker threads as bars are given (speech), or
-    WAV (full). A clip is made once for a bar, whoever asks for it."""
+    """The page's clips: Opus encoded in worker processes as bars are given (speech,
+    :class:`rtproxy.export.speech.ClipEncoder`), or WAV (full). A clip is made once
+    for a bar, whoever asks for it."""
 
     def __init__(self, mode: str) -> None:
         self.mode = mode
@@ -257,7 +258,7 @@ class ReportBuilder:
             self.audio.feed(e.index, m.t_ns, m.from_client, e.type, head, m.audio)
             if self.audio.user:
                 self._take_user()
-            if self.audio.responses != self._responses_seen:
+            if self.audio_mode == "speech" and self.audio.responses != self._responses_seen:
                 self._responses_seen = self.audio.responses
                 self._place_ahead()
         name = e.type or ("(binary)" if not m.is_text else "(not JSON)")
@@ -283,7 +284,7 @@ class ReportBuilder:
         self.audio.user.clear()  # held in the bars now (the quiet ones let go)
 
     def _place_ahead(self) -> None:
-        """A response started: start the clips of the assistant's audio before it."""
+        """A response started: start encoding the clips of the assistant's audio before it."""
         for x in self.audio.placed_ahead():
             if _audible(x.pcm):
                 bar = self._ahead_bars.add(x)
