@@ -134,15 +134,17 @@ class ClipEncoder:
         self._tracks: list[bytes | None] = []  # until its clip is collected
         self._futures: list[Future[bytes] | None] = []
         self._seconds: list[float] = []
+        self._given = 0.0  # seconds of audio submitted
 
     def submit(self, track: bytes) -> int:
         """Start encoding ``track`` (24 kHz mono PCM16); returns its index for :meth:`results`."""
         self._tracks.append(track)
         self._futures.append(None)
         self._seconds.append(len(track) / (2 * _SOURCE_RATE))
+        self._given += self._seconds[-1]
         if self._pool is not None:
             self._start(len(self._tracks) - 1)
-        elif self.workers > 1 and sum(self._seconds) >= self.pool_after_s and self._spawn():
+        elif self.workers > 1 and self._given >= self.pool_after_s and self._spawn():
             for i in range(len(self._tracks)):
                 self._start(i)
         return len(self._tracks) - 1
