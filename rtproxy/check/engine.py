@@ -8,8 +8,6 @@ wrap it.
 
 from __future__ import annotations
 
-import json
-import json.scanner
 import os
 from typing import Any, Iterable
 
@@ -17,8 +15,8 @@ from rtproxy.check.finding import Finding, severity_rank
 from rtproxy.check.options import Options, select_codes
 from rtproxy.check.rules import RULES, RUN_ORDER, Rule
 from rtproxy.check.state import SessionState
-from rtproxy.protocol.events import canonical_event_type
-from rtproxy.view.events import Event
+from rtproxy.protocol.events import canonical_event_type, parse_event
+from rtproxy.view.events import Event, audio_event_head
 from rtproxy.view.events import open as open_recording
 
 __all__ = ["Checker", "check_events", "check_file", "filter_findings"]
@@ -26,71 +24,12 @@ __all__ = ["Checker", "check_events", "check_file", "filter_findings"]
 _APPEND, _DELTA, _PARSE, _NONE = 0, 1, 2, 3
 
 
-_scan = json.scanner.make_scanner(json.JSONDecoder())  # type: ignore[arg-type]
-_WS = " \t\n\r"
-
-
-def _parse(head: bytes) -> dict[str, Any] | None:
-    """As :func:`rtproxy.protocol.events.parse_event` (an object, or None), through
-    the C scanner without json.loads' wrappers: most events of a session are parsed."""
-    try:
-        text = head.decode("utf-8", "surrogatepass")
-        start = len(text) - len(text.lstrip(_WS))
-        if text[start:start + 1] != "{":
-            return None
-        obj, end = _scan(text, start)
-    except (ValueError, UnicodeDecodeError, RecursionError, StopIteration):
-        return None
-    if end != len(text) and text[end:].strip(_WS):
-        return None  # extra data after the object
-    return obj if isinstance(obj, dict) else None
-
-
 def _obj(ev: Any) -> dict[str, Any] | None:
     """The event's JSON without its audio."""
     head = getattr(ev, "head", None)
     if head:
-        return _parse(head)
+        return parse_event(head)
     return ev.json
-
-
-_EID = b'"event_id":"'
-
-
-class _DeltaCache:
-    """Audio deltas of one item differ only in their event_id: the head with that value
-    cut out is the key to the parsed event, so most deltas are not parsed at all. Only
-    a top-level event_id (checked when the entry is made) is ever cut out."""
-
-    __slots__ = ("entries",)
-
-    def __init__(self) -> None:
-        self.entries: dict[bytes, dict[str, Any]] = {}
-
-    def get(self, ev: Any) -> dict[str, Any] | None:
-        head = getattr(ev, "head", None)
-        if not head:
-            return _obj(ev)
-        a = head.find(_EID)
-        if a < 0:
-            return _parse(head)
-        a += len(_EID)
-        b = head.find(b'"', a)
-        raw = head[a:b]
-        if b < 0 or b"\\" in raw:
-            return _parse(head)
-        key = head[:a] + head[b:]
-        hit = self.entries.get(key)
-        if hit is not None:
-            obj = dict(hit)
-            obj["event_id"] = raw.decode("utf-8", "surrogatepass")
-            return obj
-        parsed = _parse(head)
-        if parsed is not None and parsed.get("event_id") == raw.decode("utf-8", "surrogatepass"):
-            if len(self.entries) > 64:
-                self.entries.clear()
-            self.entries[key] = parsed
-        return parsed
 
 
 class _Fed:
@@ -156,7 +95,6 @@ class Checker:
         self._counts: dict[tuple[str, str], int] = {}
         self._left_out: dict[tuple[str, str], tuple[int, Finding]] = {}  # -> (how many, the first)
         self._dispatch: dict[tuple[str | None, bool], tuple[str | None, list[Rule], int]] = {}
-        self._deltas = _DeltaCache()
 
     def _route(self, ev: Any) -> tuple[str | None, list[Rule], int]:
         typ, client = ev.type, ev.from_client
@@ -189,7 +127,7 @@ class Checker:
         elif mode == _DELTA:
             src = ev._ev
             # An Event's head is parsed once for every reader of the pass (summary, page, check).
-            obj = src.head_json if type(src) is Event else self._deltas.get(ev)
+            obj = src.head_json if type(src) is Event else (audio_event_head(ev.head) if ev.head else _obj(ev))
             st.nbytes = ev.audio_bytes
         elif mode == _PARSE:
             src = ev._ev

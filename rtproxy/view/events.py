@@ -330,7 +330,7 @@ class Event:
             if not m.is_text or self.type is None:
                 h = None
             elif canonical_event_type(self._type) in _TEMPLATED:
-                h = _templated_head(m.head)
+                h = audio_event_head(m.head)
             else:
                 h = parse_event(m.head)
             self._head_json = h
@@ -381,9 +381,10 @@ _TEMPLATES: dict[bytes, dict[str, Any]] = {}
 _MAX_TEMPLATES = 64
 
 
-def _templated_head(head: bytes) -> dict[str, Any] | None:
-    """``parse_event(head)`` for an audio event, from a parsed one with the same text
-    but for the event_id when there is one. Only a head with no escapes, whose one
+def audio_event_head(head: bytes) -> dict[str, Any] | None:
+    """``parse_event(head)`` for an audio delta or append, from a parsed one with the
+    same text but for the event_id when there is one: a session's deltas are not parsed
+    one by one (:attr:`Event.head_json`, and the check for events from elsewhere). Only a head with no escapes, whose one
     ``"event_id"`` member follows ``"type"`` at the start, is matched by its text."""
     if b"\\" in head or len(head) > 4096:
         return parse_event(head)
