@@ -157,11 +157,26 @@ def connect(url: str):  # type: ignore[no-untyped-def]
 
 
 def rss_kib(pid: int) -> int:
-    """Resident set size of a process in KiB (Linux /proc)."""
+    """Resident set size in KiB (Linux /proc) of a process with its child
+    processes (``rtproxy record`` with several workers is a parent and one
+    process per worker)."""
+    total, found = 0, False
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise RuntimeError(f"no VmRSS for pid {pid}")
+            total, found = int(line.split()[1]), True
+    if not found:
+        raise RuntimeError(f"no VmRSS for pid {pid}")
+    try:
+        kids = [int(k) for task in Path(f"/proc/{pid}/task").iterdir()
+                for k in (task / "children").read_text().split()]
+    except OSError:
+        kids = []
+    for kid in kids:
+        try:
+            total += rss_kib(kid)
+        except (OSError, RuntimeError):  # ended meanwhile
+            pass
+    return total
 
 
 def pct(values: list[float], p: float) -> float:

@@ -360,7 +360,8 @@ class RtproxyFixture:
             self.port = _free_port()
             proc = subprocess.Popen(
                 [sys.executable, "-m", "rtproxy", "record", "--listen-host", "127.0.0.1",
-                 "--listen-port", str(self.port), "--upstream", self._upstream, "--out-dir", str(self._record_dir)],
+                 "--listen-port", str(self.port), "--upstream", self._upstream, "--out-dir", str(self._record_dir),
+                 "--workers", "1"],  # one test's sessions: one process is plenty
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             )
             ready = threading.Event()

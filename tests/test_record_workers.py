@@ -253,6 +253,48 @@ def test_workers_1_is_one_process_as_before(tmp_path: Path) -> None:
     assert lines[3].startswith(f"recorded {path}: ") and len(lines) == 4
 
 
+@pytest.mark.parametrize("cores", [1, 2])
+def test_the_default_is_one_worker_per_core(tmp_path: Path, cores: int) -> None:
+    """No --workers: as many workers as the cores the recorder may run on
+    (its CPU affinity, as `taskset` sets it); on one core, one process."""
+    allowed = sorted(os.sched_getaffinity(0))
+    if len(allowed) < cores:
+        pytest.skip(f"needs {cores} cores")
+    with ServerThread(Scenario(echo=True)) as srv:
+        port, out_dir = free_port(), tmp_path / "rec"
+        proc = subprocess.Popen(
+            [*RTPROXY, "record", "--listen-port", str(port), "--upstream", srv.url, "--out-dir", str(out_dir)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+            preexec_fn=lambda: os.sched_setaffinity(0, allowed[:cores]),
+        )
+        try:
+            from tests.conftest import wait_port
+
+            wait_port(port, proc=proc)
+            if cores == 1:
+                time.sleep(0.3)
+                assert children(proc.pid) == []
+            else:
+                assert len(wait_children(proc.pid, cores)) == cores
+
+            async def run() -> None:
+                [ws] = await open_sessions(port, ["0"])
+                await talk(ws, "0", 3)
+                await ws.close()
+
+            asyncio.run(run())
+            deadline = time.monotonic() + 10
+            while not list(out_dir.glob("*.rtrec")) and time.monotonic() < deadline:
+                time.sleep(0.05)
+        finally:
+            proc.send_signal(signal.SIGINT)
+            out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    [path] = sorted(out_dir.glob("*.rtrec"))
+    check_file(path, srv.logs[0])
+    assert f"recorded {path}: " in out
+
+
 def test_the_start_lines_are_the_same_with_workers(tmp_path: Path) -> None:
     with recorder(tmp_path, "--workers", "3") as (srv, rec):
         wait_children(rec.proc.pid, 3)

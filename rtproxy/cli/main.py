@@ -88,7 +88,7 @@ def cli() -> None:
     type=click.IntRange(1, 512),
     default=None,
     help="Proxy processes sharing the port (SO_REUSEPORT); each session is carried and recorded "
-    "by one of them. Default 1; for load tests, the number of cores (--workers $(nproc)).",
+    "by one of them. Default: the number of cores this process may run on; 1 is a single process.",
 )
 def record(
     listen_host: str, listen_port: int, upstream: str, out_dir: str, mode: str, ssl_insecure: bool,
@@ -122,9 +122,9 @@ def record(
         click.echo(summary.line())
         sys.stdout.flush()
 
-    from rtproxy.record.workers import run_workers
+    from rtproxy.record.workers import default_workers, run_workers
 
-    n = workers or 1
+    n = workers or default_workers()
     try:
         code = run_recorder(cfg, ready, ended) if n == 1 else run_workers(cfg, n, ready, ended)
     except ProxyStartError as exc:
