@@ -98,3 +98,53 @@ def test_stereo_wav_is_both_tracks_interleaved() -> None:
         left, right = (render_window(sorted(s, key=lambda x: x.start), 0, n_samples) for s in sides)
         assert fh.getvalue() == wav_header(n_samples, 2) + interleave(left, right)
         assert size == len(fh.getvalue())
+
+
+def test_messages_without_events_place_the_same_audio() -> None:
+    """`export --format wav` feeds messages (ConversationAudio.feed_message), reading a
+    type only where it matters; the audio must come out as when fed events: formats set
+    by a type written with escapes, a crafted truncate carrying audio, binary frames,
+    server events with audio that are not deltas."""
+    pcm = bytes(range(256)) * 15
+    b64 = base64.b64encode(pcm).decode()
+    law = base64.b64encode(bytes(range(160))).decode()
+
+    def raw(t_ms: float, from_client: bool, text: str) -> Message:
+        content = text.encode()
+        return Message(int(t_ms * 1e6), from_client, True, split_base64_audio(content) or content)
+
+    msgs = [
+        msg(0, False, {"type": "session.created", "session": {"input_audio_format": "pcm16"}}),
+        msg(10, True, {"type": "input_audio_buffer.append", "audio": b64}),
+        # session.update, its type escaped: the user's audio is mu-law from here on
+        raw(20, True, '{"type":"\\u0073ession.update","session":{"input_audio_format":"g711_ulaw"}}'),
+        msg(30, True, {"type": "input_audio_buffer.append", "audio": law}),
+        msg(40, True, {"type": "conversation.item.create", "item": {"type": "message", "role": "user",
+                       "content": [{"type": "input_audio", "audio": law}]}}),
+        Message(45_000_000, True, False, b"\x00\x01binary"),
+        raw(50, False, '{"type":"session.updated","session":{"output_audio_format":"g711_alaw"}}'),
+        msg(60, False, {"type": "response.output_audio.delta", "response_id": "r1", "item_id": "i1", "delta": law}),
+        raw(61, False, '{"type":"response.output_audio.delta","response_id":"r\\u0031","item_id":"i1","delta":"'
+            + law + '"}'),
+        msg(62, False, {"type": "conversation.item.created", "item": {"id": "i9", "content": [{"type": "audio", "audio": law}]}}),
+        msg(70, False, {"type": "response.output_audio.delta", "response_id": "r2", "item_id": "i2", "delta": law}),
+        msg(80, True, {"type": "conversation.item.truncate", "item_id": "i1", "audio_end_ms": 15, "audio": law}),
+        msg(90, False, {"type": "response.audio.delta", "response_id": "r2", "item_id": "i2", "delta": law}),
+        raw(95, True, '{"type":"conversation.item.trunc\\u0061te","item_id":"i2","audio_end_ms":25}'),
+    ]
+    assert any(m.audio for m in msgs if not m.from_client) and any(m.audio for m in msgs if m.from_client)
+    by_events = place(msgs)
+    by_messages = ConversationAudio()
+    for i, m in enumerate(msgs):
+        by_messages.feed_message(i, m)
+    by_messages.finish()
+
+    def key(segs: list) -> list:  # type: ignore[type-arg]
+        return [(s.start, s.pcm, s.index, s.response_id, s.item_id) for s in segs]
+
+    assert key(by_messages.user) == key(by_events.user)
+    assert key(by_messages.assistant) == key(by_events.assistant)
+    assert by_messages.formats.input == by_events.formats.input and by_messages.dropped_ms == by_events.dropped_ms
+    # what the file holds was read: mu-law after the escaped update, the truncations applied
+    assert by_events.formats.input.codec == "g711_ulaw" and len(by_events.user) == 4
+    assert sum(len(s.pcm) for s in by_events.assistant if s.item_id == "i1") == 2 * 15 * 24

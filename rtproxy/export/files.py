@@ -23,7 +23,7 @@ from rtproxy.io.progress import Progress, reading
 from rtproxy.io.har import write_har
 from rtproxy.io.safefile import atomic_output, temp_path_for, write_atomic
 from rtproxy.export.html import ReportBuilder
-from rtproxy.view.events import Close, Handshake, clean_header, iter_events
+from rtproxy.view.events import Close, Handshake, clean_header
 from rtproxy.view.strip import StripOptions, Stripper
 from rtproxy.view.timeline import annotate
 
@@ -73,11 +73,10 @@ def conversation_audio(file: str, progress: Progress | None = None) -> Conversat
     """The recording's audio placed on its timeline (see :class:`ConversationAudio`)."""
     conv = ConversationAudio()
     with open_recording(file) as reader:
-        wants_head = ConversationAudio.wants_head
-        for e in iter_events(unpack_ahead(reading(reader.messages(), reader, progress))):
-            m = e.message
-            head = e.head_json if m.is_text and wants_head(e.type) else None
-            conv.feed(e.index, m.t_ns, m.from_client, e.type, head, m.audio)
+        # Messages, not events: most of them (audio) need neither their type nor their head.
+        feed = conv.feed_message
+        for i, m in enumerate(unpack_ahead(reading(reader.messages(), reader, progress))):
+            feed(i, m)
     conv.finish()
     return conv
 

@@ -10,12 +10,16 @@ then write the tracks with :func:`wav_bytes` / :func:`write_wav`.
 from __future__ import annotations
 
 import struct
+from operator import itemgetter
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from rtproxy.protocol.formats import SESSION_CONFIG_EVENTS, SessionFormats, silence
-from rtproxy.view.events import ident, number
-from rtproxy.protocol.events import AUDIO_DELTA_EVENTS, AudioFormat, canonical_event_type
+from rtproxy.view.events import ident, may_set_format, number, parse_head
+from rtproxy.protocol.events import AUDIO_DELTA_EVENTS, AudioFormat, canonical_event_type, event_type
+
+if TYPE_CHECKING:
+    from rtproxy.io.format import Message
 
 __all__ = [
     "RATE",
@@ -254,12 +258,7 @@ class ConversationAudio:
                 if item is not None and end_ms is not None:
                     self._truncate[item] = int(end_ms * RATE / 1000)
             if audio:
-                start = max(t_ns * RATE // 1_000_000_000, self._user_cursor)
-                pcm = self._fit(start, audio, self.formats.input)
-                if pcm:
-                    seg = AudioSegment("user", start, pcm, index)
-                    self.user.append(seg)
-                    self._user_cursor = seg.end
+                self._user_audio(index, t_ns, audio)
             return
         if audio and canon in AUDIO_DELTA_EVENTS:
             rid = ident(head.get("response_id")) if head else None
@@ -278,6 +277,36 @@ class ConversationAudio:
                 r.chunks.append((index, item, pcm))
                 r.samples += len(pcm) // 2
                 self._assistant_held += len(pcm) // 2
+
+    def feed_message(self, index: int, m: Message) -> None:
+        """:meth:`feed` for a message read from the file without an event around it
+        (``export --format wav``): its type is read, and its head parsed, only where
+        they change what is heard. A client message's audio is the user's whatever its
+        type, so only a type that may set a format or truncate is read; a server
+        message matters only with audio (a delta) or as a session event."""
+        audio = m.audio
+        if not m.is_text:
+            if audio:
+                self.feed(index, m.t_ns, m.from_client, None, None, audio)
+            return
+        head = m.head
+        if m.from_client:
+            if not (may_set_format(head) or b"truncate" in head):
+                if audio:
+                    self._user_audio(index, m.t_ns, audio)
+                return
+        elif not audio and not may_set_format(head):
+            return
+        typ = event_type(head)
+        self.feed(index, m.t_ns, m.from_client, typ, parse_head(head, typ) if self.wants_head(typ) else None, audio)
+
+    def _user_audio(self, index: int, t_ns: int, audio: list[bytes]) -> None:
+        """The user's audio, at its send time or after the user's audio before it."""
+        start = max(t_ns * RATE // 1_000_000_000, self._user_cursor)
+        pcm = self._fit(start, audio, self.formats.input)
+        if pcm:
+            self.user.append(AudioSegment("user", start, pcm, index))
+            self._user_cursor = start + len(pcm) // 2
 
     def _fit(self, start: int, audio: list[bytes], fmt: AudioFormat) -> bytes:
         """``audio`` as 24 kHz PCM, cut where the timeline ends (the rest counted as dropped)."""
@@ -417,7 +446,9 @@ def write_wav_tracks(fh: BinaryIO, left: list[AudioSegment], right: list[AudioSe
 
 
 def _spans(segments: list[AudioSegment]) -> list[tuple[int, int, bytes]]:
-    return sorted(((s.start, s.start + len(s.pcm) // 2, s.pcm) for s in segments), key=lambda x: x[0])
+    spans = [(s.start, s.start + len(s.pcm) // 2, s.pcm) for s in segments]
+    spans.sort(key=itemgetter(0))  # placed in order already, as a rule: then this is one pass
+    return spans
 
 
 def _fill(buf: bytearray, spans: list[tuple[int, int, bytes]], i: int, start: int, n: int) -> int:

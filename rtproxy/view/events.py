@@ -327,13 +327,7 @@ class Event:
         h = self._head_json
         if h is _LATER:
             m = self.message
-            if not m.is_text or self.type is None:
-                h = None
-            elif canonical_event_type(self._type) in _TEMPLATED:
-                h = audio_event_head(m.head)
-            else:
-                h = parse_event(m.head)
-            self._head_json = h
+            h = self._head_json = parse_head(m.head, self.type) if m.is_text else None
         return h  # type: ignore[no-any-return]
 
     @property
@@ -416,6 +410,23 @@ def audio_event_head(head: bytes) -> dict[str, Any] | None:
     return parsed
 
 
+def parse_head(head: bytes, typ: str | None) -> dict[str, Any] | None:
+    """A text message's head (:attr:`Message.head`) parsed, given its type as
+    :func:`event_type` reads it: None for a message that is not an event. What
+    :attr:`Event.head_json` holds, for a reader of messages without events."""
+    if typ is None:
+        return None
+    if canonical_event_type(typ) in _TEMPLATED:
+        return audio_event_head(head)
+    return parse_event(head)
+
+
+def may_set_format(head: bytes) -> bool:
+    """Whether a text message's type may be a session event (:data:`SESSION_CONFIG_EVENTS`),
+    by its head's bytes: such a type is written with ``session`` in it, or with escapes."""
+    return b"session" in head or b"\\" in head
+
+
 def iter_events(messages: Iterable[Message], formats: SessionFormats | None = None) -> Iterator[Event]:
     """An :class:`Event` per message, tracking the session's audio formats as it goes.
 
@@ -427,7 +438,7 @@ def iter_events(messages: Iterable[Message], formats: SessionFormats | None = No
             head = m.head
             # Only a message that may be a session event (its type may be written with
             # escapes) has its type read now; the others when a reader asks.
-            typ = event_type(head) if b"session" in head or b"\\" in head else _LATER
+            typ = event_type(head) if may_set_format(head) else _LATER
         else:
             head = b""
             typ = None
