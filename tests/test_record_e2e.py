@@ -771,6 +771,45 @@ def test_regular_mode_records_wss_with_mitmproxys_ca(tmp_path: Path) -> None:
     assert S not in r.header["url"] and f"sk-{S}regular" in app.logs[0].path
 
 
+def test_regular_mode_first_start_with_workers_signs_with_the_ca_on_disk(tmp_path: Path) -> None:
+    """A first start (no ~/.mitmproxy yet) with several workers: every worker signs with
+    the one CA written to disk, so each wss:// session through the proxy verifies
+    against the file clients are told to trust, whichever worker takes it."""
+    import ssl
+
+    from tests.realtime_server import RealtimeLikeServer
+
+    home = tmp_path / "home"
+    home.mkdir()
+    cert, key = _self_signed(tmp_path)
+    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_ctx.load_cert_chain(cert, key)
+    app = RealtimeLikeServer(Scenario(echo=True))
+    n = 9
+
+    async def clients(port: int, proxy: str) -> None:
+        ctx = ssl.create_default_context(cafile=str(home / ".mitmproxy" / "mitmproxy-ca-cert.pem"))
+
+        async def one(i: int) -> None:
+            url = f"wss://127.0.0.1:{port}/v1/realtime?model=gpt-realtime&s={i}"
+            async with websockets.connect(url, proxy=proxy, ssl=ctx, compression=None) as ws:
+                await ws.send('{"type":"response.create"}')
+                assert await ws.recv() == '{"type":"response.create"}'
+
+        await asyncio.gather(*(one(i) for i in range(n)))
+
+    with threaded_server(app.handler, ssl=server_ctx, process_request=app.process_request,
+                         select_subprotocol=app.select_subprotocol, compression=None) as port:
+        rec = Recorder(f"https://127.0.0.1:{port}", tmp_path / "rec", "--mode", "regular", "--ssl-insecure",
+                       "--workers", "3", env={"HOME": str(home)})
+        try:
+            asyncio.run(clients(port, f"http://127.0.0.1:{rec.port}"))
+            assert len(rec.wait_files(n)) == n
+        finally:
+            rec.stop()
+    assert rec.output.count("recorded ") == n and "Traceback" not in rec.errors
+
+
 # ------------------------------------------- the closing handshake (RFC 6455 section 7)
 CLOSE_RACE_RUNS = 20
 

@@ -14,6 +14,8 @@ The parent:
 * checks first that the address is free (a bind without ``SO_REUSEPORT``
   fails while anything else, another rtproxy included, listens there), so a
   port in use is the same one-line error as with one worker;
+* creates mitmproxy's CA on a first start (:func:`make_ca`), so that every
+  worker signs with the one on disk;
 * prints the start-up lines once every worker is listening, or reports the
   first worker's start-up error and stops the others (exit 2);
 * turns Ctrl-C or SIGTERM into one SIGTERM per worker (workers ignore SIGINT,
@@ -47,7 +49,7 @@ from typing import Callable
 from rtproxy.errors import ProxyStartError
 from rtproxy.record.proxy import RecordConfig, run_recorder
 
-__all__ = ["run_workers", "default_workers", "listening_sockets", "RESTART_AFTER"]
+__all__ = ["run_workers", "default_workers", "listening_sockets", "make_ca", "RESTART_AFTER"]
 
 #: A worker that dies sooner than this after its start is not restarted.
 RESTART_AFTER = 2.0
@@ -130,6 +132,27 @@ def listening_sockets(host: str, port: int, n: int) -> list[list[socket.socket]]
             what = "address already in use; choose another --listen-port"
         raise ProxyStartError(f"cannot listen on {_where(host, port)}: {what}") from None
     return made
+
+
+def make_ca(confdir: str | None) -> None:
+    """Create mitmproxy's certificate authority in ``confdir`` (``~/.mitmproxy``)
+    if it is not there yet, before any worker starts. On a first start each
+    worker's mitmproxy would create its own, the workers racing to write the
+    same files: the CA on disk, which clients are told to trust, would be one
+    of them, and the other workers would sign with theirs (``--mode regular``
+    clients then fail the TLS handshake on the connections those workers take)."""
+    from mitmproxy.certs import CertStore
+    from mitmproxy.options import CONF_BASENAME, CONF_DIR, KEY_SIZE
+
+    path = Path(os.path.expanduser(confdir or CONF_DIR))
+    try:
+        if not (path / f"{CONF_BASENAME}-ca.pem").exists():
+            CertStore.create_store(path, CONF_BASENAME, KEY_SIZE)
+        dhparam = path / f"{CONF_BASENAME}-dhparam.pem"
+        if not dhparam.exists():
+            CertStore.load_dhparam(dhparam)  # writes mitmproxy's default parameters
+    except OSError as exc:
+        raise ProxyStartError(f"cannot create mitmproxy's CA in {path}: {exc.strerror or exc}") from None
 
 
 def _die_with_parent() -> None:
@@ -245,6 +268,13 @@ def run_workers(
     say = log or (lambda text: (sys.stderr.write(text + "\n"), sys.stderr.flush()))
     missing = _missing_dirs(cfg.out_dir)
     socks = listening_sockets(cfg.listen_host, cfg.listen_port, n)
+    try:
+        make_ca(cfg.confdir)
+    except ProxyStartError:
+        for row in socks:
+            for s in row:
+                s.close()
+        raise
     parent = os.getpid()
     workers: dict[int, _Worker] = {}
     stopping = [0]
