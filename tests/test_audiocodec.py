@@ -173,3 +173,21 @@ def test_unpack_each_gives_one_piece_per_chunk() -> None:
     rng = random.Random(5)
     audio = [_random_chunk(rng) for _ in range(200)]
     assert unpack_each([pack(a) for a in audio]) == audio
+
+
+def test_peak_is_the_loudest_sample_whatever_the_bytes() -> None:
+    """How loud a chunk is (the page leaves quiet audio out): the largest magnitude of
+    its samples, on both implementations, for any bytes a crafted file may hold."""
+    from rtproxy.io.audiocodec import peak, peak_numpy
+
+    rng = random.Random(13)
+    cases = [b"", b"\x01", b"\x00\x80", b"\xff\x7f", b"\x38\xff", b"\xc8\x00\x05", bytearray(b"\x00\x80"),
+             memoryview(b"\x10\x00\xf0\xff")]
+    cases += [_random_chunk(rng) for _ in range(300)]
+    want = [0, 0, 32768, 32767, 200, 200, 32768, 16]
+    for i, c in enumerate(cases):
+        a = np.frombuffer(bytes(c), dtype="<i2", count=len(c) // 2).astype(np.int64)
+        expected = int(np.abs(a).max()) if a.size else 0
+        assert peak(c) == peak_numpy(c) == expected, (i, bytes(c)[:8])
+        if i < len(want):
+            assert expected == want[i]

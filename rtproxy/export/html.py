@@ -25,6 +25,7 @@ import zlib
 from typing import Any
 
 from rtproxy.view.audio import RATE, AudioSegment, ConversationAudio, render_track, wav_bytes
+from rtproxy.io.audiocodec import peak
 from rtproxy.io.format import Recording
 from rtproxy.io.progress import Progress
 from rtproxy.protocol.events import canonical_event_type
@@ -125,10 +126,7 @@ QUIET_PEAK = 200
 
 
 def _audible(pcm: bytes) -> bool:
-    import numpy as np  # here: a page without audio never loads it
-
-    a = np.frombuffer(pcm, dtype="<i2", count=len(pcm) // 2)
-    return bool(a.size) and (int(a.max()) >= QUIET_PEAK or -int(a.min()) >= QUIET_PEAK)
+    return peak(pcm) >= QUIET_PEAK
 
 
 _Bar = tuple[int, int, list[AudioSegment]]  # first sample, end sample, its segments

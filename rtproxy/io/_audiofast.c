@@ -249,10 +249,32 @@ unpack_each(PyObject *self, PyObject *arg)
     return result;
 }
 
+/* peak(pcm) -> int: the largest magnitude of the little-endian PCM16 samples
+ * (32768 for -32768; a trailing odd byte is no sample), 0 for none. */
+static PyObject *
+peak(PyObject *self, PyObject *arg)
+{
+    Py_buffer view;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0)
+        return NULL;
+    const uint8_t *b = (const uint8_t *)view.buf;
+    Py_ssize_t n = view.len / 2;
+    int top = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        int v = (int16_t)(uint16_t)(b[2 * i] | (b[2 * i + 1] << 8));
+        int a = v < 0 ? -v : v;
+        if (a > top)
+            top = a;
+    }
+    PyBuffer_Release(&view);
+    return PyLong_FromLong(top);
+}
+
 static PyMethodDef methods[] = {
     {"pack", pack, METH_O, "pack(audio) -> bytes: audiocodec.pack, compiled."},
     {"unpack", unpack, METH_O, "unpack(packed) -> bytes: audiocodec.unpack, compiled."},
     {"unpack_each", unpack_each, METH_O, "unpack_each(chunks) -> list[bytes]: unpack() of each."},
+    {"peak", peak, METH_O, "peak(pcm) -> int: the largest magnitude of its PCM16 samples."},
     {NULL, NULL, 0, NULL},
 };
 
