@@ -445,6 +445,17 @@ def write_wav_tracks(fh: BinaryIO, left: list[AudioSegment], right: list[AudioSe
     return 44 + 2 * channels * n_samples
 
 
+_ZEROS = [b""]
+
+
+def _zeros(n: int) -> memoryview:
+    """n zero bytes, from one buffer kept for the purpose: a window is cleared by a
+    copy, not by a new buffer of zeros each time (megabytes mapped and faulted in)."""
+    if len(_ZEROS[0]) < n:
+        _ZEROS[0] = bytes(n)
+    return memoryview(_ZEROS[0])[:n]
+
+
 def _spans(segments: list[AudioSegment]) -> list[tuple[int, int, bytes]]:
     spans = [(s.start, s.start + len(s.pcm) // 2, s.pcm) for s in segments]
     spans.sort(key=itemgetter(0))  # placed in order already, as a rule: then this is one pass
@@ -457,7 +468,7 @@ def _fill(buf: bytearray, spans: list[tuple[int, int, bytes]], i: int, start: in
     first one that may reach the next."""
     end = start + n
     view = memoryview(buf)
-    view[: 2 * n] = bytes(2 * n)
+    view[: 2 * n] = _zeros(2 * n)
     while i < len(spans) and spans[i][1] <= start:
         i += 1
     j = i
