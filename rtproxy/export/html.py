@@ -94,6 +94,20 @@ def event_kind(typ: str | None, is_text: bool) -> str:
     return "other"
 
 
+_NOTES: dict[int, bytes] = {}
+
+
+def _audio_note(n: int) -> bytes:
+    """``[n bytes of audio]``, what the page shows in place of an audio value (made once
+    per size: a session's chunks come in a few)."""
+    note = _NOTES.get(n)
+    if note is None:
+        if len(_NOTES) >= 4096:
+            _NOTES.clear()
+        note = _NOTES[n] = f"[{n} bytes of audio]".encode()
+    return note
+
+
 def _display_json(payload: bytes | list[bytes], is_text: bool, audio_sizes: list[int] | None = None) -> str:
     """What the page shows for an event: its text with each audio value replaced by a note
     of its size. ``payload``: the text parts (``audio_sizes`` the audio values' sizes
@@ -106,11 +120,14 @@ def _display_json(payload: bytes | list[bytes], is_text: bool, audio_sizes: list
     if isinstance(payload, (bytes, bytearray)):
         text = bytes(payload).decode("utf-8", "replace")
     elif audio_sizes is not None:
-        parts = [payload[0]]
-        for n, p in zip(audio_sizes, payload[1:]):
-            parts.append(f"[{n} bytes of audio]".encode())
-            parts.append(p)
-        text = b"".join(parts).decode("utf-8", "replace")
+        if len(payload) == 2 and len(audio_sizes) == 1:  # the usual: one audio value
+            text = (payload[0] + _audio_note(audio_sizes[0]) + payload[1]).decode("utf-8", "replace")
+        else:
+            parts = [payload[0]]
+            for n, p in zip(audio_sizes, payload[1:]):
+                parts.append(_audio_note(n))
+                parts.append(p)
+            text = b"".join(parts).decode("utf-8", "replace")
     else:
         parts = []
         for i, p in enumerate(payload):
@@ -222,7 +239,7 @@ class ReportBuilder:
         self.summarizer = Summarizer()
         self.audio = ConversationAudio()
         self.types: list[str] = []
-        self._type_index: dict[str, int] = {}
+        self._type_index: dict[str, tuple[int, int]] = {}
         self.t: list[float] = []
         self.side: list[int] = []
         self.type: list[int] = []
@@ -260,14 +277,14 @@ class ReportBuilder:
                 self._responses_seen = self.audio.responses
                 self._place_ahead()
         name = e.type or ("(binary)" if not m.is_text else "(not JSON)")
-        ti = self._type_index.get(name)
-        if ti is None:
-            ti = self._type_index[name] = len(self.types)
+        known = self._type_index.get(name)
+        if known is None:  # a type's index and colour group, once per type
+            known = self._type_index[name] = (len(self.types), _KIND_INDEX[event_kind(e.type, m.is_text)])
             self.types.append(name)
         self.t.append(round(m.t_ns / 1e6, 3))
         self.side.append(0 if m.from_client else 1)
-        self.type.append(ti)
-        self.kind.append(_KIND_INDEX[event_kind(e.type, m.is_text)])
+        self.type.append(known[0])
+        self.kind.append(known[1])
         self.size.append(m.size)
         self.json.append(_display_json(m.text_parts if m.is_text else m.payload, m.is_text, m.audio_sizes))
 
