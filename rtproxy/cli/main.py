@@ -88,7 +88,8 @@ def cli() -> None:
     type=click.IntRange(1, 512),
     default=None,
     help="Proxy processes sharing the port (SO_REUSEPORT); each session is carried and recorded "
-    "by one of them. Default: the number of cores this process may run on; 1 is a single process.",
+    "by one of them. Default on Linux: the number of cores this process may run on (elsewhere 1); "
+    "1 is a single process.",
 )
 def record(
     listen_host: str, listen_port: int, upstream: str, out_dir: str, mode: str, ssl_insecure: bool,

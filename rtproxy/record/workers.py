@@ -57,10 +57,14 @@ _PR_SET_PDEATHSIG = 1
 
 
 def default_workers() -> int:
-    """The number of cores this process may run on."""
+    """``--workers`` when not given: the number of cores this process may run on
+    (its CPU affinity). 1 where the kernel does not spread a ``SO_REUSEPORT``
+    port's connections over its sockets, as Linux does (macOS, the BSDs)."""
+    if not sys.platform.startswith("linux"):  # pragma: no cover - not Linux
+        return 1
     try:
         return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):  # pragma: no cover - not Linux
+    except OSError:  # pragma: no cover
         return max(1, os.cpu_count() or 1)
 
 
