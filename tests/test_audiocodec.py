@@ -191,3 +191,23 @@ def test_peak_is_the_loudest_sample_whatever_the_bytes() -> None:
         assert peak(c) == peak_numpy(c) == expected, (i, bytes(c)[:8])
         if i < len(want):
             assert expected == want[i]
+
+
+def test_interleave_into_is_a_sample_of_each_in_turn() -> None:
+    """Two tracks as one stereo track (export --format wav), on both implementations:
+    as many samples as the shorter holds, an odd byte no sample, a short output refused."""
+    from rtproxy.io.audiocodec import interleave_into, interleave_into_numpy
+
+    rng = random.Random(14)
+    for _ in range(200):
+        left, right = rng.randbytes(rng.randrange(0, 900)), rng.randbytes(rng.randrange(0, 900))
+        n = min(len(left), len(right)) // 2
+        want = b"".join(left[2 * i : 2 * i + 2] + right[2 * i : 2 * i + 2] for i in range(n))
+        for impl in (interleave_into, interleave_into_numpy):
+            out = bytearray(rng.randbytes(4 * n + rng.randrange(3)))
+            tail = bytes(out[4 * n :])
+            assert impl(out, left, memoryview(right)) == 4 * n
+            assert bytes(out[: 4 * n]) == want and bytes(out[4 * n :]) == tail  # nothing past it written
+    for impl in (interleave_into, interleave_into_numpy):
+        with pytest.raises(ValueError, match="too small"):
+            impl(bytearray(7), b"\x01\x00\x02\x00", b"\x03\x00\x04\x00")

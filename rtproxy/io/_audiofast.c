@@ -270,11 +270,46 @@ peak(PyObject *self, PyObject *arg)
     return PyLong_FromLong(top);
 }
 
+/* interleave_into(out, left, right) -> int: the PCM16 samples of left and right,
+ * as many as the shorter holds, one of each in turn (stereo) into the writable
+ * buffer out, which must hold them; the number of bytes written. */
+static PyObject *
+interleave_into(PyObject *self, PyObject *args)
+{
+    Py_buffer out, left, right;
+    if (!PyArg_ParseTuple(args, "w*y*y*:interleave_into", &out, &left, &right))
+        return NULL;
+    Py_ssize_t n = (left.len < right.len ? left.len : right.len) / 2;
+    PyObject *result = NULL;
+    if (out.len < 4 * n) {
+        PyErr_SetString(PyExc_ValueError, "interleave_into: the output buffer is too small");
+        goto done;
+    }
+    {
+        const uint8_t *l = (const uint8_t *)left.buf, *r = (const uint8_t *)right.buf;
+        uint8_t *o = (uint8_t *)out.buf;
+        for (Py_ssize_t i = 0; i < n; i++) {
+            o[4 * i] = l[2 * i];
+            o[4 * i + 1] = l[2 * i + 1];
+            o[4 * i + 2] = r[2 * i];
+            o[4 * i + 3] = r[2 * i + 1];
+        }
+    }
+    result = PyLong_FromSsize_t(4 * n);
+done:
+    PyBuffer_Release(&out);
+    PyBuffer_Release(&left);
+    PyBuffer_Release(&right);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"pack", pack, METH_O, "pack(audio) -> bytes: audiocodec.pack, compiled."},
     {"unpack", unpack, METH_O, "unpack(packed) -> bytes: audiocodec.unpack, compiled."},
     {"unpack_each", unpack_each, METH_O, "unpack_each(chunks) -> list[bytes]: unpack() of each."},
     {"peak", peak, METH_O, "peak(pcm) -> int: the largest magnitude of its PCM16 samples."},
+    {"interleave_into", interleave_into, METH_VARARGS,
+     "interleave_into(out, left, right) -> int: two PCM16 tracks as one stereo track, into out."},
     {NULL, NULL, 0, NULL},
 };
 

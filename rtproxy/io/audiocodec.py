@@ -45,7 +45,8 @@ _fast = _compiled()
 COMPILED = _fast is not None
 
 __all__ = ["pack", "unpack", "unpack_many", "unpack_each", "unpack_stream", "pack_numpy", "unpack_numpy",
-           "unpack_each_numpy", "load_packer", "peak", "peak_numpy", "RAW", "MIN_PACK_BYTES", "COMPILED"]
+           "unpack_each_numpy", "load_packer", "peak", "peak_numpy",
+           "interleave_into", "interleave_into_numpy", "RAW", "MIN_PACK_BYTES", "COMPILED"]
 
 RAW = 0
 """Tag: the bytes follow unchanged (odd length, too short, or not worth it)."""
@@ -151,6 +152,31 @@ def peak_numpy(pcm: bytes | bytearray | memoryview) -> int:
 
     a = np.frombuffer(pcm, dtype="<i2", count=len(pcm) // 2)
     return max(int(a.max()), -int(a.min())) if a.size else 0
+
+
+def interleave_into(out: bytearray | memoryview, left: bytes | bytearray | memoryview,
+                    right: bytes | bytearray | memoryview) -> int:
+    """Two mono PCM16 tracks as one stereo track (a sample of each in turn), as many
+    samples as the shorter holds, written into ``out``; returns the bytes written.
+    ValueError when ``out`` cannot hold them."""
+    fast = getattr(_fast, "interleave_into", None)
+    if fast is not None:
+        return fast(out, left, right)  # type: ignore[no-any-return]
+    return interleave_into_numpy(out, left, right)
+
+
+def interleave_into_numpy(out: bytearray | memoryview, left: bytes | bytearray | memoryview,
+                          right: bytes | bytearray | memoryview) -> int:
+    """:func:`interleave_into` in NumPy (the reference, and the fallback)."""
+    import numpy as np
+
+    n = min(len(left), len(right)) // 2
+    if len(out) < 4 * n:
+        raise ValueError("interleave_into: the output buffer is too small")
+    st = np.frombuffer(out, dtype="<i2", count=2 * n).reshape(n, 2)
+    st[:, 0] = np.frombuffer(left, dtype="<i2", count=n)
+    st[:, 1] = np.frombuffer(right, dtype="<i2", count=n)
+    return 4 * n
 
 
 def unpack_numpy(packed: bytes) -> bytes:

@@ -14,6 +14,7 @@ from operator import itemgetter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, BinaryIO
 
+from rtproxy.io.audiocodec import interleave_into
 from rtproxy.protocol.formats import SESSION_CONFIG_EVENTS, SessionFormats, silence
 from rtproxy.view.events import ident, may_set_format, number, parse_head
 from rtproxy.protocol.events import AUDIO_DELTA_EVENTS, AudioFormat, canonical_event_type, event_type
@@ -158,11 +159,9 @@ def wav_bytes(pcm: bytes, channels: int = 1, rate: int = RATE) -> bytes:
 
 def interleave(left: bytes | bytearray, right: bytes | bytearray) -> bytes:
     """Two mono PCM16 tracks of equal length -> one stereo track."""
-    import numpy as np
-    out = np.empty((len(left) // 2, 2), dtype="<i2")
-    out[:, 0] = np.frombuffer(left, dtype="<i2", count=len(out))
-    out[:, 1] = np.frombuffer(right, dtype="<i2", count=len(out))
-    return out.tobytes()
+    out = bytearray(4 * (min(len(left), len(right)) // 2))
+    interleave_into(out, left, right)
+    return bytes(out)
 
 
 def write_wav(fh: BinaryIO, left: bytes | bytearray, right: bytes | bytearray | None = None) -> int:
@@ -419,7 +418,6 @@ def render_window(segments: list[AudioSegment], start: int, n_samples: int) -> b
 def write_wav_tracks(fh: BinaryIO, left: list[AudioSegment], right: list[AudioSegment] | None, n_samples: int) -> int:
     """Write a mono (``right`` None) or stereo WAV of ``n_samples`` from placed segments,
     a minute at a time: the whole track is never held (only the segments). Returns bytes written."""
-    import numpy as np
     channels = 1 if right is None else 2
     fh.write(wav_header(n_samples, channels))
     step = RATE * 60
@@ -430,7 +428,7 @@ def write_wav_tracks(fh: BinaryIO, left: list[AudioSegment], right: list[AudioSe
     # Each channel's window is filled as bytes, then both are interleaved at once.
     mono = bytearray(2 * min(step, n_samples))
     other = bytearray(len(mono)) if right is not None else None
-    stereo = np.empty((min(step, n_samples), 2), dtype="<i2") if right is not None else None
+    stereo = bytearray(2 * len(mono)) if right is not None else None
     for pos in range(0, n_samples, step):
         n = min(step, n_samples - pos)
         li = _fill(mono, lspans, li, pos, n)
@@ -438,10 +436,8 @@ def write_wav_tracks(fh: BinaryIO, left: list[AudioSegment], right: list[AudioSe
             fh.write(memoryview(mono)[: 2 * n])
             continue
         ri = _fill(other, rspans, ri, pos, n)
-        win = stereo[:n]
-        win[:, 0] = np.frombuffer(mono, dtype="<i2", count=n)
-        win[:, 1] = np.frombuffer(other, dtype="<i2", count=n)
-        fh.write(memoryview(win).cast("B"))
+        k = interleave_into(stereo, memoryview(mono)[: 2 * n], memoryview(other)[: 2 * n])
+        fh.write(memoryview(stereo)[:k])
     return 44 + 2 * channels * n_samples
 
 
