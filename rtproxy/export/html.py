@@ -18,6 +18,7 @@ and marks on the timeline.
 from __future__ import annotations
 
 import base64
+import functools
 import html
 import json
 import re
@@ -94,18 +95,11 @@ def event_kind(typ: str | None, is_text: bool) -> str:
     return "other"
 
 
-_NOTES: dict[int, bytes] = {}
-
-
+@functools.lru_cache(maxsize=4096)
 def _audio_note(n: int) -> bytes:
     """``[n bytes of audio]``, what the page shows in place of an audio value (made once
     per size: a session's chunks come in a few)."""
-    note = _NOTES.get(n)
-    if note is None:
-        if len(_NOTES) >= 4096:
-            _NOTES.clear()
-        note = _NOTES[n] = f"[{n} bytes of audio]".encode()
-    return note
+    return f"[{n} bytes of audio]".encode()
 
 
 def _display_json(payload: bytes | list[bytes], is_text: bool, audio_sizes: list[int] | None = None) -> str:

@@ -11,11 +11,12 @@ given its sockets (:class:`~rtproxy.record.proxy.RecordConfig` ``sockets``).
 
 The parent:
 
-* checks first that the address is free (a bind without ``SO_REUSEPORT``
-  fails while anything else, another rtproxy included, listens there), so a
-  port in use is the same one-line error as with one worker;
 * creates mitmproxy's CA on a first start (:func:`make_ca`), so that every
   worker signs with the one on disk;
+* checks that the address is free before binding the shared sockets (a bind
+  without ``SO_REUSEPORT`` fails while anything else, another rtproxy
+  included, listens there), so a port in use is the same one-line error as
+  with one worker;
 * prints the start-up lines once every worker is listening, or reports the
   first worker's start-up error and stops the others (exit 2);
 * turns Ctrl-C or SIGTERM into one SIGTERM per worker (workers ignore SIGINT,
@@ -271,14 +272,8 @@ def run_workers(
     exit status: 0 once every worker has closed its sessions and exited."""
     say = log or (lambda text: (sys.stderr.write(text + "\n"), sys.stderr.flush()))
     missing = _missing_dirs(cfg.out_dir)
+    make_ca(cfg.confdir)
     socks = listening_sockets(cfg.listen_host, cfg.listen_port, n)
-    try:
-        make_ca(cfg.confdir)
-    except ProxyStartError:
-        for row in socks:
-            for s in row:
-                s.close()
-        raise
     parent = os.getpid()
     workers: dict[int, _Worker] = {}
     stopping = [0]

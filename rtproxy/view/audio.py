@@ -427,29 +427,19 @@ def write_wav_tracks(fh: BinaryIO, left: list[AudioSegment], right: list[AudioSe
     li = ri = 0
     # Each channel's window is filled as bytes, then both are interleaved at once.
     mono = bytearray(2 * min(step, n_samples))
+    zeros = bytes(len(mono))
     other = bytearray(len(mono)) if right is not None else None
     stereo = bytearray(2 * len(mono)) if right is not None else None
     for pos in range(0, n_samples, step):
         n = min(step, n_samples - pos)
-        li = _fill(mono, lspans, li, pos, n)
+        li = _fill(mono, lspans, li, pos, n, zeros)
         if stereo is None or other is None:
             fh.write(memoryview(mono)[: 2 * n])
             continue
-        ri = _fill(other, rspans, ri, pos, n)
+        ri = _fill(other, rspans, ri, pos, n, zeros)
         k = interleave_into(stereo, memoryview(mono)[: 2 * n], memoryview(other)[: 2 * n])
         fh.write(memoryview(stereo)[:k])
     return 44 + 2 * channels * n_samples
-
-
-_ZEROS = [b""]
-
-
-def _zeros(n: int) -> memoryview:
-    """n zero bytes, from one buffer kept for the purpose: a window is cleared by a
-    copy, not by a new buffer of zeros each time (megabytes mapped and faulted in)."""
-    if len(_ZEROS[0]) < n:
-        _ZEROS[0] = bytes(n)
-    return memoryview(_ZEROS[0])[:n]
 
 
 def _spans(segments: list[AudioSegment]) -> list[tuple[int, int, bytes]]:
@@ -458,13 +448,14 @@ def _spans(segments: list[AudioSegment]) -> list[tuple[int, int, bytes]]:
     return spans
 
 
-def _fill(buf: bytearray, spans: list[tuple[int, int, bytes]], i: int, start: int, n: int) -> int:
+def _fill(buf: bytearray, spans: list[tuple[int, int, bytes]], i: int, start: int, n: int, zeros: bytes) -> int:
     """Samples ``start .. start + n`` of the track ``spans`` make, into ``buf`` (zeros
-    elsewhere); ``i``: the first span that may still reach this window. Returns the
-    first one that may reach the next."""
+    elsewhere, copied from ``zeros``: a window is cleared by a copy, not by megabytes
+    of new zeros mapped and faulted in each time); ``i``: the first span that may still
+    reach this window. Returns the first one that may reach the next."""
     end = start + n
     view = memoryview(buf)
-    view[: 2 * n] = _zeros(2 * n)
+    view[: 2 * n] = memoryview(zeros)[: 2 * n]
     while i < len(spans) and spans[i][1] <= start:
         i += 1
     j = i
