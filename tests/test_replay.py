@@ -256,12 +256,17 @@ def test_adjacent_events_sent_in_the_other_order_still_match() -> None:
     assert s.client_message(105 * MS, True, live({"type": "session.update", "session": SESSION})) == []
     assert drain(s, 1000 * MS) == [(107, "session.updated"), (110, "response.created")]
     assert s.cursor == 2
-    # the swap is given up at the next event that is not the awaited one
-    s2 = scheduler(msgs + [ev(40, True, {"type": "input_audio_buffer.clear"})])
-    s2.client_message(100 * MS, True, live({"type": "response.create"}))
+    # the swap is given up at the next event that is not the awaited one (a session.update
+    # may come later still: test_a_session_update_may_come_after_the_events_recorded_after_it)
+    item = {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "hi"}]}
+    msgs2 = [ev(10, True, {"type": "conversation.item.create", "item": item}),
+             ev(12, False, {"type": "conversation.item.added"}), *msgs[2:],
+             ev(40, True, {"type": "input_audio_buffer.clear"})]
+    s2 = scheduler(msgs2)
+    assert s2.client_message(100 * MS, True, live({"type": "response.create"})) == []
     (d,) = s2.client_message(110 * MS, True, live({"type": "input_audio_buffer.clear"}))
-    assert "expected session.update" in d.message()
-    assert [t for _, t in drain(s2, 1000 * MS)] == ["session.updated", "response.created"]
+    assert "expected conversation.item.create" in d.message()
+    assert [t for _, t in drain(s2, 1000 * MS)] == ["conversation.item.added", "response.created"]
 
 
 def test_several_differing_fields_are_counted() -> None:
@@ -450,13 +455,69 @@ def test_two_session_updates_swapped_match_without_divergence() -> None:
     assert s.client_message(20 * MS, True, live({"type": "response.create"})) == []
     assert [t for _, t in drain(s, 1000 * MS)] == ["session.updated", "session.updated", "response.created"]
     assert s.divergences == []
-    # one swap, then something else entirely: one divergence, not a cascade
+    # one swap, then the next event, and the session ends: the session.update that
+    # never came is one divergence, when the client leaves
     s2 = scheduler(msgs)
     assert s2.client_message(10 * MS, True, live({"type": "session.update", "session": b})) == []
-    (d,) = s2.client_message(12 * MS, True, live({"type": "response.create"}))  # session.update a never came
-    assert "expected session.update" in d.message()
+    assert s2.client_message(12 * MS, True, live({"type": "response.create"})) == []
     assert [t for _, t in drain(s2, 1000 * MS)] == ["session.updated", "session.updated", "response.created"]
-    assert len(s2.divergences) == 1
+    (d,) = s2.end(50 * MS)
+    assert "recording expected session.update (recorded message #0 at 10.0 ms)" in d.message()
+    assert "never came" in d.message()
+    assert s2.end(60 * MS) == [] and len(s2.divergences) == 1
+    # a client that only stops early (nothing taken out of order) is no divergence
+    s3 = scheduler(msgs)
+    assert s3.client_message(10 * MS, True, live({"type": "session.update", "session": a})) == []
+    assert s3.end(50 * MS) == [] and s3.divergences == []
+
+
+def test_a_session_update_may_come_after_the_events_recorded_after_it() -> None:
+    # @openai/agents-realtime sends its full session.update when the socket opens and a
+    # tracing-only one when session.created arrives; its first message may go out before
+    # either, so the tracing one can come after the turn's item and response.create.
+    tracing = {"type": "realtime", "tracing": "auto"}
+    full = {"type": "realtime", "instructions": "Be brief."}
+    item = {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "Paris?"}]}
+    msgs = [
+        ev(9, True, {"type": "session.update", "session": tracing}),
+        ev(10, True, {"type": "session.update", "session": full}),
+        ev(12, False, {"type": "session.updated", "n": 1}),
+        ev(13, False, {"type": "session.updated", "n": 2}),
+        ev(14, True, {"type": "conversation.item.create", "item": item}),
+        ev(14, True, {"type": "response.create"}),
+        ev(15, False, {"type": "response.created"}),
+        ev(40, True, {"type": "conversation.item.create", "item": {**item, "role": "system"}}),
+        ev(41, True, {"type": "response.create", "response": {"instructions": "again"}}),
+        ev(42, True, {"type": "response.cancel"}),
+        ev(50, False, {"type": "response.done"}),
+    ]
+    s = scheduler(msgs)
+    for t, e in [(10, {"type": "session.update", "session": full}),
+                 (11, {"type": "conversation.item.create", "item": item}),
+                 (11, {"type": "response.create"}),
+                 (16, {"type": "session.update", "session": tracing})]:
+        assert s.client_message(t * MS, True, live(e)) == []
+    assert [t for _, t in drain(s, 1000 * MS)] == ["session.updated", "session.updated", "response.created"]
+    assert s.cursor == 4 and s.end(20 * MS) == [] and s.divergences == []
+    # Late by more than WINDOW events: the one after the window is a divergence.
+    s2 = scheduler(msgs)
+    rest = [{"type": "session.update", "session": full}, {"type": "conversation.item.create", "item": item},
+            {"type": "response.create"}, {"type": "conversation.item.create", "item": {**item, "role": "system"}}]
+    for k, e in enumerate(rest):
+        assert s2.client_message((10 + k) * MS, True, live(e)) == []
+    (d,) = s2.client_message(20 * MS, True, live({"type": "response.create", "response": {"instructions": "again"}}))
+    assert "recording expected session.update (recorded message #0 at 9.0 ms), got response.create" in d.message()
+    # Only a session.update may be that late: another awaited event allows one leap.
+    msgs3 = [
+        ev(10, True, {"type": "conversation.item.create", "item": item}),
+        ev(11, True, {"type": "session.update", "session": full}),
+        ev(12, True, {"type": "response.create"}),
+        ev(13, False, {"type": "response.created"}),
+    ]
+    s3 = scheduler(msgs3)
+    assert s3.client_message(10 * MS, True, live({"type": "session.update", "session": full})) == []
+    (d,) = s3.client_message(11 * MS, True, live({"type": "response.create"}))
+    assert "recording expected conversation.item.create" in d.message()
 
 
 def test_appends_racing_a_conversation_item_create_are_no_divergence() -> None:

@@ -591,7 +591,7 @@ def test_client_replay_uses_the_live_servers_ids_against_a_server_that_checks_th
     assert "substituted" not in proc.stdout
 
 
-async def own_ids_client(ws_base: str, *, swap: bool = False) -> list[dict]:
+async def own_ids_client(ws_base: str, *, swap: bool = False, skip_first_update: bool = False) -> list[dict]:
     """The openai SDK as LiveKit drives it: its own item ids, event ids and response metadata."""
     client = AsyncOpenAI(api_key=KEY, websocket_base_url=ws_base)
     got: list[dict] = []
@@ -606,7 +606,7 @@ async def own_ids_client(ws_base: str, *, swap: bool = False) -> list[dict]:
         await until("session.created")
         updates = [{"type": "realtime", "instructions": "You are a booking assistant."},
                    {"type": "realtime", "tool_choice": "auto"}]
-        for s in (updates[::-1] if swap else updates):
+        for s in (updates[::-1] if swap else updates)[1 if skip_first_update else 0:]:
             await conn.session.update(session=s, event_id=f"live_evt_{len(got)}_{s.get('tool_choice', 'i')}")
         await until("session.updated")
         await until("session.updated")
@@ -704,6 +704,19 @@ def test_swapped_session_updates_do_not_close_a_strict_replay(own_ids_recording:
     assert code == 0, out + err
     assert "0 divergences" in out and "4900" not in out
     assert [e["type"] for e in got][-1] == "conversation.item.truncated"
+
+
+def test_a_session_update_never_sent_is_reported_when_the_client_leaves(own_ids_recording: Path) -> None:
+    # Every event after it came (taken ahead of the awaited session.update, which may come
+    # late): the replay goes on, and the one that never came is a divergence at the end.
+    rp = Replay(own_ids_recording, "--once", "--wait-timeout", "3")
+    got = asyncio.run(own_ids_client(rp.ws_base, skip_first_update=True))
+    code, out, err = rp.finish()
+    assert [e["type"] for e in got][-1] == "conversation.item.truncated"
+    assert code == 1, out + err
+    (line,) = [ln for ln in out.splitlines() if "divergence:" in ln]
+    assert "recording expected session.update" in line and "never came" in line
+    assert "1 divergence;" in out
 
 
 def test_tls_replay_serves_wss_with_a_certificate_the_client_can_trust(recording: Path, tmp_path: Path) -> None:

@@ -53,8 +53,12 @@ APPEND = "input_audio_buffer.append"
 #: giving up and leaving the cursor where it is.
 LOOKAHEAD = 32
 #: How far ahead of the awaited client event a live one may match out of order
-#: (clients that send from several tasks race): one such leap at a time.
+#: (clients that send from several tasks race): one such leap at a time, or, while
+#: the awaited one is a :data:`LATE_OK` event, each of the next ones in turn.
 WINDOW = 4
+#: Client events SDKs send from a task of their own (on open, on ``session.created``):
+#: one may come after up to :data:`WINDOW` of the events recorded after it.
+LATE_OK = frozenset({"session.update", "transcription_session.update"})
 #: Client events a client sends from another task than its microphone's: input
 #: audio may overtake them, or follow them, by a few appends.
 RACES_AUDIO = frozenset(
@@ -355,8 +359,10 @@ class ReplayScheduler:
 
     A live event that matches one of the next :data:`WINDOW` recorded events exactly
     while the awaited one has not come is taken out of order (one such leap at a
-    time), and input audio racing a :data:`RACES_AUDIO` event is counted for the
-    segment it belongs to: a swapped pair is no divergence.
+    time; while the awaited one is a :data:`LATE_OK` event, the recorded events after
+    it may all come first, in their order, up to :data:`WINDOW` of them), and input
+    audio racing a :data:`RACES_AUDIO` event is counted for the segment it belongs
+    to: a swapped pair is no divergence.
 
     ``wait_timeout_ns`` (client pace; 0: wait forever): while a step waits for
     the client, :meth:`next_deadline` says when to give up on it; the shell
@@ -616,6 +622,24 @@ class ReplayScheduler:
         self.divergences.append(d)
         return [d]
 
+    def end(self, now_ns: int) -> list[Divergence]:
+        """The client left at ``now_ns``: an awaited event it never sent although it sent
+        events recorded after it (taken out of order) is reported; returns it (or nothing).
+        A client that stops before the recording's end is no divergence by itself."""
+        if not self._leapt or self.start_ns is None:
+            return []
+        ev = self._peek_event(self.cursor)
+        if ev is None or ev.type is None or ev.ordinal in self._matched_at:
+            return []
+        self._leapt = False  # reported once
+        d = Divergence(
+            self.live_count, (now_ns - self.start_ns) / 1e6, ev.type,
+            "the end of the session (it never came; events recorded after it did)",
+            ev.index if ev.index >= 0 else None, ev.t_ns / 1e6 if ev.index >= 0 else None,
+        )
+        self.divergences.append(d)
+        return [d]
+
     @property
     def finished(self) -> bool:
         """All recorded server messages were handed out."""
@@ -674,10 +698,15 @@ class ReplayScheduler:
 
     def _next_unmatched(self, typ: str | None) -> ClientEvent | None:
         """The first recorded event after the awaited one not matched yet, if it is of type
-        ``typ``, within :data:`WINDOW`, and no other leap is outstanding: the other half of
-        a swapped pair."""
-        if typ is None or self._leapt:
+        ``typ``, within :data:`WINDOW`, and no other leap is outstanding (unless the awaited
+        one is a :data:`LATE_OK` event, sent from the client's other task): the other half of
+        a swapped pair, or the next event before a late ``session.update``."""
+        if typ is None:
             return None
+        if self._leapt:
+            awaited = self._peek_event(self.cursor)
+            if awaited is None or canonical_event_type(awaited.type) not in LATE_OK:
+                return None
         for k in range(self.cursor + 1, self.cursor + 1 + WINDOW):
             if k in self._matched_at:
                 continue

@@ -395,6 +395,10 @@ class ReplayServer:
                 pass
             r_server.close()
             r_client.close()
+            if sched.start_ns is not None:
+                for d in sched.end(time.monotonic_ns()):
+                    report.divergences.append(d)
+                    self.on_divergence(report.number, d)
             report.client_events_reached = sched.cursor
             if not report.close:
                 code = ws.close_code
