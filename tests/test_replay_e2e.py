@@ -802,3 +802,30 @@ def test_tls_replay_is_trusted_by_node_through_node_extra_ca_certs(recording: Pa
     )
     rp.finish()
     assert proc.stdout.strip() == "session.created", proc.stdout + proc.stderr
+
+
+def test_control_characters_from_the_recording_and_the_client_reach_no_terminal(tmp_path: Path) -> None:
+    from rtproxy.testing import make_recording
+
+    # A window-title escape in the model, in a recorded client event's type and in the
+    # live client's: the banner, the divergence lines and the report show them as escapes.
+    path = make_recording(tmp_path / "esc.rtrec", [
+        (0, "server", {"type": "session.created", "session": {}}),
+        (1, "client", '{"type":"x\\u001b]0;PWNED\\u0007"}'),
+        (2, "server", {"type": "session.updated", "session": {}}),
+    ], model="gpt\x1b]0;T\x07", redact=False)
+    rp = Replay(path, "--once", "--speed", "max", "--wait-timeout", "1")
+
+    async def client() -> None:
+        async with websockets.connect(f"{rp.ws_base}/realtime?model=x") as ws:
+            await ws.recv()
+            await ws.send('{"type":"y\\u001b[2J","z\\u009b":1}')
+            await ws.send('{"type":"x\\u001b]0;PWNED\\u0007"}')
+            await ws.recv()
+
+    asyncio.run(client())
+    code, out, err = rp.finish()
+    assert code == 1, out + err
+    assert "\x1b" not in out + err and "\x07" not in out + err and "\x9b" not in out + err
+    assert "gpt\\x1b]0;T\\x07" in out  # the model, shown
+    assert "got y\\x1b[2J" in out  # the live client's type, shown

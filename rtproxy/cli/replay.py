@@ -8,6 +8,7 @@ import sys
 import click
 
 from rtproxy.errors import FaultSpecError
+from rtproxy.export.textsafe import visible
 from rtproxy.io.format import RecordingError
 from rtproxy.replay.script import Divergence, parse_speed
 
@@ -191,7 +192,8 @@ def _server_replay(
             what += ", exact (no substitutions)"
         if faults:
             what += f"; {len(faults)} fault{'s' if len(faults) > 1 else ''}: " + "; ".join(faults)
-        click.echo(f"rtproxy replay: {file} ({header.get('model') or 'unknown model'}) on {scheme}://{h}:{bound}; {what}")
+        model = visible(header.get("model") or "unknown model")
+        click.echo(f"rtproxy replay: {visible(file)} ({model}) on {scheme}://{h}:{bound}; {visible(what)}")
         click.echo(f"  websocket_base_url={scheme}://{h}:{bound}/v1")
         if tls_files is not None:
             cert, _, generated = tls_files
@@ -207,7 +209,7 @@ def _server_replay(
         sys.stdout.flush()
 
     def report(r: SessionReport) -> None:
-        click.echo(r.line())
+        click.echo(visible(r.line()))
         sys.stdout.flush()
 
     try:
@@ -250,4 +252,4 @@ def _client_replay(
         fail(str(exc))
     except ClientReplayError as exc:
         fail(str(exc))
-    click.echo(result.line())
+    click.echo(visible(result.line()))

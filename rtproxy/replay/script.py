@@ -24,6 +24,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any, Iterable, Iterator
 
+from rtproxy.export.textsafe import visible
 from rtproxy.io.format import Message
 from rtproxy.protocol.formats import SESSION_CONFIG_EVENTS, SessionFormats
 from rtproxy.protocol.events import (
@@ -142,7 +143,11 @@ class Divergence:
     """Set when nothing arrived: how long the replay waited (``--wait-timeout``)."""
 
     def message(self) -> str:
-        """One line: where, what the recording expected, what arrived."""
+        """One line: where, what the recording expected, what arrived (the recording's and
+        the client's text with control characters shown as escapes: it goes to terminals)."""
+        return visible(self._message())
+
+    def _message(self) -> str:
         rec = ""
         if self.recorded_index is not None:
             rec = f" (recorded message #{self.recorded_index} at {self.recorded_offset_ms:.1f} ms)"
