@@ -297,3 +297,29 @@ def test_import_of_a_har_nested_too_deep_is_one_line(tmp_path: Path) -> None:
                        capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert (r.returncode, r.stderr) == (2, f"rtproxy: error: {src}: not a HAR file (JSON nested deeper than "
                                            "Python can read)\n")
+
+
+def test_a_reader_keeps_no_more_of_a_ping_than_a_ping_can_carry(tmp_path: Path) -> None:
+    """pings x every reader: 5,000 ping records of 1 MiB each (265 KB compressed) made
+    ``show``, ``check`` and ``export`` hold them all (4 GB). A ping carries at most 125
+    bytes; a reader keeps that much of each, and only the fields a ping has."""
+    from rtproxy.io.format import MAX_PING_PAYLOAD, open_recording as open_file, start_recording
+
+    big = 1 << 20
+    path = tmp_path / "pings.rtrec"
+    with start_recording(path, url="wss://x/v1/realtime", started=1.7e9, recorder="test") as w:
+        for i in range(200):
+            w.write_control("ping", t_ns=i, payload=bytes(big), junk="j" * big, **{"from": "client"})
+        w.write_message(10**6, True, True, b'{"type":"session.update"}')
+        w.close()
+    tracemalloc.start()
+    try:
+        rec = open_file(path)
+        msgs = list(rec.messages())
+        gc.collect()
+        kept, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(msgs) == 1 and len(rec.recording.pings) == 200
+    assert rec.recording.pings[0] == {"k": "ping", "t_ns": 0, "from": "client", "payload": bytes(MAX_PING_PAYLOAD)}
+    assert kept < 8 * big, f"the reader holds {kept >> 20} MiB after 400 MiB of pings"

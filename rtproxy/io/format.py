@@ -87,6 +87,8 @@ FLAG_PACKED = 8
 
 #: Most ping/pong records a reader keeps (one every 20 s is 180 an hour).
 MAX_PINGS = 100_000
+#: A ping's or pong's payload is at most 125 bytes (RFC 6455, 5.5); a reader keeps no more.
+MAX_PING_PAYLOAD = 125
 #: Smallest base64 run worth storing as bytes; shorter ones stay text.
 MIN_AUDIO_B64 = 64
 # A JSON member whose value may be base64 audio: "audio": "..." or "delta": "...".
@@ -690,7 +692,15 @@ class RecordingReader:
             self.recording.end = rec
         elif kind in ("ping", "pong"):
             if len(self.recording.pings) < MAX_PINGS:
-                self.recording.pings.append(rec)
+                # Only its fields, its payload cut to what a ping can carry: a crafted file's
+                # 5,000 pings of 1 MiB each (265 KB compressed) once took every reader 4 GB.
+                payload = rec.get("payload")
+                if isinstance(payload, (bytes, str)):
+                    payload = payload[:MAX_PING_PAYLOAD]
+                elif payload is not None:
+                    payload = None
+                self.recording.pings.append(
+                    {"k": kind, "t_ns": rec.get("t_ns"), "from": rec.get("from"), "payload": payload})
         # unknown kinds: written by a newer minor revision, skipped on purpose
 
     def messages(self) -> Iterator[Message]:
