@@ -103,3 +103,16 @@ def test_bad_file_is_one_line_error(tmp_path: Path) -> None:
     bad.write_text("hello")
     p = show(bad, "--summary")
     assert p.returncode == 2 and "Traceback" not in p.stderr and str(bad) in p.stderr
+
+
+def test_grep_for_bytes_that_are_not_utf8_finds_them(tmp_path: Path) -> None:
+    from rtproxy.testing import make_recording
+
+    # A shell passes $'\xff' as that byte; it matches the same byte in a message.
+    p = make_recording(tmp_path / "b.rtrec", [(0, "client", b"\x00\xff\x01"), (1, "client", {"type": "x"})],
+                       redact=False)
+    out = subprocess.run([*RTPROXY, "show", "--json", "--grep", b"\xff", str(p)], capture_output=True, cwd=ROOT,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    kinds = [json.loads(line)["kind"] for line in out.stdout.splitlines()]
+    assert kinds == ["header", "message", "end"]

@@ -460,7 +460,8 @@ class EventFilter:
         if self.grep:
             # Search the message without its audio: grepping base64 is never what is meant.
             hay = m.head if m.is_text else m.content
-            if self.grep.encode("utf-8") not in hay:
+            # (what the command line gave: bytes that are not UTF-8 arrive as surrogate escapes)
+            if self.grep.encode("utf-8", "surrogateescape") not in hay:
                 text = hay.decode("utf-8", "replace")
                 if "\\u" in text:
                     # JSON may escape what the user typed ("\u00e9" for "é")
