@@ -171,6 +171,13 @@ def test_pyproject_config(bad: Path, tmp_path: Path) -> None:
     assert run(str(bad), cwd=proj / "sub").exit_code == 0
     # the command line wins
     assert run(str(bad), "--ignore", "RT002", cwd=proj / "sub").exit_code == 1
+    # a rule --select names runs though the settings ignore it (or its prefix) ...
+    assert "RT001" in run(str(bad), "--select", "RT001", cwd=proj / "sub").output
+    (proj / "pyproject.toml").write_text('[tool.rtproxy.check]\nignore = ["RT00"]\n')
+    assert "RT001" in run(str(bad), "--select", "RT001", cwd=proj / "sub").output
+    # ... and a broader --select keeps the settings' ignores
+    (proj / "pyproject.toml").write_text('[tool.rtproxy.check]\nignore = ["RT001"]\n')
+    assert "RT001" not in run(str(bad), "--select", "RT", cwd=proj / "sub").output
     (proj / "pyproject.toml").write_text('[tool.rtproxy.check]\nresponse_timeout_s = 1000\nselect = "RT013"\n')
     never = write(tmp_path, start() + response(10, done=False) + [(60_000, "client", {"type": "input_audio_buffer.clear"})],
                   "never.rtrec")
