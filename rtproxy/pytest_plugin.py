@@ -244,7 +244,25 @@ class RtproxyFixture:
             if self._server.open_sessions:
                 self._server.wait_idle(1.0)
             return list(self._server.sessions)
+        if self._recorder is not None and self._record_dir is not None:
+            return self._recorded_so_far(1.0)
         return list(self._recorded)
+
+    def _recorded_so_far(self, wait_s: float) -> list[RecordedSession]:
+        """Record mode, during the test: the sessions the recorder has closed out, in the
+        order they ended (waiting up to ``wait_s`` for those still open)."""
+        from rtproxy.io.format import is_complete
+
+        assert self._record_dir is not None
+        deadline = time.monotonic() + wait_s
+        while True:
+            files = list(self._record_dir.glob("*.rtrec"))
+            done = [p for p in files if is_complete(p)]
+            if len(done) == len(files) or time.monotonic() >= deadline:
+                break
+            time.sleep(0.05)
+        done.sort(key=lambda p: p.stat().st_mtime_ns)
+        return [RecordedSession(i + 1, p) for i, p in enumerate(done)]
 
     def check(self, select: Iterable[str] | str | None = None, ignore: Iterable[str] | str | None = None) -> list[Any]:
         """``rtproxy check`` findings on this test's live run (every session that ended),
@@ -480,10 +498,11 @@ class RtproxyFixture:
                 f"a cassette holds one (split the test, or give each session its own test); "
                 f"the recordings are in {out_dir}"
             )
-        self.cassette.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.cassette.with_name(self.cassette.name + ".part")
-        tmp.write_bytes(files[0].read_bytes())
-        os.replace(tmp, self.cassette)
+        from rtproxy.io.safefile import make_private_dirs, write_atomic
+
+        # Private like every recording (0600, its new folders 0700), written whole or not at all.
+        make_private_dirs(self.cassette.parent)
+        write_atomic(self.cassette, files[0].read_bytes())
         self._recorded = [RecordedSession(1, self.cassette)]
         sys.stderr.write(f"rtproxy: recorded {_rel(self.cassette)}\n")
         if self._check_level:

@@ -624,6 +624,8 @@ async def test_greets(rtproxy):
     types = await talk(rtproxy.url)
     assert types[0] == "session.created" and types[-1] == "rate_limits.updated"
     assert rtproxy.mode == {mode!r}
+    (session,) = rtproxy.sessions  # while recording too (docs/PYTEST.md's example)
+    assert session.divergences == [] and session.live.exists()
 """
 
 
@@ -641,6 +643,9 @@ def test_record_modes_none_once_all(inner: pytest.Pytester, upstream: ServerThre
     inner.makepyfile(test_voice=RECORDED_TEST.format(mode="record"))
     inner.runpytest("--rtproxy-record-mode", "once", *up).assert_outcomes(passed=1)  # records
     assert path.exists() and len(upstream.logs) == connections + 1
+    # private like every recording, whatever the umask: the cassette 0600, its new folders 0700
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert {p.stat().st_mode & 0o777 for p in (path.parent, path.parent.parent)} == {0o700}
     data = path.read_bytes()
     assert KEY.encode() not in data  # the recorder removed the app's key
     first = path.read_bytes()

@@ -75,7 +75,7 @@ def check(paths: tuple[str, ...], fmt: str, select: str | None, ignore: str | No
         cfg = load_config()
         sel = parse_codes(select) if select is not None else cfg.select
         ign = parse_codes(ignore) if ignore is not None else cfg.ignore
-        if select is not None and ignore is None and ign:
+        if select is not None and ignore is None and ign and sel:
             # The command line wins: a rule it names runs even if the settings ignore it or
             # its prefix (--select RT007 over ignore RT007 or RT00); the settings' other
             # ignores stay (--select RT, or RT00, keeps ignore RT004).
