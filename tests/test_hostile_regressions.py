@@ -323,3 +323,20 @@ def test_a_reader_keeps_no_more_of_a_ping_than_a_ping_can_carry(tmp_path: Path) 
     assert len(msgs) == 1 and len(rec.recording.pings) == 200
     assert rec.recording.pings[0] == {"k": "ping", "t_ns": 0, "from": "client", "payload": bytes(MAX_PING_PAYLOAD)}
     assert kept < 8 * big, f"the reader holds {kept >> 20} MiB after 400 MiB of pings"
+
+
+def test_audio_at_a_rate_that_does_not_divide_24k_is_resampled_in_bounded_memory() -> None:
+    """rate 1001 x export wav/html: a session.updated saying 1,001 Hz and one 10 MB delta
+    (a 1.3 KB file) took 3.1 GB: the whole message went through four float arrays of
+    24 times its samples. Resampled a block at a time, it takes about its output."""
+    from rtproxy.view.audio import _resample
+
+    pcm = bytes(range(256)) * 8192  # 2 MiB, 1,048,576 samples
+    tracemalloc.start()
+    try:
+        out = _resample(pcm, 1001)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(out) == 2 * (len(pcm) // 2 * 24000 // 1001)
+    assert peak < 3 * len(out), f"{peak >> 20} MiB for {len(out) >> 20} MiB of output"
