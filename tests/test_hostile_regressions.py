@@ -340,3 +340,24 @@ def test_audio_at_a_rate_that_does_not_divide_24k_is_resampled_in_bounded_memory
         tracemalloc.stop()
     assert len(out) == 2 * (len(pcm) // 2 * 24000 // 1001)
     assert peak < 3 * len(out), f"{peak >> 20} MiB for {len(out) >> 20} MiB of output"
+
+
+def test_the_html_page_keeps_a_bounded_amount_of_event_json(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """bigtext x export html: 100,000 events of 20 KB (a 1.1 MB file) took the export out
+    of memory, each event's JSON kept up to 20,000 characters. Past the page's room for
+    event JSON, each event keeps a short start, and says where the whole of it is."""
+    import rtproxy.export.html as H
+    from rtproxy.io.format import open_recording as open_file
+    from rtproxy.view.timeline import annotate
+
+    monkeypatch.setattr(H, "PAGE_JSON_CHARS", 100_000)
+    text = '{"type":"x","a":"' + "a" * 30000 + '"}'
+    p = make_recording(tmp_path / "bigtext.rtrec", [(float(i), "server", text) for i in range(40)], redact=False)
+    b = H.ReportBuilder("bigtext")
+    with open_file(p) as reader:
+        for e in annotate(reader.messages(), details=False):
+            b.feed(e)
+    assert [len(t) < H.MAX_JSON_CHARS + 100 for t in b.json[:5]] == [True] * 5
+    assert all(t.startswith('{"type":"x"') for t in b.json)
+    assert all(len(t) < H.SPENT_JSON_CHARS + 200 and "rtproxy show --json has it whole" in t for t in b.json[5:])
+    assert sum(map(len, b.json)) < 100_000 + 40 * (H.MAX_JSON_CHARS + 100) // 8

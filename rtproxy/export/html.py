@@ -58,6 +58,11 @@ SEVERITY_COLOURS: dict[str, str] = {"error": "#d62728", "warning": "#f0a30a", "i
 
 #: Longest event JSON kept for the page (longer ones are cut, with a note).
 MAX_JSON_CHARS = 20000
+#: The page's event JSON in all (a dense hour holds 14 million characters); past it,
+#: each event keeps :data:`SPENT_JSON_CHARS` (a crafted file's 100,000 events of 20 KB
+#: once took the export out of memory).
+PAGE_JSON_CHARS = 64_000_000
+SPENT_JSON_CHARS = 256
 #: What ``audio=`` may be: no audio, Opus at speech quality (the default), or PCM as recorded.
 AUDIO_MODES = ("none", "speech", "full")
 #: The media type of the page's clips, per audio mode.
@@ -102,7 +107,8 @@ def _audio_note(n: int) -> bytes:
     return f"[{n} bytes of audio]".encode()
 
 
-def _display_json(payload: bytes | list[bytes], is_text: bool, audio_sizes: list[int] | None = None) -> str:
+def _display_json(payload: bytes | list[bytes], is_text: bool, audio_sizes: list[int] | None = None,
+                  limit: int = MAX_JSON_CHARS) -> str:
     """What the page shows for an event: its text with each audio value replaced by a note
     of its size. ``payload``: the text parts (``audio_sizes`` the audio values' sizes
     between them), or the message's payload; binary messages as base64, cut at 512 bytes."""
@@ -127,8 +133,10 @@ def _display_json(payload: bytes | list[bytes], is_text: bool, audio_sizes: list
         for i, p in enumerate(payload):
             parts.append(f"[{len(p)} bytes of audio]".encode() if i % 2 else p)
         text = b"".join(parts).decode("utf-8", "replace")
-    if len(text) > MAX_JSON_CHARS:
-        text = text[:MAX_JSON_CHARS] + f"… ({len(text) - MAX_JSON_CHARS} more characters not shown)"
+    if len(text) > limit:
+        text = text[:limit] + f"… ({len(text) - limit} more characters not shown" + (
+            "; the page's room for event JSON is used up: rtproxy show --json has it whole)"
+            if limit < MAX_JSON_CHARS else ")")
     return text
 
 
@@ -240,6 +248,7 @@ class ReportBuilder:
         self.kind: list[int] = []
         self.size: list[int] = []
         self.json: list[str] = []
+        self._json_chars = 0
         self.findings: list[dict[str, Any]] = []
         self.findings_error: str | None = None
         # Clips are made while the recording is read (Opus on the other cores): the user's
@@ -280,7 +289,10 @@ class ReportBuilder:
         self.type.append(known[0])
         self.kind.append(known[1])
         self.size.append(m.size)
-        self.json.append(_display_json(m.text_parts if m.is_text else m.payload, m.is_text, m.audio_sizes))
+        text = _display_json(m.text_parts if m.is_text else m.payload, m.is_text, m.audio_sizes,
+                             MAX_JSON_CHARS if self._json_chars < PAGE_JSON_CHARS else SPENT_JSON_CHARS)
+        self._json_chars += len(text)
+        self.json.append(text)
 
     def _take_user(self) -> None:
         """Move the user segments placed so far into bars (quiet ones left out: a
