@@ -105,3 +105,35 @@ def test_grep_finds_text_json_escaped() -> None:
     assert b"\\u00e8" in e.msg.content  # json.dumps escaped it
     assert EventFilter(grep="très").keep(e)
     assert not EventFilter(grep="mal").keep(e)
+
+
+def test_text_and_instructions_strip_sees_through_escapes_types_and_repeats() -> None:
+    """A key spelt with escapes, text that is not a string, a key given twice: all go.
+    The structures that share a name stay (a response's output items, the audio output
+    settings, a tool's parameter called "text"), and an event with nothing to strip is
+    copied byte for byte even when it holds escapes."""
+    s = Stripper(StripOptions(text=True, instructions=True))
+    raw = b'{"type":"session.update","session":{"instructi\\u006fns":"S1","tools":[{"type":"function",' \
+          b'"name":"say","parameters":{"type":"object","properties":{"text":{"type":"string"},' \
+          b'"instructions":{"type":"string"}}}}],"audio":{"output":{"voice":"marin"}}}}'
+    out = json.loads(s.content(Message(0, True, True, raw)))
+    assert out["session"] == {"tools": [{"type": "function", "name": "say", "parameters": {
+        "type": "object", "properties": {"text": {"type": "string"}, "instructions": {"type": "string"}}}}],
+        "audio": {"output": {"voice": "marin"}}}
+    done = msg(False, {"type": "response.done", "response": {"id": "r1", "output": [
+        {"id": "i1", "type": "function_call", "call_id": "c1", "arguments": {"a": "S2"}},
+        {"id": "i2", "type": "message", "content": [{"type": "output_audio", "transcript": None}]}]}})
+    assert json.loads(s.content(done))["response"]["output"] == [
+        {"id": "i1", "type": "function_call", "call_id": "c1", "arguments": PLACEHOLDER},
+        {"id": "i2", "type": "message", "content": [{"type": "output_audio", "transcript": None}]}]
+    twice = Message(0, True, True, b'{"type":"conversation.item.create","item":{"content":[{"text":"S3","text":""}]}}')
+    assert b"S3" not in s.content(twice)
+    for case in ({"type": "x", "output": 4111111111111111}, {"type": "x", "text": {"a": ["S4"]}},
+                 {"type": "conversation.item.input_audio_transcription.delta", "delta": {"d": "S5"},
+                  "logprobs": [{"token": "S6", "logprob": -1.5, "bytes": [83, 54], "top_logprobs": [{"token": "S7"}]}]}):
+        out = s.content(msg(False, case))
+        assert not any(w in out for w in (b"S4", b"S5", b"S6", b"S7", b"4111")), out
+    kept = Message(0, False, True, b'{"type":"response.created","response":{"id":"r2","metadata":{"k":"caf\\u00e9"}}}')
+    assert s.content(kept) == kept.content
+    only_text = Stripper(StripOptions(text=True))
+    assert b"S8" not in only_text.content(Message(0, True, True, b'{"type":"x","item":{"\\u0074ext":"S8"}}'))

@@ -3,7 +3,8 @@
 :class:`Stripper` takes each message in order (it tracks the session's audio
 formats) and returns the content to write in its place: audio replaced by
 silence of the same length, transcripts / text / function arguments and
-outputs replaced by a placeholder, ``instructions`` removed. JSON stays valid
+outputs (whatever their JSON type) and logprob tokens replaced by a placeholder,
+``instructions`` removed. JSON stays valid
 and every event keeps its type, ids and timing, so the copy still shows,
 replays and diffs. ``rtproxy redact`` writes the result with
 :class:`rtproxy.io.format.RecordingWriter`.
@@ -38,8 +39,20 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 #: What stripped text becomes.
 PLACEHOLDER = "[stripped by rtproxy]"
 
-# Members whose string value is what someone said or typed, or a tool's data.
+# Members whose value is what someone said or typed, or a tool's data: replaced whatever
+# its type (a list or an object holds text as well as a string does), unless it is one
+# of the structures that share a name (see :func:`_holds_structure`).
 _TEXT_KEYS = frozenset({"transcript", "text", "arguments", "output"})
+# Lists of {"token", "logprob", "bytes", "top_logprobs"} (transcription events): every
+# string in them, and each token's bytes, is text; the numbers stay.
+_LOGPROB_KEYS = frozenset({"logprobs", "top_logprobs"})
+#: What a stripped token's ``bytes`` become: the placeholder's own.
+_PLACEHOLDER_BYTES = tuple(PLACEHOLDER.encode())
+# Where a tool's JSON schema starts (session / response "tools", an MCP tool list): its
+# members are property names ("text": {"type": "string"}), not text.
+_SCHEMA_KEYS = frozenset({"parameters", "input_schema"})
+# How far _strip is into a tool definition.
+_PLAIN, _IN_TOOLS, _IN_SCHEMA = 0, 1, 2
 # Events whose "delta" is text rather than audio.
 _TEXT_DELTA_EVENTS = frozenset(
     {
@@ -50,7 +63,8 @@ _TEXT_DELTA_EVENTS = frozenset(
         "conversation.item.input_audio_transcription.delta",
     }
 )
-# Events that carry audio and ids only: never parsed, however large.
+# Events that carry audio and ids only: their "delta" is audio, so they are parsed only
+# when their bytes name another member to strip (or hold an escape), however large.
 _AUDIO_ONLY_EVENTS = frozenset({"input_audio_buffer.append", *AUDIO_DELTA_EVENTS})
 
 
@@ -72,6 +86,7 @@ class Stripper:
         self.options = options
         self.formats = SessionFormats()
         self.changed = 0
+        self._named, self._plain, self._split = _prefilters(options)
 
     def content(self, m: Message) -> bytes:
         """The bytes to record for ``m`` (``m.content`` itself when nothing is stripped)."""
@@ -95,15 +110,25 @@ class Stripper:
         stored, packed_in = m.stored()
         split = not isinstance(stored, (bytes, bytearray)) and len(stored) > 1  # audio values split out
         canon: str | None = None
-        needs_json = (opts.text or opts.instructions) and self._may_hold_text(head, split)
+        # One pass over the raw bytes for the usual message: does it name a member to strip?
+        backslash = b"\\" in head
+        named = delta = False
+        find = self._split if split else self._plain
+        if find is not None:
+            if backslash:  # a key may be spelt with escapes ("t\\u0065xt"): only the parse tells
+                named = True
+            elif (hit := find.search(head)) is not None:
+                named = hit.lastgroup == "n" or cast("re.Pattern[bytes]", self._named).search(head, hit.end()) is not None
+                delta = not named
         # The type is read only where it matters: an event that may hold text, and a
         # session event (its name holds "session", or is written with escapes), which
         # sets the formats. An audio append or delta is otherwise copied unread.
-        if needs_json or b"session" in head or b"\\" in head:
+        if named or delta or backslash or b"session" in head:
             canon = canonical_event_type(event_type(head))
             if canon in SESSION_CONFIG_EVENTS:
                 self.formats.feed(canon, parse_event(m.content))
-        needs_json = needs_json and canon not in _AUDIO_ONLY_EVENTS
+        # An audio event's "delta" is its audio: it is read only when it names a text key too.
+        needs_json = named or (delta and canon not in _AUDIO_ONLY_EVENTS)
         fmt = self.formats.for_side(m.from_client)
         if not needs_json:
             if opts.audio and split:
@@ -117,54 +142,135 @@ class Stripper:
                 return out, True
             return stored, packed_in
         # Bounded depth (a hostile event nests 10,000 deep): too deep reads as not JSON.
-        obj = parse_json(m.content)
+        content = m.content
+        obj = parse_json(content)
         if obj is INVALID:
             if opts.text:
                 self.changed += 1
                 return PLACEHOLDER.encode(), False
             return m.stored()
-        new = self._strip(obj, canon, fmt, parent="")
-        if new == obj and not (opts.audio and m.audio):
+        new = self._strip(obj, canon, fmt, "", _PLAIN)
+        # Unchanged is copied as is, unless a key is given twice: the parse kept the last
+        # value only, so an earlier one ({"text":"secret","text":""}) goes by writing anew.
+        if new == obj and not (opts.audio and m.audio) and not _has_duplicate_keys(content):
             return m.stored()
         self.changed += 1
         text = json.dumps(new, ensure_ascii=False, separators=(",", ":"))
         # A lone surrogate (the event held "\\ud800") stays an escape: the text is UTF-8.
         return _SURROGATE.sub(lambda c: f"\\u{ord(c.group()):04x}", text).encode("utf-8"), False
 
-    def _may_hold_text(self, head: bytes, has_audio: bool) -> bool:
-        o = self.options
-        if o.instructions and b'"instructions"' in head:
-            return True
-        if o.text:
-            if any(k in head for k in (b'"transcript"', b'"text"', b'"arguments"', b'"output"')):
-                return True
-            # An audio delta's "delta" is "" in the head (its audio was split out): no text.
-            n = head.count(b'"delta"')
-            return n > 0 and (not has_audio or n > head.count(b'"delta":""'))
-        return False
-
-    def _strip(self, v: Any, canon: str | None, fmt: AudioFormat, parent: str) -> Any:
+    def _strip(self, v: Any, canon: str | None, fmt: AudioFormat, parent: str, where: int) -> Any:
         o = self.options
         if isinstance(v, dict):
             out = {}
             for k, x in v.items():
-                if o.instructions and k == "instructions":
+                if o.instructions and k == "instructions" and not (where == _IN_SCHEMA and isinstance(x, dict)):
+                    continue  # (a tool's parameter of that name stays)
+                if o.text:
+                    if k == "delta" and parent == "" and canon in _TEXT_DELTA_EVENTS:
+                        out[k] = PLACEHOLDER
+                        continue
+                    if k in _TEXT_KEYS and not _holds_structure(k, x, parent, where):
+                        out[k] = x if _empty(x) else PLACEHOLDER
+                        continue
+                    if k in _LOGPROB_KEYS and where != _IN_SCHEMA:
+                        out[k] = _strip_logprobs(x)
+                        continue
+                if o.audio and k in ("audio", "delta") and isinstance(x, str) and _looks_b64(x):
+                    out[k] = _silence_b64(x, fmt)
                     continue
-                if isinstance(x, str):
-                    if o.text and k in _TEXT_KEYS and x:
-                        out[k] = PLACEHOLDER
-                        continue
-                    if o.text and k == "delta" and parent == "" and canon in _TEXT_DELTA_EVENTS:
-                        out[k] = PLACEHOLDER
-                        continue
-                    if o.audio and k in ("audio", "delta") and _looks_b64(x):
-                        out[k] = _silence_b64(x, fmt)
-                        continue
-                out[k] = self._strip(x, canon, fmt, k)
+                inner = where
+                if k == "tools" and where == _PLAIN:
+                    inner = _IN_TOOLS
+                elif k in _SCHEMA_KEYS and where == _IN_TOOLS:
+                    inner = _IN_SCHEMA
+                out[k] = self._strip(x, canon, fmt, k, inner)
             return out
         if isinstance(v, list):
-            return [self._strip(x, canon, fmt, parent) for x in v]
+            return [self._strip(x, canon, fmt, parent, where) for x in v]
         return v
+
+
+def _prefilters(o: StripOptions) -> tuple[re.Pattern[bytes] | None, ...]:
+    """What :meth:`Stripper.stored` looks for in a message's raw bytes (its head, when it
+    holds no backslash) before parsing it: (names, plain, split). ``names`` finds a member
+    to strip other than "delta"; ``plain`` and ``split`` find that (group ``n``) or a
+    "delta" that may be text, in a message with no audio split out of it and in one with
+    some. Every branch starts with a quote, which the regex engine scans for quickly."""
+    names = []
+    if o.instructions:
+        names.append(b"instructions")
+    if o.text:
+        names += [b"text", b"transcript", b"arguments", b"output", b"logprobs", b"top_logprobs"]
+    if not names:
+        return None, None, None
+    n = b"|".join(names)
+    if not o.text:
+        pat = re.compile(b'"(?P<n>' + n + b')"')
+        return pat, pat, pat
+    # A split message's "delta" is "" in the head where its audio was taken out: text only
+    # when another "delta" is not, or when the type names a text delta (a text delta that
+    # reads as base64 is split out too).
+    return (
+        re.compile(b'"(?:' + n + b')"'),
+        re.compile(b'"(?:(?P<n>' + n + rb')"|delta")'),
+        re.compile(b'"(?:(?P<n>' + n + rb')"|delta"(?!:"")|type"\s*:\s*"[^"\\]*(?:text|transcri|argument))'),
+    )
+
+
+def _holds_structure(key: str, value: Any, parent: str, where: int) -> bool:
+    """Whether a member named like text holds structure to strip inside instead: a
+    response's ``output`` items, the ``audio.output`` settings (format, voice), and a
+    property of a tool's JSON schema ("text": {"type": "string"})."""
+    if where == _IN_SCHEMA:
+        return isinstance(value, dict)
+    if key == "output":
+        return (parent == "response" and isinstance(value, list)) or (
+            parent == "audio" and isinstance(value, dict)
+        )
+    return False
+
+
+def _empty(v: Any) -> bool:
+    """Nothing to strip: null, "", [] or {}."""
+    return v is None or (isinstance(v, (str, list, dict)) and not v)
+
+
+def _strip_logprobs(v: Any) -> Any:
+    """Logprobs with every string (the tokens) and each token's ``bytes`` stripped; the
+    numbers and the shape stay."""
+    if isinstance(v, dict):
+        return {
+            k: list(_PLACEHOLDER_BYTES) if k == "bytes" and isinstance(x, list) and x else _strip_logprobs(x)
+            for k, x in v.items()
+        }
+    if isinstance(v, list):
+        return [_strip_logprobs(x) for x in v]
+    if isinstance(v, str) and v:
+        return PLACEHOLDER
+    return v
+
+
+class _DuplicateKey(Exception):
+    pass
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    d = dict(pairs)
+    if len(d) != len(pairs):
+        raise _DuplicateKey
+    return d
+
+
+def _has_duplicate_keys(content: bytes) -> bool:
+    """Whether an object of ``content`` (valid JSON, depth already checked) gives a key twice."""
+    try:
+        json.loads(content, object_pairs_hook=_no_duplicates)
+    except _DuplicateKey:
+        return True
+    except ValueError:
+        return False
+    return False
 
 
 def _looks_b64(s: str) -> bool:
