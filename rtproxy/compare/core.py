@@ -14,6 +14,12 @@ aligned with :class:`difflib.SequenceMatcher`; unmatched events of the same
 type inside a stretch are paired and compared field by field. Ids are then
 checked for consistent links through the pairs (A's ``item#3`` must always
 correspond to the same id in B).
+
+Recordings are untrusted, so every :class:`difflib.SequenceMatcher` runs on a
+budget of steps (:class:`_Work`): one that would take longer (thousands of
+events of one type, a transcript of 20,000 equal words) gives way to the
+common prefix and suffix, then to a linear greedy matching. Real recordings
+stay far inside the budget and get SequenceMatcher's results unchanged.
 """
 
 from __future__ import annotations
@@ -22,15 +28,19 @@ import bisect
 import os
 import re
 from dataclasses import dataclass, field
-from difflib import SequenceMatcher
-from typing import Any, Iterable, Iterator, Sequence
+from difflib import Match, SequenceMatcher
+from itertools import accumulate
+from typing import Any, Iterable, Iterator, Sequence, cast
 
 from rtproxy.io.format import CorruptRecording, open_recording
 from rtproxy.io.progress import Progress, reading
 from rtproxy.protocol.events import INVALID, parse_json
 from rtproxy.protocol.values import header_pairs
 from rtproxy.view.events import Close
-from rtproxy.compare.normalize import GA_ONLY, TEXT_JOIN, Event, Normalized, PathRules, Ref, Turn, normalize
+from rtproxy.compare import normalize as _normalize
+from rtproxy.compare.normalize import (
+    GA_ONLY, TEXT_JOIN, CutText, Event, Normalized, PathRules, Ref, Turn, digest_of, normalize,
+)
 
 __all__ = [
     "DEFAULT_TOLERANCE_MS",
@@ -63,7 +73,8 @@ class FieldChange:
     ``kind``: ``value``; ``text`` (``words`` is a word diff: ``[op, words]`` with
     op ``=``, ``-`` (only in A), ``+`` (only in B)); ``json`` (``changes`` compares
     the parsed JSON); ``link`` (both ids exist but point at different things);
-    ``only_a`` / ``only_b`` (the field exists in one run only).
+    ``only_a`` / ``only_b`` (the field exists in one run only). ``note`` says
+    what was not shown in full (a text too long to keep, or to diff word by word).
     """
 
     path: str
@@ -72,6 +83,7 @@ class FieldChange:
     kind: str = "value"
     words: list[list[str]] | None = None
     changes: list[FieldChange] | None = None
+    note: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"path": self.path, "kind": self.kind, "a": self.a, "b": self.b}
@@ -79,6 +91,8 @@ class FieldChange:
             d["words"] = self.words
         if self.changes is not None:
             d["changes"] = [c.to_dict() for c in self.changes]
+        if self.note is not None:
+            d["note"] = self.note
         return d
 
 
@@ -200,19 +214,170 @@ class DiffResult:
         }
 
 
+# ------------------------------------------------------- bounded SequenceMatcher
+#: SequenceMatcher steps one diff may spend in all, and one call at least / per
+#: element compared; past them a linear matching is used. A step is one entry
+#: of its index visited (an element of ``a`` costs :data:`_STEPS_PER_ELEMENT`
+#: more); 1,000,000 take about 0.15 s on a slow machine. A one-hour session
+#: spends a fraction of the total; two 10,000-word texts with 100 edits 3,400,000.
+_WORK_TOTAL = 30_000_000
+_WORK_FLOOR = 2_000_000
+_WORK_PER_ITEM = 500
+_STEPS_PER_ELEMENT = 6
+
+Opcode = tuple[str, int, int, int, int]
+
+
+class _Work:
+    """The SequenceMatcher steps left for one diff (see :data:`_WORK_TOTAL`)."""
+
+    __slots__ = ("left",)
+
+    def __init__(self, total: int = _WORK_TOTAL) -> None:
+        self.left = total
+
+    def limit(self, n: int) -> int:
+        """Steps one SequenceMatcher on ``n`` elements in all may take."""
+        return min(self.left, max(_WORK_FLOOR, _WORK_PER_ITEM * n))
+
+
+class _TooCostly(Exception):
+    pass
+
+
+class _BoundedMatcher(SequenceMatcher):
+    """A SequenceMatcher that gives up (:class:`_TooCostly`) before it spends
+    more than ``limit`` steps: each ``find_longest_match`` visits at most the
+    index entries of the elements of its range of ``a``, known from prefix sums."""
+
+    def __init__(self, a: Sequence[Any], b: Sequence[Any], autojunk: bool, limit: int) -> None:
+        super().__init__(None, a, b, autojunk=autojunk)  # type: ignore[arg-type]
+        b2j: dict[Any, list[int]] = self.b2j  # type: ignore[attr-defined]
+        self._n = len(a)
+        self._cost = list(accumulate((len(b2j.get(x, ())) + _STEPS_PER_ELEMENT for x in a), initial=0))
+        self.limit = limit
+        self.steps = 0
+
+    def find_longest_match(self, alo: int = 0, ahi: int | None = None, blo: int = 0, bhi: int | None = None) -> Match:
+        hi = self._n if ahi is None else ahi
+        self.steps += self._cost[hi] - self._cost[alo]
+        if self.steps > self.limit:
+            raise _TooCostly
+        return super().find_longest_match(alo, ahi, blo, bhi)
+
+
+def _matcher_opcodes(a: Sequence[Any], b: Sequence[Any], work: _Work, autojunk: bool) -> list[Opcode] | None:
+    sm = _BoundedMatcher(a, b, autojunk, work.limit(len(a) + len(b)))
+    ops: list[Opcode] | None
+    try:
+        ops = cast("list[Opcode]", sm.get_opcodes())
+    except _TooCostly:
+        ops = None
+    work.left -= min(sm.steps, sm.limit)
+    return ops
+
+
+def _opcodes(a: Sequence[Any], b: Sequence[Any], work: _Work, autojunk: bool = False) -> list[Opcode]:
+    """``SequenceMatcher(None, a, b, autojunk=autojunk).get_opcodes()`` when that
+    fits in ``work``; else the common prefix and suffix, and between them the
+    same if it fits now, else :func:`_greedy`. Near-linear however crafted."""
+    ops = _matcher_opcodes(a, b, work, autojunk)
+    if ops is not None:
+        return ops
+    n = min(len(a), len(b))
+    p = 0
+    while p < n and a[p] == b[p]:
+        p += 1
+    q = 0
+    while q < n - p and a[len(a) - 1 - q] == b[len(b) - 1 - q]:
+        q += 1
+    ma, mb = a[p : len(a) - q], b[p : len(b) - q]
+    out: list[Opcode] = [("equal", 0, p, 0, p)] if p else []
+    # Again between them, unless nothing was cut off (it would spend as much again).
+    mid = _matcher_opcodes(ma, mb, work, autojunk) if ma and mb and (p or q) else None
+    if mid is None:
+        mid = _pairs_to_opcodes(_greedy(ma, mb), len(ma), len(mb))
+    out.extend((op, i1 + p, i2 + p, j1 + p, j2 + p) for op, i1, i2, j1, j2 in mid)
+    if q:
+        out.append(("equal", len(a) - q, len(a), len(b) - q, len(b)))
+    return out
+
+
+def _greedy(a: Sequence[Any], b: Sequence[Any]) -> list[tuple[int, int]]:
+    """Equal elements matched in order, in O(n log n): at a mismatch, skip to
+    the nearer next occurrence of either element in the other sequence."""
+    where_a: dict[Any, list[int]] = {}
+    for i, x in enumerate(a):
+        where_a.setdefault(x, []).append(i)
+    where_b: dict[Any, list[int]] = {}
+    for j, y in enumerate(b):
+        where_b.setdefault(y, []).append(j)
+
+    def after(where: dict[Any, list[int]], x: Any, lo: int) -> int | None:
+        lst = where.get(x)
+        if not lst:
+            return None
+        k = bisect.bisect_left(lst, lo)
+        return lst[k] if k < len(lst) else None
+
+    pairs: list[tuple[int, int]] = []
+    i = j = 0
+    while i < len(a) and j < len(b):
+        if a[i] == b[j]:
+            pairs.append((i, j))
+            i += 1
+            j += 1
+            continue
+        jb = after(where_b, a[i], j + 1)
+        ia = after(where_a, b[j], i + 1)
+        if jb is None and ia is None:
+            i += 1
+            j += 1
+        elif ia is None or (jb is not None and jb - j <= ia - i):
+            j = jb  # type: ignore[assignment]
+        else:
+            i = ia
+    return pairs
+
+
+def _pairs_to_opcodes(pairs: list[tuple[int, int]], la: int, lb: int) -> list[Opcode]:
+    """Opcodes as SequenceMatcher writes them, from matched pairs increasing in both."""
+    ops: list[Opcode] = []
+    i = j = k = 0
+    n = len(pairs)
+    while True:
+        ni, nj = pairs[k] if k < n else (la, lb)
+        if i < ni and j < nj:
+            ops.append(("replace", i, ni, j, nj))
+        elif i < ni:
+            ops.append(("delete", i, ni, j, j))
+        elif j < nj:
+            ops.append(("insert", i, i, j, nj))
+        if k == n:
+            return ops
+        e = k
+        while e + 1 < n and pairs[e + 1] == (pairs[e][0] + 1, pairs[e][1] + 1):
+            e += 1
+        i, j = pairs[e][0] + 1, pairs[e][1] + 1
+        ops.append(("equal", ni, i, nj, j))
+        k = e + 1
+
+
 # ------------------------------------------------------------------ alignment
-def align(a: Sequence[Any], b: Sequence[Any]) -> list[tuple[int | None, int | None]]:
+def align(a: Sequence[Any], b: Sequence[Any], work: _Work | None = None) -> list[tuple[int | None, int | None]]:
     """Align two sequences of hashable signatures.
 
     Returns ``(i, j)`` for matched elements, ``(i, None)`` for elements only in
     ``a`` and ``(None, j)`` for elements only in ``b``, in order.
     """
     out: list[tuple[int | None, int | None]] = []
-    _align(a, b, 0, len(a), 0, len(b), out)
+    _align(a, b, 0, len(a), 0, len(b), out, work or _Work())
     return out
 
 
-def _align(a: Sequence[Any], b: Sequence[Any], alo: int, ahi: int, blo: int, bhi: int, out: list) -> None:
+def _align(
+    a: Sequence[Any], b: Sequence[Any], alo: int, ahi: int, blo: int, bhi: int, out: list, work: _Work
+) -> None:
     while alo < ahi and blo < bhi and a[alo] == b[blo]:
         out.append((alo, blo))
         alo += 1
@@ -230,12 +395,12 @@ def _align(a: Sequence[Any], b: Sequence[Any], alo: int, ahi: int, blo: int, bhi
         if anchors:
             pa, pb = alo, blo
             for i, j in anchors:
-                _align(a, b, pa, i, pb, j, out)
+                _align(a, b, pa, i, pb, j, out, work)
                 out.append((i, j))
                 pa, pb = i + 1, j + 1
-            _align(a, b, pa, ahi, pb, bhi, out)
+            _align(a, b, pa, ahi, pb, bhi, out, work)
         else:
-            _fallback(a, b, alo, ahi, blo, bhi, out)
+            _fallback(a, b, alo, ahi, blo, bhi, out, work)
     out.extend(reversed(tail))
 
 
@@ -275,10 +440,11 @@ def _unique_lcs(a: Sequence[Any], b: Sequence[Any], alo: int, ahi: int, blo: int
     return res
 
 
-def _fallback(a: Sequence[Any], b: Sequence[Any], alo: int, ahi: int, blo: int, bhi: int, out: list) -> None:
+def _fallback(
+    a: Sequence[Any], b: Sequence[Any], alo: int, ahi: int, blo: int, bhi: int, out: list, work: _Work
+) -> None:
     big = (ahi - alo) + (bhi - blo) > _AUTOJUNK_ABOVE
-    sm = SequenceMatcher(None, a[alo:ahi], b[blo:bhi], autojunk=big)
-    for op, i1, i2, j1, j2 in sm.get_opcodes():
+    for op, i1, i2, j1, j2 in _opcodes(a[alo:ahi], b[blo:bhi], work, autojunk=big):
         if op == "equal":
             out.extend((alo + i, blo + j) for i, j in zip(range(i1, i2), range(j1, j2)))
         else:
@@ -288,10 +454,21 @@ def _fallback(a: Sequence[Any], b: Sequence[Any], alo: int, ahi: int, blo: int, 
 
 # ----------------------------------------------------------------- comparing
 _WORD_RE = re.compile(r"\S+")
+_SPACES = re.compile(r"\s+")
+#: Texts longer than this (characters, either side) are not split into words.
+_WORD_DIFF_CHARS = 1 << 20
 
 
 def word_diff(a: str, b: str) -> list[list[str]]:
     """Word-level diff: ``[[op, words], ...]`` with op ``=``, ``-`` (A only), ``+`` (B only)."""
+    return _word_diff(a, b, _Work())[0]
+
+
+def _word_diff(a: str, b: str, work: _Work) -> tuple[list[list[str]], str | None]:
+    """:func:`word_diff` on ``work``'s budget, and a note when it is not word by word."""
+    if len(a) > _WORD_DIFF_CHARS or len(b) > _WORD_DIFF_CHARS:
+        whole = [[op, _SPACES.sub(" ", t.strip())] for op, t in (("-", a), ("+", b)) if t.strip()]
+        return whole, f"text over {_WORD_DIFF_CHARS:,} characters: not compared word by word"
     wa = _WORD_RE.findall(a)
     wb = _WORD_RE.findall(b)
     out: list[list[str]] = []
@@ -305,13 +482,13 @@ def word_diff(a: str, b: str) -> list[list[str]]:
         else:
             out.append([op, text])
 
-    for op, i1, i2, j1, j2 in SequenceMatcher(None, wa, wb, autojunk=False).get_opcodes():
+    for op, i1, i2, j1, j2 in _opcodes(wa, wb, work):
         if op == "equal":
             add("=", wa[i1:i2])
         else:
             add("-", wa[i1:i2])
             add("+", wb[j1:j2])
-    return out
+    return out, None
 
 
 def _join_path(path: str, key: Any) -> str:
@@ -340,12 +517,16 @@ class _Links:
         return ob == rb and oa == ra
 
 
-def _compare(a: Any, b: Any, path: str, key: Any, etype: str, links: _Links, out: list[FieldChange]) -> None:
+def _compare(
+    a: Any, b: Any, path: str, key: Any, etype: str, links: _Links, out: list[FieldChange], work: _Work | None = None
+) -> None:
+    if work is None:
+        work = _Work()
     if isinstance(a, dict) and isinstance(b, dict):
         for k, va in a.items():
             p = _join_path(path, k)
             if k in b:
-                _compare(va, b[k], p, k, etype, links, out)
+                _compare(va, b[k], p, k, etype, links, out, work)
             else:
                 out.append(FieldChange(p, va, None, "only_a"))
         for k, vb in b.items():
@@ -360,27 +541,45 @@ def _compare(a: Any, b: Any, path: str, key: Any, etype: str, links: _Links, out
             elif i >= len(b):
                 out.append(FieldChange(p, a[i], None, "only_a"))
             else:
-                _compare(a[i], b[i], p, key, etype, links, out)
+                _compare(a[i], b[i], p, key, etype, links, out, work)
         return
     if isinstance(a, Ref) and isinstance(b, Ref):
         if not links.check(a, b):
             out.append(FieldChange(path, str(a), str(b), "link"))
         return
+    if isinstance(a, CutText) or isinstance(b, CutText):
+        # Kept as its start and digest (past the text budget): the same text when the digests are.
+        if not (isinstance(a, str) and isinstance(b, str) and digest_of(a) == digest_of(b)):
+            out.append(FieldChange(path, a, b, "value", note=_cut_note(a, b)))
+        return
     if a == b and type(a) is type(b):
         return
+    if type(a) is float and type(b) is float and a != a and b != b:
+        return  # NaN in both
     if isinstance(a, str) and isinstance(b, str):
         if key in _JSON_KEYS or (key == "delta" and etype in _JSON_DELTAS):
             ja, jb = _loads(a), _loads(b)
             if ja is not _BAD and jb is not _BAD:
                 sub: list[FieldChange] = []
-                _compare(ja, jb, "", None, "", links, sub)
+                _compare(ja, jb, "", None, "", links, sub, work)
                 if sub:
                     out.append(FieldChange(path, a, b, "json", changes=sub))
                 return
         if key in _TEXT_KEYS or (key == "delta" and etype in TEXT_JOIN):
-            out.append(FieldChange(path, a, b, "text", words=word_diff(a, b)))
+            words, note = _word_diff(a, b, work)
+            out.append(FieldChange(path, a, b, "text", words=words, note=note))
             return
     out.append(FieldChange(path, a, b, "value"))
+
+
+def _cut_note(a: Any, b: Any) -> str:
+    sides = []
+    for side, v in (("A", a), ("B", b)):
+        if isinstance(v, CutText):
+            sides.append(f"{side} {v.chars:,} characters, sha256 {v.sha256[:16]}")
+        elif isinstance(v, str):
+            sides.append(f"{side} {len(v):,} characters, sha256 {digest_of(v)[:16]}")
+    return "too long to keep, shown cut, compared by SHA-256: " + "; ".join(sides)
 
 
 _BAD = object()
@@ -397,12 +596,15 @@ def _check_links(ea: Event, eb: Event, links: _Links) -> bool:
 
 
 # -------------------------------------------------------------------- driver
-def _type_pairs(run_a: list[int], run_b: list[int], ea: list[Event], eb: list[Event]) -> Iterator[tuple[int, int]]:
+def _type_pairs(
+    run_a: list[int], run_b: list[int], ea: list[Event], eb: list[Event], work: _Work
+) -> Iterator[tuple[int, int]]:
     ta = [ea[i].type for i in run_a]
     tb = [eb[j].type for j in run_b]
-    for blk in SequenceMatcher(None, ta, tb, autojunk=False).get_matching_blocks():
-        for k in range(blk.size):
-            yield run_a[blk.a + k], run_b[blk.b + k]
+    for op, i1, i2, j1, _ in _opcodes(ta, tb, work):
+        if op == "equal":
+            for k in range(i2 - i1):
+                yield run_a[i1 + k], run_b[j1 + k]
 
 
 def _by_turn(run: list[int], evs: list[Event]) -> list[list[int]]:
@@ -416,33 +618,39 @@ def _by_turn(run: list[int], evs: list[Event]) -> list[list[int]]:
     return groups
 
 
-def _pair_by_type(run_a: list[int], run_b: list[int], ea: list[Event], eb: list[Event]) -> Iterator[tuple[int, int]]:
+def _pair_by_type(
+    run_a: list[int], run_b: list[int], ea: list[Event], eb: list[Event], work: _Work | None = None
+) -> Iterator[tuple[int, int]]:
     """Pair unmatched events of the same type, in order.
 
     A long stretch (two reruns where every audio hash and transcript differs)
     is first cut into turns, turns are aligned on their sequence of event
     types, then events are paired inside each pair of turns: near-linear
     where a flat alignment of thousands of repeated types would not be.
+    Each alignment is bounded (:func:`_opcodes`): one turn of 20,000 events
+    of one type pairs in linear time too.
     """
+    work = work or _Work()
     if len(run_a) + len(run_b) <= _AUTOJUNK_ABOVE:
-        yield from _type_pairs(run_a, run_b, ea, eb)
+        yield from _type_pairs(run_a, run_b, ea, eb, work)
         return
     ga, gb = _by_turn(run_a, ea), _by_turn(run_b, eb)
     ka = [tuple(ea[i].type for i in g) for g in ga]
     kb = [tuple(eb[j].type for j in g) for g in gb]
-    for op, i1, i2, j1, j2 in SequenceMatcher(None, ka, kb, autojunk=False).get_opcodes():
+    for op, i1, i2, j1, j2 in _opcodes(ka, kb, work):
         if op in ("equal", "replace"):
             for x, y in zip(range(i1, i2), range(j1, j2)):
-                yield from _type_pairs(ga[x], gb[y], ea, eb)
+                yield from _type_pairs(ga[x], gb[y], ea, eb, work)
 
 
 def _pair_direction(
-    direction: str, ea: list[Event], eb: list[Event]
+    direction: str, ea: list[Event], eb: list[Event], work: _Work | None = None
 ) -> tuple[list[tuple[Event, Event, bool]], list[EventChange]]:
     """Matched pairs (a, b, same signature) and the unmatched events."""
+    work = work or _Work()
     pairs: list[tuple[Event, Event, bool]] = []
     unmatched: list[EventChange] = []
-    steps = align([e.sig for e in ea], [e.sig for e in eb])
+    steps = align([e.sig for e in ea], [e.sig for e in eb], work)
     run_a: list[int] = []
     run_b: list[int] = []
 
@@ -451,7 +659,7 @@ def _pair_direction(
             return
         used_a: set[int] = set()
         used_b: set[int] = set()
-        for ia, ib in _pair_by_type(run_a, run_b, ea, eb):
+        for ia, ib in _pair_by_type(run_a, run_b, ea, eb, work):
             used_a.add(ia)
             used_b.add(ib)
             pairs.append((ea[ia], eb[ib], False))
@@ -528,13 +736,20 @@ def diff_normalized(
     for side, n in (("A", na), ("B", nb)):
         if n.meta.get("truncated"):
             notes.append(f"{side} was cut short (recorder stopped mid-session): compared up to the cut")
+        if n.cut:
+            notes.append(
+                f"{side}: {n.cut:,} long text{'s' if n.cut != 1 else ''} kept only as {'their' if n.cut != 1 else 'its'} "
+                f"start and SHA-256 (past {_normalize.TEXT_BUDGET:,} characters of text, or a message that is no "
+                f"JSON over 2,000 characters): shown cut with \u2026, compared in full by hash"
+            )
 
     links = _Links()
+    work = _Work()
     all_pairs: list[tuple[Event, Event, bool]] = []
     events: list[EventChange] = []
     counts: dict[str, dict[str, int]] = {}
     for direction, ea, eb in (("client", client_a, client_b), ("server", server_a, server_b)):
-        pairs, unmatched = _pair_direction(direction, ea, eb)
+        pairs, unmatched = _pair_direction(direction, ea, eb, work)
         all_pairs.extend(pairs)
         events.extend(unmatched)
         counts[direction] = {"a": len(ea), "b": len(eb), "changed": 0,
@@ -546,7 +761,7 @@ def diff_normalized(
         if same and _check_links(ea_, eb_, links):
             continue
         changes: list[FieldChange] = []
-        _compare(ea_.body, eb_.body, "", None, ea_.type, links, changes)
+        _compare(ea_.body, eb_.body, "", None, ea_.type, links, changes, work)
         if changes:
             events.append(EventChange("changed", ea_.direction, ea_.type, ea_, eb_, changes))
     for direction, c in counts.items():

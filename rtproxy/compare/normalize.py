@@ -54,6 +54,10 @@ __all__ = [
     "Normalized",
     "normalize",
     "REF_RE",
+    "CutText",
+    "TEXT_BUDGET",
+    "text_digest",
+    "digest_of",
 ]
 
 #: What is not compared unless ``--keep`` says otherwise. A pattern is a field
@@ -132,6 +136,59 @@ class Ref(str):
     __slots__ = ()
 
 
+#: Characters of text one recording keeps in full, over all its events: the
+#: strings longer than :data:`LONG_TEXT` and the joined deltas. A real session
+#: holds a few MB at most; a crafted one (100,000 events of 20 kB each from a
+#: 1 MB file) would need gigabytes. Beyond it a long text is a :class:`CutText`.
+TEXT_BUDGET = 16 << 20
+#: Strings longer than this are charged to :data:`TEXT_BUDGET` and compared
+#: (in signatures) by their digest.
+LONG_TEXT = 256
+#: Characters of a :class:`CutText` shown.
+CUT_SHOW = 200
+
+
+def text_digest(text: str) -> str:
+    """SHA-256 of ``text`` as UTF-8 (a lone surrogate too), hex."""
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+class CutText(str):
+    """A long text kept only as its start (its value, ending in ``…``) with the
+    length and SHA-256 of the whole: two are the same text when their digests are.
+    """
+
+    chars: int
+    sha256: str
+
+    def __new__(cls, shown: str, chars: int, sha256: str) -> CutText:
+        self = super().__new__(cls, shown)
+        self.chars = chars
+        self.sha256 = sha256
+        return self
+
+    @classmethod
+    def of(cls, text: str, show: int = CUT_SHOW) -> CutText:
+        return cls(text[:show] + "…", len(text), text_digest(text))
+
+
+def digest_of(text: str) -> str:
+    """The digest a text is compared by: that of the whole text, cut or not."""
+    return text.sha256 if isinstance(text, CutText) else text_digest(text)
+
+
+def _idkey(value: Any) -> Any:
+    """An id as a dict key: a crafted id of 20 kB is kept as its digest."""
+    if type(value) is str and len(value) > LONG_TEXT:
+        return ("sha256", text_digest(value))
+    return value
+
+
+def _long_key(key: str) -> str:
+    """A dict key longer than :data:`LONG_TEXT` (no real event has one): its start and digest."""
+    return f"{key[:CUT_SHOW]}…(sha256 {text_digest(key)[:16]})"
+
+
 _SEG_RE = re.compile(r"\[(\*|\d+)\]|(?:^|\.)([^.\[\]]+)")
 
 
@@ -171,6 +228,7 @@ class PathRules:
             canonical_event_type(p) for p in self.keep
         }
         self._cache: dict[tuple[Any, Any], tuple[tuple[tuple[int, int], ...], bool | None, bool]] = {}
+        self._cache_max = 1 << 16
         self.start = self._closure(tuple((i, 0) for i in range(len(self._patterns))))
 
     def _closure(self, states: tuple[tuple[int, int], ...]) -> tuple[tuple[int, int], ...]:
@@ -222,7 +280,8 @@ class PathRules:
             elif done and verdict is None:
                 verdict = True
         res = (new, verdict, keep_alive)
-        self._cache[key] = res
+        if len(self._cache) < self._cache_max:  # a crafted file has millions of keys
+            self._cache[key] = res
         return res
 
 
@@ -240,12 +299,13 @@ class Event:
     """1 + the number of ``response.done`` seen before this event."""
     key: tuple[int, int] = (0, 0)
     sig: str = ""
-    """The body as JSON with ids reduced to their kind: equal for equivalent events."""
+    """The body as JSON with ids reduced to their kind and long texts to their
+    digest (a digest of that when long): equal for equivalent events."""
     refs: tuple[str, ...] = ()
     """The symbolic ids in the body, in document order."""
     messages: int = 1
     _join: Any = None
-    _raw: Any = None
+    _long: bool = False
 
     @property
     def t_ms(self) -> float:
@@ -288,6 +348,9 @@ class Normalized:
     messages: int = 0
     path: str | None = None
     """The file, when read from one."""
+    cut: int = 0
+    """Texts kept only as a :class:`CutText` (beyond :data:`TEXT_BUDGET`, or a
+    message that is no JSON longer than 2000 characters)."""
 
 
 #: Packed audio gathered, over all joins, before it is unpacked and hashed:
@@ -351,7 +414,7 @@ class _Join:
     was chunked.
     """
 
-    __slots__ = ("texts", "nbytes", "hasher", "fmt", "field", "pending", "audio")
+    __slots__ = ("texts", "nbytes", "hasher", "fmt", "field", "pending", "audio", "text_hash", "shown")
 
     def __init__(self, field_: str, fmt: AudioFormat | None, audio: _AudioHasher | None = None) -> None:
         self.field = field_
@@ -361,6 +424,30 @@ class _Join:
         self.fmt = fmt
         self.pending: list[bytes] = []
         self.audio = audio
+        # Joined text beyond the budget: its hash, length (nbytes, in characters) and start.
+        self.text_hash: Any = None
+        self.shown = ""
+
+    def add_text(self, value: str, nz: _Normalizer) -> None:
+        """One more piece of joined text, kept while ``nz``'s text budget lasts, then hashed."""
+        texts = self.texts
+        assert texts is not None
+        if self.text_hash is None:
+            if len(value) <= nz.left:
+                nz.left -= len(value)
+                texts.append(value)
+                return
+            whole = "".join(texts)
+            nz.left += len(whole)  # given back: from now on only the hash and start are kept
+            nz.cut += 1
+            self.text_hash = hashlib.sha256(whole.encode("utf-8", "surrogatepass"))
+            self.nbytes = len(whole)
+            self.shown = whole[:CUT_SHOW]
+            texts.clear()
+        self.text_hash.update(value.encode("utf-8", "surrogatepass"))
+        self.nbytes += len(value)
+        if len(self.shown) < CUT_SHOW:
+            self.shown += value[: CUT_SHOW - len(self.shown)]
 
     def add_audio(self, chunks: list[bytes], packed: bool) -> None:
         audio = self.audio
@@ -383,6 +470,8 @@ class _Join:
     def value(self) -> Any:
         """The joined text, or duration + hash (after :meth:`_AudioHasher.flush`)."""
         if self.texts is not None:
+            if self.text_hash is not None:
+                return CutText(self.shown + "…", self.nbytes, self.text_hash.hexdigest())
             return "".join(self.texts)
         assert self.fmt is not None and self.hasher is not None
         return {"ms": round(self.fmt.duration_ms(self.nbytes), 1), "sha256": self.hasher.hexdigest()[:16]}
@@ -417,7 +506,9 @@ def _fast_key(head: bytes, from_client: bool, append_run: int, cache: dict[bytes
     """
     fields = cache.get(head)
     if fields is None:
-        fields = _DROP if len(head) > 1024 or b"\\" in head else tuple(_KEY_FIELDS.findall(head))
+        if len(head) > 1024:
+            return None  # not cached: a crafted head may be megabytes
+        fields = _DROP if b"\\" in head else tuple(_KEY_FIELDS.findall(head))
         if len(cache) < _HEAD_CACHE:
             cache[head] = fields
     if fields is _DROP:
@@ -443,24 +534,44 @@ def _parse(head: bytes) -> dict[str, Any] | None:
 
 
 class _Normalizer:
-    def __init__(self, rules: PathRules) -> None:
+    def __init__(self, rules: PathRules, budget: int | None = None) -> None:
         self.rules = rules
-        self.ids: dict[str, Ref] = {}
+        self.ids: dict[Any, Ref] = {}
         self.counts: dict[str, int] = {}
+        self.left = TEXT_BUDGET if budget is None else budget
+        """Characters of long text still kept in full (:data:`TEXT_BUDGET`)."""
+        self.cut = 0
+        """Texts kept as a :class:`CutText`."""
+        self.longs = 0
+        """Long texts met so far: an event whose walk raised it gets a digest signature."""
 
     def ref(self, value: str, kind: str) -> Ref:
-        r = self.ids.get(value)
+        key = _idkey(value)
+        r = self.ids.get(key)
         if r is None:
             n = self.counts.get(kind, 0) + 1
             self.counts[kind] = n
-            r = self.ids[value] = Ref(f"{kind}#{n}")
+            r = self.ids[key] = Ref(f"{kind}#{n}")
         return r
+
+    def keep(self, text: str, show: int = CUT_SHOW) -> str:
+        """A text longer than :data:`LONG_TEXT`: itself while the budget lasts, else cut."""
+        self.longs += 1
+        if isinstance(text, CutText):
+            return text
+        if len(text) <= self.left:
+            self.left -= len(text)
+            return text
+        self.cut += 1
+        return CutText.of(text, show)
 
     def walk(self, value: Any, states: Any, ignored: bool, key: Any, parent: Any) -> Any:
         if isinstance(value, dict):
             out: dict[str, Any] = {}
             step = self.rules.step
             for k, v in value.items():
+                if len(k) > LONG_TEXT:
+                    k = _long_key(k)
                 st, verdict, keep_alive = step(states, k)
                 ig = ignored if verdict is None else verdict
                 if ig and not keep_alive:
@@ -493,7 +604,19 @@ class _Normalizer:
                 kind = _ID_PARENTS.get(parent) or _ID_PREFIXES.get(value.split("_", 1)[0], "id")
             if kind is not None:
                 return self.ref(value, kind)
+            if len(value) > LONG_TEXT or type(value) is CutText:
+                return self.keep(value)
         return value
+
+    def walk_field(self, body: dict[str, Any], key: str, value: Any) -> None:
+        """Add ``key: value`` to a top-level ``body`` as :meth:`body` would have walked it."""
+        st, verdict, keep_alive = self.rules.step(self.rules.start, key)
+        ig = False if verdict is None else verdict
+        if ig and not keep_alive:
+            return
+        r = self.walk(value, st, ig, key, None)
+        if r is not _DROP:
+            body[key] = r
 
     def body(self, obj: dict[str, Any]) -> dict[str, Any]:
         r = self.walk(obj, self.rules.start, False, None, None)
@@ -549,10 +672,10 @@ def normalize(
     fast_joins: dict[Any, Event] = {}
     audio = _AudioHasher()
     head_keys: dict[bytes, Any] = {}
-    anchors: dict[str, int] = {}
+    anchors: dict[Any, int] = {}
     anchor_sub: dict[int, int] = {}
     turns: list[Turn] = []
-    turn_by_resp: dict[str, Turn] = {}
+    turn_by_resp: dict[Any, Turn] = {}
     current: Turn | None = None
     pending_input: int | None = None
     pending_create: int | None = None
@@ -592,8 +715,16 @@ def normalize(
         obj = _parse(head)
         if obj is None:
             text = m.text
-            body = {"type": "(not json)", "text": text if len(text) <= 2000 else text[:2000] + "…"}
-            events[direction].append(Event(direction, "(not json)", body, n, m.t_ns, done_count + 1, (seq, 0)))
+            long_ = len(text) > LONG_TEXT
+            if len(text) > _NOT_JSON_SHOW:
+                nz.cut += 1
+                text = CutText.of(text, _NOT_JSON_SHOW)
+            elif long_:
+                text = nz.keep(text)
+            body = {"type": "(not json)", "text": text}
+            events[direction].append(
+                Event(direction, "(not json)", body, n, m.t_ns, done_count + 1, (seq, 0), _long=long_)
+            )
             continue
         raw_type = obj.get("type")
         t = m.t_ns
@@ -613,7 +744,7 @@ def normalize(
         if typ in _JOINABLE and (typ != APPEND or from_client):
             if not from_client and typ in OUTPUT_DELTAS:
                 rid = obj.get("response_id")
-                tr = turn_by_resp.get(rid, current) if type(rid) is str else current
+                tr = turn_by_resp.get(_idkey(rid), current) if type(rid) is str else current
                 if tr is not None and tr.first_output_ns is None:
                     tr.first_output_ns = t
             if typ in ignored_types:
@@ -623,7 +754,7 @@ def normalize(
                 fld = "audio"
             else:
                 # Ids as the view checks them: a list or an object is no id (and no dict key).
-                jkey = (direction, typ, ident(obj.get("response_id")), ident(obj.get("item_id")),
+                jkey = (direction, typ, _idkey(ident(obj.get("response_id"))), _idkey(ident(obj.get("item_id"))),
                         integer(obj.get("content_index")))
                 fld = "delta"
             ev = joins.get(jkey)
@@ -634,9 +765,10 @@ def normalize(
                 else:
                     join = _Join(fld, formats.for_side(from_client), audio)
                 # Walk now so ids get their ordinals in order of appearance.
+                longs = nz.longs
                 ev = Event(direction, typ, nz.body(obj), n, t, done_count + 1, (seq, 0))
+                ev._long = nz.longs != longs
                 ev._join = join
-                ev._raw = obj
                 joins[jkey] = ev
                 events[direction].append(ev)
                 if typ.startswith(_INPUT_TRANSCRIPTION):
@@ -649,7 +781,7 @@ def normalize(
                 fast_joins[fkey] = ev
             if join.texts is not None:
                 if type(value) is str:
-                    join.texts.append(value)
+                    join.add_text(value, nz)
             elif chunks:
                 join.add_audio(chunks, is_packed)
             elif type(value) is str and value:
@@ -680,12 +812,12 @@ def normalize(
                 )
                 turns.append(current)
                 if isinstance(rid, str):
-                    turn_by_resp[rid] = current
+                    turn_by_resp[_idkey(rid)] = current
                 pending_input = pending_create = None
             elif typ == "response.done":
                 resp = obj.get("response")
                 rid = resp.get("id") if isinstance(resp, dict) else None
-                tr = turn_by_resp.get(rid, current) if isinstance(rid, str) else current
+                tr = turn_by_resp.get(_idkey(rid), current) if isinstance(rid, str) else current
                 if tr is not None:
                     tr.done_ns = t
                 done_count += 1
@@ -697,8 +829,9 @@ def normalize(
             _fill_audio(obj, m.audio if is_packed else chunks, formats.for_side(from_client))
         if from_client and isinstance(obj.get("event_id"), str) and obj["event_id"]:
             nz.ref(obj["event_id"], "event")  # so error.event_id can point at it
+        longs = nz.longs
         body = nz.body(obj)
-        ev = Event(direction, typ, body, n, t, turn_no, (seq, 0))
+        ev = Event(direction, typ, body, n, t, turn_no, (seq, 0), _long=nz.longs != longs)
         events[direction].append(ev)
         if not from_client:
             if typ.startswith(_INPUT_TRANSCRIPTION):
@@ -706,32 +839,62 @@ def normalize(
             else:
                 item = obj.get("item")
                 for iid in (obj.get("item_id"), item.get("id") if isinstance(item, dict) else None):
-                    if isinstance(iid, str) and iid not in anchors:
-                        anchors[iid] = seq
+                    if isinstance(iid, str) and _idkey(iid) not in anchors:
+                        anchors[_idkey(iid)] = seq
 
     audio.flush()
     for ev in joins.values():
-        raw = ev._raw
         join = ev._join
-        raw[join.field] = join.value()
-        ev.body = nz.body(raw)
-        ev._raw = ev._join = None
+        value = join.value()
+        if type(value) is str:
+            nz.left += len(value)  # charged piece by piece: the walk charges it again if long
+        longs = nz.longs
+        nz.walk_field(ev.body, join.field, value)
+        ev._long = ev._long or nz.longs != longs
+        ev._join = None
     out: dict[str, list[Event]] = {}
     for direction, evs in events.items():
         evs.sort(key=lambda e: e.key)
         for ev in evs:
             dumped = _dumps(ev.body)
             ev.refs = tuple(REF_RE.findall(dumped))
-            ev.sig = REF_RE.sub(lambda mm: '"' + mm.group(1).split("#")[0] + '#"', dumped) if ev.refs else dumped
+            if ev._long:
+                # A long text is its digest: a text cut in one run equals the whole one in the other.
+                dumped = _dumps(_digested(ev.body))
+            sig = REF_RE.sub(_blank_ordinal, dumped) if ev.refs else dumped
+            if len(sig) > _SIG_MAX:
+                sig = "#" + hashlib.blake2b(sig.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+            ev.sig = sig
         out[direction] = evs
     meta = _meta(header or {}, handshake)
     flavour = "beta" if beta else ("ga" if ga else None)
-    return Normalized(out["client"], out["server"], turns, meta, flavour, n)
+    return Normalized(out["client"], out["server"], turns, meta, flavour, n, cut=nz.cut)
 
 
-def _place_transcription(ev: Event, obj: dict[str, Any], anchors: dict[str, int], subs: dict[int, int]) -> None:
+#: Signatures longer than this are kept as a digest (they are only compared).
+_SIG_MAX = 64
+#: Characters of a message that is no JSON shown and kept (the rest: a digest).
+_NOT_JSON_SHOW = 2000
+
+
+def _blank_ordinal(m: re.Match[str]) -> str:
+    return '"' + m.group(1).split("#")[0] + '#"'
+
+
+def _digested(value: Any) -> Any:
+    """``value`` with each text longer than :data:`LONG_TEXT` replaced by its digest."""
+    if isinstance(value, dict):
+        return {k: _digested(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_digested(v) for v in value]
+    if isinstance(value, str) and (len(value) > LONG_TEXT or type(value) is CutText):
+        return "\u0000sha256:" + digest_of(value)
+    return value
+
+
+def _place_transcription(ev: Event, obj: dict[str, Any], anchors: dict[Any, int], subs: dict[int, int]) -> None:
     iid = obj.get("item_id")
-    a = anchors.get(iid) if isinstance(iid, str) else None
+    a = anchors.get(_idkey(iid)) if isinstance(iid, str) else None
     if a is None:
         return
     k = subs.get(a, 0) + 1

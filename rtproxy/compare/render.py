@@ -11,6 +11,7 @@ only escapes in the text report are the colours ``style`` adds.
 from __future__ import annotations
 
 import json
+import math
 from typing import Any, Callable
 
 from rtproxy.compare.core import DiffResult, EventChange, FieldChange, TimingChange
@@ -91,6 +92,13 @@ def _word_line(words: list[list[str]], style: Style) -> str:
 
 
 def _field_lines(c: FieldChange, style: Style, seen: set[tuple[str, str]], indent: str) -> list[str]:
+    lines = _field_lines_only(c, style, seen, indent)
+    if c.note:
+        lines[0] += f" ({visible(c.note)})"
+    return lines
+
+
+def _field_lines_only(c: FieldChange, style: Style, seen: set[tuple[str, str]], indent: str) -> list[str]:
     path = visible(c.path or "(event)")
     if c.kind == "text":
         key = (c.a, c.b)
@@ -220,6 +228,13 @@ def _md_code(v: Any, limit: int = 160) -> str:
 
 
 def _md_field(c: FieldChange, indent: str) -> list[str]:
+    lines = _md_field_only(c, indent)
+    if c.note:
+        lines[0] += f" ({visible(c.note)})"
+    return lines
+
+
+def _md_field_only(c: FieldChange, indent: str) -> list[str]:
     path = f"`{visible(c.path or '(event)')}`"
     if c.kind == "text":
         words = []
@@ -284,6 +299,24 @@ def render_markdown(r: DiffResult) -> str:
 
 
 def render_json(r: DiffResult) -> str:
-    """``DiffResult.to_dict()`` as indented JSON, ASCII only (no control character
-    or lone surrogate reaches the output raw)."""
-    return json.dumps(r.to_dict(), ensure_ascii=True, indent=2, default=str) + "\n"
+    """``DiffResult.to_dict()`` as indented strict JSON, ASCII only (no control
+    character or lone surrogate reaches the output raw). NaN and infinities
+    quoted from a recording become null, as in ``show --json``: ``jq`` and
+    strict parsers reject ``NaN``."""
+    d = r.to_dict()
+    try:
+        return json.dumps(d, ensure_ascii=True, indent=2, default=str, allow_nan=False) + "\n"
+    except ValueError:
+        return json.dumps(_finite(d), ensure_ascii=True, indent=2, default=str, allow_nan=False) + "\n"
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with every NaN or infinity replaced by None (any depth: bodies
+    nest up to 200 deep, more than :func:`rtproxy.protocol.values.jsonable` copies)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
