@@ -15,6 +15,7 @@ from rtproxy.check.finding import Finding, severity_rank
 from rtproxy.check.options import Options, select_codes
 from rtproxy.check.rules import RULES, RUN_ORDER, Rule
 from rtproxy.check.state import SessionState
+from rtproxy.check.vocab import KNOWN_TYPES
 from rtproxy.protocol.events import canonical_event_type, parse_event
 from rtproxy.view.events import Event, audio_event_head
 from rtproxy.view.events import open as open_recording
@@ -80,6 +81,13 @@ class _Fed:
 #: never answered, one event type each...) would make one per event, and hold them.
 MAX_FINDINGS_PER_CODE = 1000
 
+#: Event types outside the protocol whose route (and first event) a check remembers; the
+#: protocol's own are always remembered. Others, and names longer than
+#: :data:`MAX_TYPE_CHARS`, are routed afresh at each event: a crafted file of 300,000
+#: distinct 10 KB type names once made a check hold all 3 GB of them.
+MAX_OTHER_TYPES = 256
+MAX_TYPE_CHARS = 200
+
 
 class Checker:
     """Feed events in order with :meth:`feed`; :meth:`finish` returns every finding
@@ -95,6 +103,7 @@ class Checker:
         self._counts: dict[tuple[str, str], int] = {}
         self._left_out: dict[tuple[str, str], tuple[int, Finding]] = {}  # -> (how many, the first)
         self._dispatch: dict[tuple[str | None, bool], tuple[str | None, list[Rule], int]] = {}
+        self._other_types = 0
 
     def _route(self, ev: Any) -> tuple[str | None, list[Rule], int]:
         typ, client = ev.type, ev.from_client
@@ -103,6 +112,12 @@ class Checker:
         mode = (_NONE if typ is None else _APPEND if ctype == "input_audio_buffer.append"
                 else _DELTA if ctype == "response.output_audio.delta" else _PARSE)
         route = (ctype, rules, mode)
+        if typ is None or typ in KNOWN_TYPES:
+            pass
+        elif self._other_types < MAX_OTHER_TYPES and len(typ) <= MAX_TYPE_CHARS:
+            self._other_types += 1
+        else:
+            return route  # not remembered
         self._dispatch[(typ, client)] = route
         self.state.first_of[("client" if client else "server", typ)] = ev
         return route
@@ -140,7 +155,7 @@ class Checker:
             try:
                 res = r.feed(ev, ctype, obj, st)
             except Exception as exc:  # noqa: BLE001 - a rule must never stop a check
-                res = [_internal(r, exc, ev.index, ev.t)]
+                res = [_internal(r, exc, ev.index, ev.t, ev.type)]
             if res:
                 self._add(res)
         st.apply(ev, ctype, obj)
@@ -182,10 +197,10 @@ class Checker:
                 self._left_out[key] = (1, f) if held is None else (held[0] + 1, held[1])
 
 
-def _internal(rule: Rule, exc: Exception, index: int | None, t: float) -> Finding:
+def _internal(rule: Rule, exc: Exception, index: int | None, t: float, etype: str | None = None) -> Finding:
     return Finding("RT000", "warning", "internal error in a rule",
                    f"{rule.code} failed on this event ({type(exc).__name__}: {exc}); please report it",
-                   t, index, None)
+                   t, index, etype)
 
 
 def filter_findings(

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+from bisect import bisect_right
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -87,6 +89,8 @@ class Resp:
     items: list[str] = field(default_factory=list)
     call_ids: list[str] = field(default_factory=list)
     audio_ms: float = 0.0
+    item_set: set[str] = field(default_factory=set, repr=False)
+    """The ids in :attr:`items` (a crafted response announces 100,000 items)."""
 
     @property
     def open(self) -> bool:
@@ -144,6 +148,10 @@ class SessionState:
         self.transcription: bool | None = None
         """Input transcription configured (None: the session never said)."""
         self.responses: dict[str, Resp] = {}
+        self._resp_order: list[Resp] = []
+        self._resp_index: list[int] = []
+        """The responses in order of first appearance, and their (increasing) indices."""
+        self._resp_sorted = True
         self.open: dict[str, Resp] = {}
         self.last_response: Resp | None = None
         self.items: dict[str, Item] = {}
@@ -153,7 +161,7 @@ class SessionState:
         self.client_by_event_id: dict[str, tuple[int, str | None, float]] = {}
         self.last_client: tuple[int, str | None, float] | None = None
         self.last_create: tuple[int, float] | None = None
-        self.pending_creates: list[int] = []
+        self.pending_creates: deque[int] = deque()
         """response.create indices not matched to a response.created yet."""
         self.input_ms = 0.0
         """Input audio appended since the last commit / clear / committed."""
@@ -169,15 +177,31 @@ class SessionState:
         self.end_t = 0.0
         self.last_index: int | None = None
         self.nbytes = 0
-        self.first_of: dict[tuple[str, str | None], Any] = {}
-        """The first event of each (side, type), in order of first appearance."""
         """Decoded audio bytes of the event being looked at (appends and audio deltas; else 0)."""
+        self.first_of: dict[tuple[str, str | None], Any] = {}
+        """The first event of each (side, type), in order of first appearance: every type
+        the protocol defines, and the first few others (``engine.MAX_OTHER_TYPES``)."""
 
     # ------------------------------------------------------------ lookups
     def cause_of(self, err: dict[str, str | None]) -> tuple[int, str | None, float] | None:
         """The client event an error names by event_id, else None."""
         eid = err.get("event_id")
         return self.client_by_event_id.get(eid) if eid else None
+
+    def first_response_after(self, index: int) -> Resp | None:
+        """The first response that appeared after event ``index``, else None."""
+        if not self._resp_sorted:  # events fed out of order: look at each
+            return next((r for r in self._resp_order if r.index > index), None)
+        k = bisect_right(self._resp_index, index)
+        return self._resp_order[k] if k < len(self._resp_order) else None
+
+    def _new_response(self, rid: str, i: int, t: float) -> Resp:
+        resp = self.responses[rid] = Resp(rid, i, t)
+        if self._resp_index and i < self._resp_index[-1]:
+            self._resp_sorted = False
+        self._resp_order.append(resp)
+        self._resp_index.append(i)
+        return resp
 
     def explain(self, index: int) -> None:
         self.explained.add(index)
@@ -243,18 +267,19 @@ class SessionState:
         elif ctype == "response.created":
             r = d(obj.get("response"))
             rid = s(r.get("id")) or f"#{i}"
-            resp = Resp(rid, i, t)
-            if self.pending_creates:
-                resp.create_index = self.pending_creates.pop(0)
-            self.responses.setdefault(rid, resp)
-            self.open[rid] = self.responses[rid]
-            self.last_response = self.responses[rid]
+            create_index = self.pending_creates.popleft() if self.pending_creates else None
+            resp = self.responses.get(rid)
+            if resp is None:
+                resp = self._new_response(rid, i, t)
+                resp.create_index = create_index
+            self.open[rid] = resp
+            self.last_response = resp
         elif ctype == "response.done":
             r = d(obj.get("response"))
             rid = s(r.get("id")) or (self.last_response.id if self.last_response else f"#{i}")
             found = self.responses.get(rid)
             if found is None:
-                found = self.responses[rid] = Resp(rid, i, t)
+                found = self._new_response(rid, i, t)
             resp = found
             resp.done_count += 1
             if resp.done_index is None:
@@ -281,8 +306,10 @@ class SessionState:
                     it.kind = it.kind or s(item.get("type"))
                     it.role = it.role or s(item.get("role"))
                     it.response_id = it.response_id or orid
-                if orid and orid in self.responses and iid not in self.responses[orid].items:
-                    self.responses[orid].items.append(iid)
+                owner = self.responses.get(orid) if orid else None
+                if owner is not None and iid not in owner.item_set:
+                    owner.item_set.add(iid)
+                    owner.items.append(iid)
             if ctype == "response.output_item.done":
                 self._note_call(item, i, t, orid, ev.type)
         elif ctype == "input_audio_buffer.committed":

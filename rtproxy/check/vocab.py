@@ -19,4 +19,7 @@ from rtproxy.protocol.events import (
     SERVER_EVENTS as SERVER_TYPES,
 )
 
-__all__ = ["CLIENT_TYPES", "SERVER_TYPES", "BETA_ONLY_SERVER", "GA_ONLY_SERVER", "BETA_ONLY_CLIENT"]
+__all__ = ["CLIENT_TYPES", "SERVER_TYPES", "BETA_ONLY_SERVER", "GA_ONLY_SERVER", "BETA_ONLY_CLIENT", "KNOWN_TYPES"]
+
+#: Every event type either protocol defines, from either side.
+KNOWN_TYPES: frozenset[str] = CLIENT_TYPES | SERVER_TYPES

@@ -4,6 +4,7 @@ message size (RT015), echo (RT019), VAD turns that never end (RT020)."""
 from __future__ import annotations
 
 import re
+from collections import deque
 from typing import Any
 
 from rtproxy.check.finding import Finding
@@ -268,7 +269,7 @@ audio/pcm, and check session.updated echoes what you asked for.
 
     def __init__(self, options: Any) -> None:
         super().__init__(options)
-        self.asked: list[tuple[Any, AudioFormat | None, AudioFormat | None]] = []
+        self.asked: deque[tuple[Any, AudioFormat | None, AudioFormat | None]] = deque()
         self.odd: list[Any] = []
         self.seg_start: float | None = None
         self.seg_first: int | None = None
@@ -324,7 +325,7 @@ audio/pcm, and check session.updated echoes what you asked for.
         if ctype in ("session.updated", "transcription_session.updated"):
             if not self.asked:
                 return None
-            upd, a_in, a_out = self.asked.pop(0)
+            upd, a_in, a_out = self.asked.popleft()
             e_in, e_out = audio_format_from_session(d(o.get("session")))
             for side, a, e in (("input", a_in, e_in), ("output", a_out, e_out)):
                 if a is not None and e is not None and a != e:
@@ -508,7 +509,7 @@ playing, or raise the VAD threshold / use semantic VAD with low eagerness.
         if not tr or not self.last_assistant or len(tr) < 12:
             return None
         if self._last_norm is None:
-            self._last_norm = _norm(self.last_assistant)
+            self._last_norm = _echo_window(_norm(self.last_assistant))
         if _norm(tr) in self._last_norm:
             return [self.on(ev, f"user transcript {q(tr)} repeats the assistant's last answer", severity="info")]
         return None
@@ -516,9 +517,22 @@ playing, or raise the VAD threshold / use semantic VAD with low eagerness.
 
 _PUNCT = re.compile(r"[^\w\s]+")
 
+#: Characters of the assistant's (normalized) transcript a user transcript is looked
+#: for in, from its start and from its end. A spoken answer is a few thousand; a
+#: crafted 10 MB one searched once per user transcript made the check hang.
+ECHO_WINDOW_CHARS = 16_000
+
 
 def _norm(text: str) -> str:
     return " ".join(_PUNCT.sub("", text.lower()).split())
+
+
+def _echo_window(norm: str) -> str:
+    """A normalized transcript, or its first and last :data:`ECHO_WINDOW_CHARS` when
+    longer, joined by a NUL (which no normalized text holds, so nothing matches across it)."""
+    if len(norm) <= 2 * ECHO_WINDOW_CHARS:
+        return norm
+    return norm[:ECHO_WINDOW_CHARS] + "\0" + norm[-ECHO_WINDOW_CHARS:]
 
 
 class SpeechNeverStopped(Rule):

@@ -70,7 +70,7 @@ with eager VAD.
             return [self.on(ev, f"empty transcript for item {iid}", rel, "info")]
         if iid in self.committed:
             cev = self.committed[iid][0]
-            reply = next((r for r in st.responses.values() if r.index > cev.index), None)
+            reply = st.first_response_after(cev.index)
             if reply is not None and reply.done_index is not None and reply.done_index < ev.index:
                 return [self.on(ev, f"transcript of item {iid} arrived after the reply (response {reply.id} done "
                                     f"at #{reply.done_index})", rel + [reply.done_index], "info")]
@@ -180,7 +180,7 @@ Restore assistant turns as text (their transcript), not audio.
             return None
         content = item.get("content")
         parts = [d(c) for c in content] if isinstance(content, list) else []
-        if parts and all(p.get("type") in _AUDIO_PARTS and not s(p.get("transcript")) and not s(p.get("text"))
+        if parts and all(s(p.get("type")) in _AUDIO_PARTS and not s(p.get("transcript")) and not s(p.get("text"))
                          for p in parts):
             self.last = ev.index
             return [self.on(ev, "assistant message created with audio content only: the API cannot populate "

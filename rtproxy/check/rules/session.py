@@ -4,6 +4,7 @@ timeout (RT011), the connection and every other error (RT017)."""
 from __future__ import annotations
 
 import json
+from collections import OrderedDict
 from typing import Any, Iterator
 
 from rtproxy.check.finding import Finding
@@ -12,6 +13,13 @@ from rtproxy.check.state import SessionState, d, error_fields, num, s
 from rtproxy.check.vocab import BETA_ONLY_SERVER, CLIENT_TYPES, GA_ONLY_SERVER, SERVER_TYPES
 
 __all__ = ["SessionUpdateRejected", "ProtocolDialect", "SessionExpiry", "ConnectionAndErrors"]
+
+#: Unknown event types reported one by one (one finding each); events of any further
+#: type, or of a type name longer than MAX_UNKNOWN_TYPE_CHARS, are counted in one more.
+MAX_UNKNOWN_TYPES = 200
+MAX_UNKNOWN_TYPE_CHARS = 200
+_KEPT = 10
+"""Events kept per unknown type (the first is the finding's, the next ones related)."""
 
 _NOT_COMPARED = ("model", "id", "object", "expires_at", "client_secret", "type", "format", "tracing")
 
@@ -88,13 +96,14 @@ session.updated; change the voice only before any assistant audio.
 
     def __init__(self, options: Any) -> None:
         super().__init__(options)
-        self.pending: list[tuple[Any, str | None, dict[str, Any]]] = []
+        self.pending: OrderedDict[int, tuple[Any, str | None, dict[str, Any]]] = OrderedDict()
+        """The updates not acknowledged yet, by event index (oldest first)."""
 
     def feed(self, ev: Any, ctype: str | None, obj: dict[str, Any] | None, st: SessionState) -> list[Finding] | None:
         o = d(obj)
         if ctype in ("session.update", "transcription_session.update"):
             sess = d(o.get("session"))
-            self.pending.append((ev, s(o.get("event_id")), sess))
+            self.pending[ev.index] = (ev, s(o.get("event_id")), sess)
             v = _voice(sess)
             if v is not ... and st.effective is not None and st.audio_out_ms > 0:
                 cur = _voice(st.effective)
@@ -106,7 +115,7 @@ session.updated; change the voice only before any assistant audio.
         if ctype in ("session.updated", "transcription_session.updated"):
             if not self.pending:
                 return None
-            upd, _, asked = self.pending.pop(0)
+            upd, _, asked = self.pending.popitem(last=False)[1]
             eff = d(o.get("session"))
             diffs = []
             for path, want in _leaves(asked, "session"):
@@ -128,13 +137,13 @@ session.updated; change the voice only before any assistant audio.
         cause = st.cause_of(err)
         hit = None
         if cause is not None:
-            hit = next((p for p in self.pending if p[0].index == cause[0]), None)
+            hit = self.pending.get(cause[0])
         elif param.startswith("session") or code == "cannot_update_voice" or (
                 st.last_client is not None and st.last_client[1] in ("session.update", "transcription_session.update")):
-            hit = self.pending[-1]
+            hit = self.pending[next(reversed(self.pending))]
         if hit is None:
             return None
-        self.pending.remove(hit)
+        del self.pending[hit[0].index]
         if "format" in param:
             return None  # RT006 reports refused formats
         st.explain(ev.index)
@@ -152,7 +161,7 @@ session.updated; change the voice only before any assistant audio.
 
     def finish(self, st: SessionState) -> list[Finding] | None:
         return [self.on(ev, "session.update never acknowledged: no session.updated or error followed",
-                        severity="warning") for ev, _, _ in self.pending]
+                        severity="warning") for ev, _, _ in self.pending.values()]
 
 
 class ProtocolDialect(Rule):
@@ -188,7 +197,10 @@ event types and log them.
 
     def __init__(self, options: Any) -> None:
         super().__init__(options)
-        self.unknown: dict[tuple[str, str], list[Any]] = {}
+        self.unknown: dict[tuple[str, str], tuple[list[Any], list[int]]] = {}
+        """(side, type) -> (its first events, [how many])."""
+        self.other_unknown: tuple[list[Any], list[int]] | None = None
+        """Events of unknown types past MAX_UNKNOWN_TYPES (or with very long names)."""
         self.not_json: list[Any] = []
         self.binary: list[Any] = []
         self.beta_at: Any = None
@@ -215,7 +227,7 @@ event types and log them.
             return None
         if client:
             if typ not in CLIENT_TYPES:
-                self.unknown.setdefault(("client", typ), []).append(ev)
+                self._unknown("client", typ, ev)
                 self.last_bad_client = ev.index
             elif typ == "session.update" and obj is not None:
                 sess = d(obj.get("session"))
@@ -223,7 +235,7 @@ event types and log them.
                     self.beta_update = ev
             return None
         if typ not in SERVER_TYPES:
-            self.unknown.setdefault(("server", typ), []).append(ev)
+            self._unknown("server", typ, ev)
         elif typ in ("session.created", "session.updated") and obj is not None:
             sess = d(obj.get("session"))
             if isinstance(sess.get("audio"), dict) or "output_modalities" in sess:
@@ -245,6 +257,18 @@ event types and log them.
                 st.explain(ev.index)
         return None
 
+    def _unknown(self, side: str, typ: str, ev: Any) -> None:
+        held = self.unknown.get((side, typ))
+        if held is None:
+            if len(self.unknown) < MAX_UNKNOWN_TYPES and len(typ) <= MAX_UNKNOWN_TYPE_CHARS:
+                held = self.unknown[(side, typ)] = ([], [0])
+            else:
+                held = self.other_unknown = self.other_unknown or ([], [0])
+        evs, n = held
+        if len(evs) < _KEPT:
+            evs.append(ev)
+        n[0] += 1
+
     def finish(self, st: SessionState) -> list[Finding] | None:
         out = []
         for (side, typ), first in st.first_of.items():
@@ -252,10 +276,16 @@ event types and log them.
                 self.beta_at = self.beta_at or first
             elif side == "server" and typ in GA_ONLY_SERVER:
                 self.ga_at = self.ga_at or first
-        for (side, typ), evs in self.unknown.items():
+        for (side, typ), (evs, (n,)) in self.unknown.items():
             out.append(self.on(evs[0], f"{side} event type {q(typ)} is in neither the GA nor the beta protocol"
-                                       + (f" ({len(evs)} times)" if len(evs) > 1 else ""),
-                               [e.index for e in evs[1:10]]))
+                                       + (f" ({n} times)" if n > 1 else ""),
+                               [e.index for e in evs[1:_KEPT]]))
+        if self.other_unknown is not None:
+            evs, (n,) = self.other_unknown
+            out.append(self.on(evs[0], f"{n} more event(s) of types in neither the GA nor the beta protocol (past "
+                                       f"the first {MAX_UNKNOWN_TYPES} such types, or with names over "
+                                       f"{MAX_UNKNOWN_TYPE_CHARS} characters), the first {evs[0].side} "
+                                       f"{q(evs[0].type)}", [e.index for e in evs[1:_KEPT]]))
         for evs, what in ((self.not_json, "text message(s) that are not JSON events"),
                           (self.binary, "binary message(s): the API speaks JSON text frames")):
             if evs:
