@@ -190,3 +190,33 @@ def test_distinct_type_names_are_not_all_kept(tmp_path: Path) -> None:
     assert any(m.startswith(f"{n} more event(s) of types in neither") for m in msgs)
     assert any("mixes beta (response.audio.delta" in m for m in msgs)
     assert len(msgs) == 3
+
+
+def test_long_event_ids_are_remembered_by_digest(tmp_path: Path) -> None:
+    """20,000 distinct client event_ids of 4 KB (80 MB of ids) once stayed in memory to the
+    end, as did every server duplicate's. Long ids are kept as digests: an error still
+    names the client event it names, a duplicated server event_id is still found."""
+    n, width = 20_000, 4_000
+    ids = [f"{k:08d}" + "e" * width for k in range(n)]
+    ev: list[tuple[float, str, Any]] = [(1, "client", {"type": "input_audio_buffer.clear", "event_id": i})
+                                        for i in ids]
+    ev += [(2, "server", {"type": "error", "event_id": "s" * width,
+                          "error": {"type": "invalid_request_error", "code": "x", "message": "m",
+                                    "event_id": ids[7]}}),
+           (3, "server", {"type": "rate_limits.updated", "event_id": "s" * width, "rate_limits": []})]
+    path = make_recording(tmp_path / "ids.rtrec", ev, redact=False)
+    rec = open_rec(path)
+    c = Checker()
+    tracemalloc.start()
+    try:
+        for e in rec.events():
+            c.feed(e)
+        held = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert held < 16 * 2**20, f"the check holds {held / 2**20:.0f} MiB after the events"
+    assert c.state.cause_of({"event_id": ids[7]}) == (7, "input_audio_buffer.clear", 0.001)
+    found = c.finish(rec.handshake, rec.close, rec.cut_short)
+    _no_internal(found)
+    (dup,) = [f for f in found if "seen twice" in f.message]
+    assert f"#{n} and #{n + 1}" in dup.message

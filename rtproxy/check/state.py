@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 from bisect import bisect_right
 from collections import deque
 from dataclasses import dataclass, field
@@ -39,6 +40,18 @@ CONTENT_EVENTS = frozenset({
 def s(v: Any) -> str | None:
     """``v`` if it is a str, else None."""
     return v if isinstance(v, str) else None
+
+
+#: Longest id kept as it is; a longer one is kept as its digest (:func:`id_key`).
+MAX_ID_CHARS = 64
+
+
+def id_key(v: str) -> str:
+    """An id as the check remembers it: itself, or a digest of it past :data:`MAX_ID_CHARS`
+    (a crafted session's 300,000 distinct event_ids of 10 KB would be 3 GB kept)."""
+    if len(v) <= MAX_ID_CHARS:
+        return v
+    return "\0" + hashlib.blake2b(v.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
 
 
 def d(v: Any) -> dict[str, Any]:
@@ -186,7 +199,7 @@ class SessionState:
     def cause_of(self, err: dict[str, str | None]) -> tuple[int, str | None, float] | None:
         """The client event an error names by event_id, else None."""
         eid = err.get("event_id")
-        return self.client_by_event_id.get(eid) if eid else None
+        return self.client_by_event_id.get(id_key(eid)) if eid else None
 
     def first_response_after(self, index: int) -> Resp | None:
         """The first response that appeared after event ``index``, else None."""
@@ -231,7 +244,7 @@ class SessionState:
                 return
             eid = s(obj.get("event_id"))
             if eid:
-                self.client_by_event_id[eid] = (i, ctype, t)
+                self.client_by_event_id[id_key(eid)] = (i, ctype, t)
             if ctype == "response.create":
                 self.last_create = (i, t)
                 self.pending_creates.append(i)

@@ -7,7 +7,7 @@ from typing import Any
 
 from rtproxy.check.finding import Finding
 from rtproxy.check.rules.base import Rule, q
-from rtproxy.check.state import SessionState, d, error_fields, s
+from rtproxy.check.state import SessionState, d, error_fields, id_key, s
 
 __all__ = ["UserTranscription", "UnannouncedItem", "AssistantAudioHistory", "DuplicateEvent"]
 
@@ -208,8 +208,9 @@ Deduplicate by event_id in the relay or client.
 
     def __init__(self, options: Any) -> None:
         super().__init__(options)
-        self.seen: dict[str, int] = {}
-        self.dups: list[tuple[Any, int, str]] = []
+        self.seen: dict[str, int] = {}  # id_key(event_id) -> first index
+        self.dups: list[tuple[Any, int, str]] = []  # the first ten (the id as shown)
+        self.n_dups = 0
 
     def wants(self, typ: str | None, ctype: str | None, from_client: bool) -> bool:
         return not from_client and typ is not None
@@ -220,16 +221,18 @@ Deduplicate by event_id in the relay or client.
         eid = obj.get("event_id")
         if not isinstance(eid, str):
             return None
-        first = self.seen.setdefault(eid, ev.index)
+        first = self.seen.setdefault(id_key(eid), ev.index)
         if first != ev.index:
-            self.dups.append((ev, first, eid))
+            self.n_dups += 1
+            if len(self.dups) < 10:
+                self.dups.append((ev, first, q(eid, 40)))
         return None
 
     def finish(self, st: SessionState) -> list[Finding] | None:
         if not self.dups:
             return None
         ev, first, eid = self.dups[0]
-        n = len(self.dups)
-        return [self.on(ev, f"server event_id {q(eid, 40)} seen twice: #{first} and #{ev.index}"
+        n = self.n_dups
+        return [self.on(ev, f"server event_id {eid} seen twice: #{first} and #{ev.index}"
                             + (f" ({n} duplicates in all)" if n > 1 else ""),
                         [first] + [e.index for e, _, _ in self.dups[1:10]])]
