@@ -137,3 +137,20 @@ def test_text_and_instructions_strip_sees_through_escapes_types_and_repeats() ->
     assert s.content(kept) == kept.content
     only_text = Stripper(StripOptions(text=True))
     assert b"S8" not in only_text.content(Message(0, True, True, b'{"type":"x","item":{"\\u0074ext":"S8"}}'))
+
+
+def test_strip_instructions_removes_prompts_too() -> None:
+    """A stored prompt's id and variables, and the transcription's prompt hint, say what the
+    session was told as instructions do; a tool's parameter called "prompt" stays."""
+    s = Stripper(StripOptions(instructions=True))
+    update = msg(True, {"type": "session.update", "session": {
+        "type": "realtime", "prompt": {"id": "pmpt_1", "variables": {"customer": "P1"}},
+        "audio": {"input": {"transcription": {"model": "gpt-4o-transcribe", "prompt": "P2"}}},
+        "tools": [{"type": "function", "name": "draw", "parameters": {
+            "type": "object", "properties": {"prompt": {"type": "string"}}}}]}})
+    out = json.loads(s.content(update))["session"]
+    assert out == {"type": "realtime", "audio": {"input": {"transcription": {"model": "gpt-4o-transcribe"}}},
+                   "tools": [{"type": "function", "name": "draw", "parameters": {
+                       "type": "object", "properties": {"prompt": {"type": "string"}}}}]}
+    created = msg(False, {"type": "response.create", "response": {"prompt": {"id": "pmpt_2"}, "instructions": "P3"}})
+    assert json.loads(s.content(created))["response"] == {}

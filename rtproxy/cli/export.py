@@ -88,7 +88,8 @@ def export(file: str, fmt: str, out: str | None, split: bool, audio: str | None,
 @click.option("-o", "--output", "out", required=True, metavar="OUT", help="The shareable copy (.rtrec).")
 @click.option("--strip-audio", is_flag=True, help="Audio becomes silence of the same length.")
 @click.option("--strip-text", is_flag=True, help="Transcripts, text, function arguments and outputs become placeholders.")
-@click.option("--strip-instructions", is_flag=True, help="Remove session and response instructions.")
+@click.option("--strip-instructions", is_flag=True, help="Remove session and response instructions, and prompts (a stored "
+              "prompt's variables, the transcription prompt).")
 def redact(file: str, out: str, strip_audio: bool, strip_text: bool, strip_instructions: bool) -> None:
     """Write a copy of a recording that is safe to attach to a bug report.
 

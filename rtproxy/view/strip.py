@@ -4,7 +4,7 @@
 formats) and returns the content to write in its place: audio replaced by
 silence of the same length, transcripts / text / function arguments and
 outputs (whatever their JSON type) and logprob tokens replaced by a placeholder,
-``instructions`` removed. JSON stays valid
+``instructions`` and ``prompt`` removed. JSON stays valid
 and every event keeps its type, ids and timing, so the copy still shows,
 replays and diffs. ``rtproxy redact`` writes the result with
 :class:`rtproxy.io.format.RecordingWriter`.
@@ -53,6 +53,9 @@ _PLACEHOLDER_BYTES = tuple(PLACEHOLDER.encode())
 _SCHEMA_KEYS = frozenset({"parameters", "input_schema"})
 # How far _strip is into a tool definition.
 _PLAIN, _IN_TOOLS, _IN_SCHEMA = 0, 1, 2
+# Members --strip-instructions removes: the instructions, and a prompt (a stored prompt's
+# id and variables, a transcription's prompt hint), which says as much.
+_INSTRUCTION_KEYS = frozenset({"instructions", "prompt"})
 # Events whose "delta" is text rather than audio.
 _TEXT_DELTA_EVENTS = frozenset(
     {
@@ -164,7 +167,7 @@ class Stripper:
         if isinstance(v, dict):
             out = {}
             for k, x in v.items():
-                if o.instructions and k == "instructions" and not (where == _IN_SCHEMA and isinstance(x, dict)):
+                if o.instructions and k in _INSTRUCTION_KEYS and not (where == _IN_SCHEMA and isinstance(x, dict)):
                     continue  # (a tool's parameter of that name stays)
                 if o.text:
                     if k == "delta" and parent == "" and canon in _TEXT_DELTA_EVENTS:
@@ -199,7 +202,7 @@ def _prefilters(o: StripOptions) -> tuple[re.Pattern[bytes] | None, ...]:
     some. Every branch starts with a quote, which the regex engine scans for quickly."""
     names = []
     if o.instructions:
-        names.append(b"instructions")
+        names += [b"instructions", b"prompt"]
     if o.text:
         names += [b"text", b"transcript", b"arguments", b"output", b"logprobs", b"top_logprobs"]
     if not names:
