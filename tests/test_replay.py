@@ -520,6 +520,29 @@ def test_a_session_update_may_come_after_the_events_recorded_after_it() -> None:
     assert "recording expected conversation.item.create" in d.message()
 
 
+def test_a_late_session_update_is_waited_for_a_second_not_the_whole_wait_timeout() -> None:
+    # The events after it came; its answer (and so every server message after it) waits
+    # for it. SDK tasks race by milliseconds: after a second it is given up, reported,
+    # and the rest goes out, however long --wait-timeout is.
+    msgs = [
+        ev(10, True, {"type": "session.update", "session": {"type": "realtime", "instructions": "x"}}),
+        ev(12, False, {"type": "session.updated"}),
+        ev(20, True, {"type": "response.create"}),
+        ev(30, False, {"type": "response.created"}),
+    ]
+    s = scheduler(msgs, wait_timeout_ns=10_000 * MS)
+    assert s.client_message(15 * MS, True, live({"type": "response.create"})) == []
+    assert drain(s, 500 * MS) == [] and s.next_deadline() == 1015 * MS
+    assert s.timeout(1000 * MS) == []
+    (d,) = s.timeout(1015 * MS)
+    assert d.message().startswith("divergence: nothing arrived within 1 s: recording expected session.update")
+    assert [t for _, t in drain(s, 2000 * MS)] == ["session.updated", "response.created"]
+    assert s.end(3000 * MS) == [] and len(s.divergences) == 1
+    # without a leap, the step waits the whole --wait-timeout
+    s2 = scheduler(msgs, wait_timeout_ns=10_000 * MS)
+    assert s2.next_deadline() == 10_010 * MS
+
+
 def test_appends_racing_a_conversation_item_create_are_no_divergence() -> None:
     item = {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "x"}]}
     msgs = [

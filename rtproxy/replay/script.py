@@ -60,6 +60,9 @@ WINDOW = 4
 #: Client events SDKs send from a task of their own (on open, on ``session.created``):
 #: one may come after up to :data:`WINDOW` of the events recorded after it.
 LATE_OK = frozenset({"session.update", "transcription_session.update"})
+#: How long after the first event taken ahead of a late :data:`LATE_OK` event the replay
+#: waits for it (or ``--wait-timeout``, if shorter): SDKs' tasks race by milliseconds.
+LATE_GRACE_NS = 1_000_000_000
 #: Client events a client sends from another task than its microphone's: input
 #: audio may overtake them, or follow them, by a few appends.
 RACES_AUDIO = frozenset(
@@ -410,6 +413,7 @@ class ReplayScheduler:
         self._early_ms = 0.0  # audio that came before the awaited event (RACES_AUDIO), for the next segment
         self._early: list[tuple[float, int]] = []
         self._leapt = False  # a live event matched one after the awaited one (WINDOW)
+        self._leap_ns: int | None = None  # when the first of them came
         self.substitute_enabled = substitute
         self.subs = Substitutions(server_rule, metadata=True)
         self.live_count = 0
@@ -506,6 +510,8 @@ class ReplayScheduler:
                     Divergence(index, offset_ms, exp, got, later.index, later.t_ns / 1e6, f"{typ} {path}")
                 )
             self._matched(later, obj, now_ns)
+            if not self._leapt:
+                self._leap_ns = now_ns
             self._leapt = True
             self._matched_at[later.ordinal] = now_ns
         elif same:
@@ -588,20 +594,35 @@ class ReplayScheduler:
         client message was due: the last sent step's due time plus the
         recorded gap from it to that client message.
         """
+        waiting = self._waiting()
+        return None if waiting is None else waiting[0]
+
+    def _waiting(self) -> tuple[int, int] | None:
+        """(deadline, ns waited by then) for :meth:`next_deadline`: ``wait_timeout_ns``
+        after the message was due, or :data:`LATE_GRACE_NS` after the events recorded
+        after a late ``session.update`` began to come, if that is sooner."""
         if self.wait_timeout_ns <= 0 or self.pace != "client":
             return None
         step = self._peek_step()
         if step is None or step.after not in (EVENT, AUDIO) or self._release(step) is not None:
             return None
-        return self._expected_at(step) + self.wait_timeout_ns
+        deadline = self._expected_at(step) + self.wait_timeout_ns
+        waited = self.wait_timeout_ns
+        if self._leap_ns is not None and step.after == EVENT and step.ordinal == self.cursor:
+            awaited = self._peek_event(self.cursor)
+            late = self._leap_ns + min(LATE_GRACE_NS, self.wait_timeout_ns)
+            if awaited is not None and canonical_event_type(awaited.type) in LATE_OK and late < deadline:
+                deadline, waited = late, min(LATE_GRACE_NS, self.wait_timeout_ns)
+        return deadline, waited
 
     def timeout(self, now_ns: int) -> list[Divergence]:
         """The shell's timer fired at ``now_ns``: if the deadline passed, report the
         missing client message and release the waiting step as if it had arrived
         (so the held server messages go on). Returns the divergence (or nothing)."""
-        deadline = self.next_deadline()
-        if deadline is None or now_ns < deadline:
+        waiting = self._waiting()
+        if waiting is None or now_ns < waiting[0]:
             return []
+        deadline, waited_ns = waiting
         step = self._peek_step()
         assert step is not None and self.start_ns is not None
         ev = self._peek_event(step.ordinal)
@@ -614,7 +635,7 @@ class ReplayScheduler:
         rec_ms = (step.t_ns - step.gap_ns) / 1e6 if rec_index is not None else None
         d = Divergence(
             self.live_count, (deadline - self.start_ns) / 1e6, expected, "nothing",
-            rec_index, rec_ms, waited_s=self.wait_timeout_ns / 1e9,
+            rec_index, rec_ms, waited_s=waited_ns / 1e9,
         )
         if step.after == EVENT:
             self._advance_to(step.ordinal + 1, now_ns)
@@ -749,6 +770,7 @@ class ReplayScheduler:
             self._crossings.clear()
             self._crossing_pos = 0
             self._leapt = False
+            self._leap_ns = None
             if self._early:
                 # Audio that overtook the event counts for the segment it came early for.
                 self._segment_ms = self._early_ms
