@@ -70,6 +70,20 @@ def build(path: Path, minutes: float, seed: int, mic_floor: float) -> int:
     return len(msgs)
 
 
+def session(cache: str | None, wd: Path, minutes: float, seed: int, mic_floor: float) -> tuple[Path, int | None]:
+    """The session's .rtrec: in ``cache`` (built there once, then reused) or in ``wd``.
+    Returns it and its message count when it was built now (None when reused)."""
+    name = f"session-{minutes:g}min-seed{seed}-floor{mic_floor:g}.rtrec"
+    rec = Path(cache) / name if cache else wd / name
+    if rec.exists():
+        return rec, None
+    rec.parent.mkdir(parents=True, exist_ok=True)
+    part = rec.with_name(rec.name + f".{os.getpid()}.part")
+    n = build(part, minutes, seed, mic_floor)
+    os.replace(part, rec)
+    return rec, n
+
+
 def env() -> dict[str, str]:
     e = {k: v for k, v in os.environ.items() if k != "CI"}
     e["PYTHONPATH"] = str(ROOT)
@@ -159,18 +173,9 @@ def main() -> None:
 
     wd = Path(tempfile.mkdtemp(prefix="rtproxy-bench-read-"))
     try:
-        name = f"session-{args.minutes:g}min-seed{args.seed}-floor{args.mic_floor:g}.rtrec"
-        rec = Path(args.cache) / name if args.cache else wd / name
         t0 = time.perf_counter()
-        if not rec.exists():
-            rec.parent.mkdir(parents=True, exist_ok=True)
-            part = rec.with_name(rec.name + f".{os.getpid()}.part")
-            n = build(part, args.minutes, args.seed, args.mic_floor)
-            os.replace(part, rec)
-            how = f"built in {time.perf_counter() - t0:.1f} s"
-        else:
-            n = None
-            how = f"cached in {args.cache}"
+        rec, n = session(args.cache, wd, args.minutes, args.seed, args.mic_floor)
+        how = f"cached in {args.cache}" if n is None else f"built in {time.perf_counter() - t0:.1f} s"
         print(f"session: {args.minutes:g} min, {'' if n is None else f'{n:,} messages, '}"
               f".rtrec {rec.stat().st_size / 1e6:.1f} MB ({how}); medians of {args.runs} interleaved rounds")
 

@@ -45,7 +45,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_read import BASELINE, build, env  # noqa: E402
+from bench_read import BASELINE, env, session  # noqa: E402
 
 import rtproxy.export.speech as speech  # noqa: E402
 from rtproxy.export.html import ReportBuilder  # noqa: E402
@@ -143,13 +143,7 @@ def main() -> None:
     args = ap.parse_args()
 
     wd = Path(tempfile.mkdtemp(prefix="rtproxy-bench-speech-"))
-    name = f"session-{args.minutes:g}min-seed{args.seed}-floor{args.mic_floor:g}.rtrec"
-    rec = Path(args.cache) / name if args.cache else wd / name
-    if not rec.exists():
-        rec.parent.mkdir(parents=True, exist_ok=True)
-        part = rec.with_name(rec.name + f".{os.getpid()}.part")
-        build(part, args.minutes, args.seed, args.mic_floor)
-        os.replace(part, rec)
+    rec, _ = session(args.cache, wd, args.minutes, args.seed, args.mic_floor)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     print(f"session: {args.minutes:g} min, .rtrec {rec.stat().st_size / 1e6:.1f} MB; {cores} cores")
 

@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_read import BASELINE, build  # noqa: E402
+from bench_read import BASELINE, session  # noqa: E402
 
 from rtproxy.io import audiocodec  # noqa: E402
 from rtproxy.io.format import open_recording  # noqa: E402
@@ -115,13 +115,7 @@ def main() -> None:
     ap.add_argument("--cache", metavar="DIR", help="bench_read.py's cache folder: reuse its session")
     args = ap.parse_args()
     wd = Path(tempfile.mkdtemp(prefix="rtproxy-bench-unpack-"))
-    name = f"session-{args.minutes:g}min-seed{args.seed}-floor{args.mic_floor:g}.rtrec"
-    rec = Path(args.cache) / name if args.cache else wd / name
-    if not rec.exists():
-        rec.parent.mkdir(parents=True, exist_ok=True)
-        part = rec.with_name(rec.name + f".{os.getpid()}.part")
-        build(part, args.minutes, args.seed, args.mic_floor)
-        os.replace(part, rec)
+    rec, _ = session(args.cache, wd, args.minutes, args.seed, args.mic_floor)
     print(f"session: {args.minutes:g} min, .rtrec {rec.stat().st_size / 1e6:.1f} MB; "
           f"compiled module {'built' if audiocodec.COMPILED else 'NOT built'}", flush=True)
     in_process(rec)

@@ -35,6 +35,22 @@ def _timed_check(path: Path) -> list[Finding]:
     return found
 
 
+def _fed_in_bounded_memory(path: Path) -> tuple[Any, Checker]:
+    """The recording and a Checker fed all its events, asserting what the check still
+    holds after them (not finished) is under 16 MiB."""
+    rec = open_rec(path)
+    c = Checker()
+    tracemalloc.start()
+    try:
+        for e in rec.events():
+            c.feed(e)
+        held = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert held < 16 * 2**20, f"the check holds {held / 2**20:.0f} MiB after the events"
+    return rec, c
+
+
 def _msgs(found: list[Finding], code: str) -> list[str]:
     return [f.message for f in found if f.code == code]
 
@@ -171,17 +187,8 @@ def test_distinct_type_names_are_not_all_kept(tmp_path: Path) -> None:
     ev += [(2, "server", {"type": "response.audio.delta", "item_id": "x", "delta": ""}),
            (3, "server", {"type": "response.output_audio.delta", "item_id": "x", "delta": ""})]
     path = make_recording(tmp_path / "types.rtrec", ev, redact=False)
-    rec = open_rec(path)
-    c = Checker()
-    tracemalloc.start()
-    try:
-        t0 = time.perf_counter()
-        for e in rec.events():
-            c.feed(e)
-        held = tracemalloc.get_traced_memory()[0]
-    finally:
-        tracemalloc.stop()
-    assert held < 16 * 2**20, f"the check holds {held / 2**20:.0f} MiB after the events"
+    t0 = time.perf_counter()
+    rec, c = _fed_in_bounded_memory(path)
     found = c.finish(rec.handshake, rec.close, rec.cut_short)
     assert time.perf_counter() - t0 < CHECK_BOUND_S
     _no_internal(found)
@@ -205,16 +212,7 @@ def test_long_event_ids_are_remembered_by_digest(tmp_path: Path) -> None:
                                     "event_id": ids[7]}}),
            (3, "server", {"type": "rate_limits.updated", "event_id": "s" * width, "rate_limits": []})]
     path = make_recording(tmp_path / "ids.rtrec", ev, redact=False)
-    rec = open_rec(path)
-    c = Checker()
-    tracemalloc.start()
-    try:
-        for e in rec.events():
-            c.feed(e)
-        held = tracemalloc.get_traced_memory()[0]
-    finally:
-        tracemalloc.stop()
-    assert held < 16 * 2**20, f"the check holds {held / 2**20:.0f} MiB after the events"
+    rec, c = _fed_in_bounded_memory(path)
     assert c.state.cause_of({"event_id": ids[7]}) == (7, "input_audio_buffer.clear", 0.001)
     found = c.finish(rec.handshake, rec.close, rec.cut_short)
     _no_internal(found)
