@@ -286,3 +286,51 @@ def test_json_output_is_strict_json_with_nan_and_infinity_as_null(tmp_path: Path
     assert _strict(render_json(r)) == rep | {"a": str(a), "b": str(b)}
     # A NaN in both runs is no difference.
     assert diff_files(a, a).equivalent
+
+
+def test_3000_events_of_10000_values_each_diff_in_bounded_memory(tmp_path: Path) -> None:
+    """The fuzzed case: a 36 kB file of 3,000 events each listing 10,000 strings
+    took 47 s and 1.7 GB. Past 4 M items a long list is its JSON's start and SHA-256."""
+    ev = json.dumps({"type": "x", "a": ["a"] * 10000})
+    big = make_recording(tmp_path / "big.rtrec", [(0, "server", ev)] * 3000, redact=False)
+    code, rep, elapsed = _diff_json(big, SAMPLE, timeout=60, limit_as=1 << 30)
+    assert code == 1 and elapsed < 60
+    lists = [e["event"]["a"] for e in rep["events"] if e["type"] == "x"]
+    kept = normalize_mod.VALUE_BUDGET // 10000
+    assert lists[:kept] == [["a"] * 10000] * kept
+    assert lists[kept:] == [json.dumps(["a"] * 10000, separators=(",", ":"))[: normalize_mod.CUT_SHOW] + "\u2026"] * (3000 - kept)
+    [note] = [n for n in rep["notes"] if n.startswith("A: ")]
+    assert note.startswith(f"A: {3000 - kept:,} lists or objects kept only as the start and SHA-256 of their JSON")
+
+
+def test_a_list_cut_in_one_run_equals_the_whole_list_in_the_other(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(normalize_mod, "VALUE_BUDGET", 150)
+    tools = [{"type": "function", "name": f"tool_{k}", "parameters": {"type": "object"}} for k in range(30)]
+
+    def update(ts: list[dict[str, Any]]) -> dict[str, Any]:
+        return {"type": "session.update", "session": {"tools": ts}}
+
+    changed = [dict(t) for t in tools]
+    changed[29]["name"] = "tool_x"  # past what a cut list shows
+    a = make_recording(tmp_path / "a.rtrec", [(0, "client", update(tools)), (1, "client", update(tools))])
+    # B: a long list first, so B keeps less of the rest than A does.
+    pad = {"type": "conversation.item.create", "item": {"type": "message", "role": "user",
+                                                         "content": [{"type": "input_text", "text": "x"}] * 60}}
+    same = make_recording(tmp_path / "same.rtrec", [(0, "client", pad), (1, "client", update(tools)),
+                                                    (2, "client", update(tools))])
+    r = diff_files(a, same)
+    assert [e.kind for e in r.events] == ["inserted"]
+    cut = {n[0]: int(n.split()[1]) for n in r.notes if "lists or objects kept only" in n or "list or object kept only" in n}
+    assert 0 < cut["A"] < cut["B"]
+    # One update each side: the cut list in B and the whole one in A are compared.
+    one = make_recording(tmp_path / "one.rtrec", [(0, "client", update(tools))])
+    other = make_recording(tmp_path / "other.rtrec", [(0, "client", pad), (1, "client", update(changed))])
+    assert [e.kind for e in diff_files(one, make_recording(
+        tmp_path / "one_b.rtrec", [(0, "client", pad), (1, "client", update(tools))])).events] == ["inserted"]
+    r = diff_files(one, other)
+    assert [(e.kind, e.type) for e in r.events] == [("inserted", "conversation.item.create"), ("changed", "session.update")]
+    [fc] = r.events[1].changes
+    assert fc.path == "session.tools" and isinstance(fc.a, list) and isinstance(fc.b, str) and fc.b.endswith("\u2026")
+    assert fc.note is not None and "characters of JSON" in fc.note
+    text = render_text(r)
+    assert "compared by SHA-256" in text and "lists or objects kept only" in text

@@ -39,7 +39,7 @@ from rtproxy.protocol.values import header_pairs
 from rtproxy.view.events import Close
 from rtproxy.compare import normalize as _normalize
 from rtproxy.compare.normalize import (
-    GA_ONLY, TEXT_JOIN, CutText, Event, Normalized, PathRules, Ref, Turn, digest_of, normalize,
+    GA_ONLY, TEXT_JOIN, CutText, Event, Normalized, PathRules, Ref, Turn, cut_digest, normalize, same_cut,
 )
 
 __all__ = [
@@ -549,7 +549,7 @@ def _compare(
         return
     if isinstance(a, CutText) or isinstance(b, CutText):
         # Kept as its start and digest (past the text budget): the same text when the digests are.
-        if not (isinstance(a, str) and isinstance(b, str) and digest_of(a) == digest_of(b)):
+        if not same_cut(a, b):
             out.append(FieldChange(path, a, b, "value", note=_cut_note(a, b)))
         return
     if a == b and type(a) is type(b):
@@ -575,10 +575,10 @@ def _compare(
 def _cut_note(a: Any, b: Any) -> str:
     sides = []
     for side, v in (("A", a), ("B", b)):
-        if isinstance(v, CutText):
-            sides.append(f"{side} {v.chars:,} characters, sha256 {v.sha256[:16]}")
-        elif isinstance(v, str):
-            sides.append(f"{side} {len(v):,} characters, sha256 {digest_of(v)[:16]}")
+        d = cut_digest(v)
+        if d is not None:
+            chars = v.chars if isinstance(v, CutText) else len(v) if isinstance(v, str) else len(_normalize._dumps(v))
+            sides.append(f"{side} {chars:,} characters{' of JSON' if d[0] else ''}, sha256 {d[1][:16]}")
     return "too long to keep, shown cut, compared by SHA-256: " + "; ".join(sides)
 
 
@@ -741,6 +741,12 @@ def diff_normalized(
                 f"{side}: {n.cut:,} long text{'s' if n.cut != 1 else ''} kept only as {'their' if n.cut != 1 else 'its'} "
                 f"start and SHA-256 (past {_normalize.TEXT_BUDGET:,} characters of text, or a message that is no "
                 f"JSON over 2,000 characters): shown cut with \u2026, compared in full by hash"
+            )
+        if n.cut_values:
+            notes.append(
+                f"{side}: {n.cut_values:,} list{'s' if n.cut_values != 1 else ''} or object{'s' if n.cut_values != 1 else ''} "
+                f"kept only as the start and SHA-256 of {'their' if n.cut_values != 1 else 'its'} JSON (past "
+                f"{_normalize.VALUE_BUDGET:,} items of lists and objects): shown cut with \u2026, compared by hash"
             )
 
     links = _Links()

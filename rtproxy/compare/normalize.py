@@ -58,6 +58,9 @@ __all__ = [
     "TEXT_BUDGET",
     "text_digest",
     "digest_of",
+    "same_cut",
+    "cut_digest",
+    "VALUE_BUDGET",
 ]
 
 #: What is not compared unless ``--keep`` says otherwise. A pattern is a field
@@ -146,6 +149,12 @@ TEXT_BUDGET = 16 << 20
 LONG_TEXT = 256
 #: Characters of a :class:`CutText` shown.
 CUT_SHOW = 200
+#: Items of lists and objects one recording keeps as such, over all its events.
+#: A one-hour session holds about 60,000; a crafted 36 kB file of 3,000 events
+#: each listing 10,000 strings holds 30 million (gigabytes once compared). Beyond
+#: it a list or object whose JSON is over :data:`LONG_TEXT` characters is kept as
+#: a :class:`CutText` of that JSON.
+VALUE_BUDGET = 4_000_000
 
 
 def text_digest(text: str) -> str:
@@ -160,21 +169,67 @@ class CutText(str):
 
     chars: int
     sha256: str
+    json: bool
+    """It is the JSON of a list or object (past :data:`VALUE_BUDGET`), not a text."""
 
-    def __new__(cls, shown: str, chars: int, sha256: str) -> CutText:
+    def __new__(cls, shown: str, chars: int, sha256: str, json: bool = False) -> CutText:
         self = super().__new__(cls, shown)
         self.chars = chars
         self.sha256 = sha256
+        self.json = json
         return self
 
     @classmethod
-    def of(cls, text: str, show: int = CUT_SHOW) -> CutText:
-        return cls(text[:show] + "…", len(text), text_digest(text))
+    def of(cls, text: str, show: int = CUT_SHOW, json: bool = False) -> CutText:
+        return cls(text[:show] + "…", len(text), text_digest(text), json)
 
 
 def digest_of(text: str) -> str:
     """The digest a text is compared by: that of the whole text, cut or not."""
     return text.sha256 if isinstance(text, CutText) else text_digest(text)
+
+
+def _marker(digest: str) -> str:
+    return "\u0000sha256:" + digest
+
+
+def _canon(value: Any) -> Any:
+    """``value`` with each long text, and each list or object whose JSON (so
+    reduced) is long, replaced by a digest marker: the same value gives the same
+    result wherever the budgets cut it."""
+    if isinstance(value, CutText):
+        return _marker(value.sha256)
+    if isinstance(value, str):
+        return _marker(text_digest(value)) if len(value) > LONG_TEXT else value
+    if isinstance(value, (dict, list)):
+        items = _canon_items(value)
+        dumped = _dumps(items)
+        return _marker(text_digest(dumped)) if len(dumped) > LONG_TEXT else items
+    return value
+
+
+def _canon_items(value: dict[str, Any] | list[Any]) -> Any:
+    if isinstance(value, dict):
+        return {k: _canon(v) for k, v in value.items()}
+    return [_canon(v) for v in value]
+
+
+def cut_digest(value: Any) -> tuple[bool, str] | None:
+    """What a value is compared by against a :class:`CutText`: (is JSON, SHA-256)
+    of a text, or of a list or object's JSON with its long parts digested."""
+    if isinstance(value, CutText):
+        return value.json, value.sha256
+    if isinstance(value, str):
+        return False, text_digest(value)
+    if isinstance(value, (dict, list)):
+        return True, text_digest(_dumps(_canon_items(value)))
+    return None
+
+
+def same_cut(a: Any, b: Any) -> bool:
+    """Whether two values, at least one a :class:`CutText`, are the same (:func:`cut_digest`)."""
+    da = cut_digest(a)
+    return da is not None and da == cut_digest(b)
 
 
 def _idkey(value: Any) -> Any:
@@ -229,6 +284,8 @@ class PathRules:
         }
         self._cache: dict[tuple[Any, Any], tuple[tuple[tuple[int, int], ...], bool | None, bool]] = {}
         self._cache_max = 1 << 16
+        #: No pattern names a list index: each item of a list takes the same step.
+        self.index_free = not any(type(s) is int for pat in self._patterns for s in pat)
         self.start = self._closure(tuple((i, 0) for i in range(len(self._patterns))))
 
     def _closure(self, states: tuple[tuple[int, int], ...]) -> tuple[tuple[int, int], ...]:
@@ -351,6 +408,8 @@ class Normalized:
     cut: int = 0
     """Texts kept only as a :class:`CutText` (beyond :data:`TEXT_BUDGET`, or a
     message that is no JSON longer than 2000 characters)."""
+    cut_values: int = 0
+    """Lists and objects kept only as a :class:`CutText` of their JSON (beyond :data:`VALUE_BUDGET`)."""
 
 
 #: Packed audio gathered, over all joins, before it is unpacked and hashed:
@@ -544,6 +603,10 @@ class _Normalizer:
         """Texts kept as a :class:`CutText`."""
         self.longs = 0
         """Long texts met so far: an event whose walk raised it gets a digest signature."""
+        self.values_left = VALUE_BUDGET
+        """Items of lists and objects still kept as such (:data:`VALUE_BUDGET`)."""
+        self.cut_values = 0
+        """Lists and objects kept as a :class:`CutText` of their JSON."""
 
     def ref(self, value: str, kind: str) -> Ref:
         key = _idkey(value)
@@ -581,10 +644,17 @@ class _Normalizer:
                     out[k] = r
             if ignored and not out:
                 return _DROP
-            return out
+            return self._budget(out) if key is not None else out
         if isinstance(value, list):
             outl: list[Any] = []
             step = self.rules.step
+            if self.rules.index_free and value:
+                # No pattern names an index: every item takes the same step.
+                st, verdict, keep_alive = step(states, 0)
+                ig = ignored if verdict is None else verdict
+                if not ig:
+                    self._walk_items(value, st, key, parent, outl)
+                    return self._budget(outl)
             for i, v in enumerate(value):
                 st, verdict, keep_alive = step(states, i)
                 ig = ignored if verdict is None else verdict
@@ -595,18 +665,50 @@ class _Normalizer:
                     outl.append(r)
             if ignored and not outl:
                 return _DROP
-            return outl
+            return self._budget(outl)
         if ignored:
             return _DROP
         if isinstance(value, str) and value:
-            kind = _ID_KEYS.get(key) if isinstance(key, str) else None
-            if kind is None and key == "id":
-                kind = _ID_PARENTS.get(parent) or _ID_PREFIXES.get(value.split("_", 1)[0], "id")
-            if kind is not None:
-                return self.ref(value, kind)
-            if len(value) > LONG_TEXT or type(value) is CutText:
-                return self.keep(value)
+            return self._text(value, key, parent)
         return value
+
+    def _text(self, value: str, key: Any, parent: Any) -> Any:
+        kind = _ID_KEYS.get(key) if isinstance(key, str) else None
+        if kind is None and key == "id":
+            kind = _ID_PARENTS.get(parent) or _ID_PREFIXES.get(value.split("_", 1)[0], "id")
+        if kind is not None:
+            return self.ref(value, kind)
+        if len(value) > LONG_TEXT or type(value) is CutText:
+            return self.keep(value)
+        return value
+
+    def _walk_items(self, items: list[Any], states: Any, key: Any, parent: Any, out: list[Any]) -> None:
+        """The items of a list none of which is ignored (what :meth:`walk` does, without a step each)."""
+        add = out.append
+        for v in items:
+            t = type(v)
+            if t is str:
+                add(self._text(v, key, parent) if v else v)
+            elif t is dict or t is list:
+                add(self.walk(v, states, False, key, parent))
+            elif isinstance(v, str):
+                add(self._text(v, key, parent) if v else v)
+            else:
+                add(v)
+
+    def _budget(self, value: Any) -> Any:
+        """A list or object below an event's top level, charged to :data:`VALUE_BUDGET`:
+        itself while the budget lasts, else, when its JSON is long, a :class:`CutText` of it."""
+        self.values_left -= len(value)
+        if self.values_left >= 0 or not value:
+            return value
+        canon = _dumps(_canon_items(value))
+        if len(canon) <= LONG_TEXT:
+            return value
+        self.cut_values += 1
+        self.longs += 1
+        shown = _dumps(value)
+        return CutText(shown[:CUT_SHOW] + "…", len(shown), text_digest(canon), json=True)
 
     def walk_field(self, body: dict[str, Any], key: str, value: Any) -> None:
         """Add ``key: value`` to a top-level ``body`` as :meth:`body` would have walked it."""
@@ -860,7 +962,7 @@ def normalize(
             ev.refs = tuple(REF_RE.findall(dumped))
             if ev._long:
                 # A long text is its digest: a text cut in one run equals the whole one in the other.
-                dumped = _dumps(_digested(ev.body))
+                dumped = _dumps(_canon_items(ev.body))
             sig = REF_RE.sub(_blank_ordinal, dumped) if ev.refs else dumped
             if len(sig) > _SIG_MAX:
                 sig = "#" + hashlib.blake2b(sig.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
@@ -868,7 +970,7 @@ def normalize(
         out[direction] = evs
     meta = _meta(header or {}, handshake)
     flavour = "beta" if beta else ("ga" if ga else None)
-    return Normalized(out["client"], out["server"], turns, meta, flavour, n, cut=nz.cut)
+    return Normalized(out["client"], out["server"], turns, meta, flavour, n, cut=nz.cut, cut_values=nz.cut_values)
 
 
 #: Signatures longer than this are kept as a digest (they are only compared).
@@ -879,17 +981,6 @@ _NOT_JSON_SHOW = 2000
 
 def _blank_ordinal(m: re.Match[str]) -> str:
     return '"' + m.group(1).split("#")[0] + '#"'
-
-
-def _digested(value: Any) -> Any:
-    """``value`` with each text longer than :data:`LONG_TEXT` replaced by its digest."""
-    if isinstance(value, dict):
-        return {k: _digested(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_digested(v) for v in value]
-    if isinstance(value, str) and (len(value) > LONG_TEXT or type(value) is CutText):
-        return "\u0000sha256:" + digest_of(value)
-    return value
 
 
 def _place_transcription(ev: Event, obj: dict[str, Any], anchors: dict[Any, int], subs: dict[int, int]) -> None:
