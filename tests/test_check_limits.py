@@ -218,3 +218,36 @@ def test_long_event_ids_are_remembered_by_digest(tmp_path: Path) -> None:
     _no_internal(found)
     (dup,) = [f for f in found if "seen twice" in f.message]
     assert f"#{n} and #{n + 1}" in dup.message
+
+
+def test_long_item_response_and_call_ids_are_remembered_by_digest(tmp_path: Path) -> None:
+    """5,000 items, responses and function calls with distinct ids of 4 KB (60 MB of
+    ids) were each kept whole. They are kept as their start and a digest: a truncate
+    still finds its item, and a finding still shows how the id starts."""
+    n, width = 5_000, 4_000
+    ev: list[tuple[float, str, Any]] = []
+    for k in range(n):
+        rid, iid, cid = (f"{p}_{k:08d}" + "x" * width for p in ("resp", "item", "call"))
+        ev += [(1, "server", {"type": "response.created", "response": {"id": rid, "status": "in_progress"}}),
+               (1, "server", {"type": "response.output_item.added", "response_id": rid,
+                              "item": {"id": iid, "type": "function_call", "call_id": cid, "name": "f"}}),
+               (1, "server", {"type": "response.done", "response": {"id": rid, "status": "completed", "output": [
+                   {"id": iid, "type": "function_call", "call_id": cid, "name": "f", "arguments": "{}"}]}})]
+    known = "item_00000007" + "x" * width
+    ev += [(2, "client", {"type": "conversation.item.truncate", "item_id": known, "content_index": 0,
+                          "audio_end_ms": 100}),
+           (3, "client", {"type": "conversation.item.truncate", "item_id": "item_unknown" + "y" * width,
+                          "content_index": 0, "audio_end_ms": 100})]
+    path = make_recording(tmp_path / "ids.rtrec", ev, redact=False)
+    rec, c = _fed_in_bounded_memory(path)
+    found = c.finish(rec.handshake, rec.close, rec.cut_short)
+    _no_internal(found)
+    truncates = sorted(f.message for f in found if f.message.startswith("truncate of item"))
+    assert len(truncates) == 2
+    assert truncates[0].startswith("truncate of item item_00000007" + "x" * 27 + "\u2026#")
+    assert "a function_call: only assistant audio can be truncated" in truncates[0]
+    assert truncates[1].startswith("truncate of item item_unknown" + "y" * 28 + "\u2026#")
+    assert "never announced" in truncates[1]
+    # Every call was never answered: one finding names the first call by its id's start.
+    calls = [f.message for f in found if "call_00000000" in f.message]
+    assert calls and all(len(m) < 400 for m in calls)

@@ -23,7 +23,7 @@ from typing import Any
 from rtproxy.protocol.formats import PCM16_24K, AudioFormat
 from rtproxy.view.events import number
 
-__all__ = ["SessionState", "Resp", "Item", "Call", "s", "d", "num", "error_fields", "audio_len", "AUDIO_DELTA"]
+__all__ = ["SessionState", "Resp", "Item", "Call", "s", "sid", "id_key", "d", "num", "error_fields", "audio_len", "AUDIO_DELTA"]
 
 AUDIO_DELTA = "response.output_audio.delta"
 #: Server events that carry content of a response (response_id), GA names.
@@ -46,12 +46,21 @@ def s(v: Any) -> str | None:
 MAX_ID_CHARS = 64
 
 
-def id_key(v: str) -> str:
-    """An id as the check remembers it: itself, or a digest of it past :data:`MAX_ID_CHARS`
-    (a crafted session's 300,000 distinct event_ids of 10 KB would be 3 GB kept)."""
+def sid(v: Any) -> str | None:
+    """An id from an event (``item_id``, ``response_id``, ``call_id``, ``event_id``...):
+    ``v`` if it is a str of at most :data:`MAX_ID_CHARS`, a longer one as its start and
+    a digest (a crafted session's 300,000 distinct ids of 10 KB would be 3 GB kept;
+    a finding still shows how the id starts), else None."""
+    if not isinstance(v, str):
+        return None
     if len(v) <= MAX_ID_CHARS:
         return v
-    return "\0" + hashlib.blake2b(v.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+    return v[:40] + "\u2026#" + hashlib.blake2b(v.encode("utf-8", "surrogatepass"), digest_size=8).hexdigest()
+
+
+def id_key(v: str) -> str:
+    """An id as the check remembers it (:func:`sid`; the same for an id already so kept)."""
+    return sid(v) or v
 
 
 def d(v: Any) -> dict[str, Any]:
@@ -242,7 +251,7 @@ class SessionState:
             self.last_client = (i, ctype, t)
             if obj is None:
                 return
-            eid = s(obj.get("event_id"))
+            eid = sid(obj.get("event_id"))
             if eid:
                 self.client_by_event_id[id_key(eid)] = (i, ctype, t)
             if ctype == "response.create":
@@ -254,7 +263,7 @@ class SessionState:
                 self.input_format = ev.format
             elif ctype == "conversation.item.create":
                 item = d(obj.get("item"))
-                iid = s(item.get("id"))
+                iid = sid(item.get("id"))
                 if iid and iid not in self.items:
                     self.items[iid] = Item(iid, i, kind=s(item.get("type")), role=s(item.get("role")))
             return
@@ -279,7 +288,7 @@ class SessionState:
                 self.transcription = bool(tr)
         elif ctype == "response.created":
             r = d(obj.get("response"))
-            rid = s(r.get("id")) or f"#{i}"
+            rid = sid(r.get("id")) or f"#{i}"
             create_index = self.pending_creates.popleft() if self.pending_creates else None
             resp = self.responses.get(rid)
             if resp is None:
@@ -289,7 +298,7 @@ class SessionState:
             self.last_response = resp
         elif ctype == "response.done":
             r = d(obj.get("response"))
-            rid = s(r.get("id")) or (self.last_response.id if self.last_response else f"#{i}")
+            rid = sid(r.get("id")) or (self.last_response.id if self.last_response else f"#{i}")
             found = self.responses.get(rid)
             if found is None:
                 found = self._new_response(rid, i, t)
@@ -305,8 +314,8 @@ class SessionState:
         elif ctype in ("response.output_item.added", "conversation.item.added", "conversation.item.created",
                        "conversation.item.done", "conversation.item.retrieved", "response.output_item.done"):
             item = d(obj.get("item"))
-            iid = s(item.get("id"))
-            orid = s(obj.get("response_id"))
+            iid = sid(item.get("id"))
+            orid = sid(obj.get("response_id"))
             if iid:
                 it = self.items.get(iid)
                 if it is None or not it.announced:
@@ -327,27 +336,27 @@ class SessionState:
                 self._note_call(item, i, t, orid, ev.type)
         elif ctype == "input_audio_buffer.committed":
             self.input_ms = 0.0
-            iid = s(obj.get("item_id"))
+            iid = sid(obj.get("item_id"))
             if iid and iid not in self.items:
                 self.items[iid] = Item(iid, i, kind="message", role="user")
         elif ctype == "response.function_call_arguments.done":
-            cid = s(obj.get("call_id"))
+            cid = sid(obj.get("call_id"))
             if cid and cid not in self.calls:
-                crid = s(obj.get("response_id"))
-                self.calls[cid] = Call(cid, i, t, s(obj.get("name")), s(obj.get("item_id")), crid, event_type=ev.type)
+                crid = sid(obj.get("response_id"))
+                self.calls[cid] = Call(cid, i, t, s(obj.get("name")), sid(obj.get("item_id")), crid, event_type=ev.type)
                 if crid in self.responses:
                     self.responses[crid].call_ids.append(cid)  # type: ignore[index]
         elif ctype == "response.output_audio.done":
-            it = self.items.get(s(obj.get("item_id")) or "")
+            it = self.items.get(sid(obj.get("item_id")) or "")
             if it is not None:
                 it.audio_done = True
 
     def _note_call(self, item: dict[str, Any], i: int, t: float, rid: str | None, etype: str | None) -> None:
         if item.get("type") != "function_call":
             return
-        cid = s(item.get("call_id"))
+        cid = sid(item.get("call_id"))
         if cid and cid not in self.calls:
-            self.calls[cid] = Call(cid, i, t, s(item.get("name")), s(item.get("id")), rid, event_type=etype)
+            self.calls[cid] = Call(cid, i, t, s(item.get("name")), sid(item.get("id")), rid, event_type=etype)
             if rid in self.responses:
                 self.responses[rid].call_ids.append(cid)  # type: ignore[index]
 
@@ -357,9 +366,11 @@ class SessionState:
         iid = o.get("item_id")
         if iid.__class__ is not str:
             iid = "?"
+        elif len(iid) > MAX_ID_CHARS:
+            iid = sid(iid) or "?"
         it = self.items.get(iid)
         if it is None:
-            it = self.items[iid] = Item(iid, ev.index, announced=False, response_id=s(o.get("response_id")))
+            it = self.items[iid] = Item(iid, ev.index, announced=False, response_id=sid(o.get("response_id")))
         ci = o.get("content_index", 0)
         if ci.__class__ is not int:
             ci = 0
@@ -375,7 +386,7 @@ class SessionState:
         pe = it.play_end
         it.play_end = (pe if pe is not None and pe > t else t) + ms / 1000.0
         self.audio_out_ms += ms
-        rid = it.response_id or s(o.get("response_id"))
+        rid = it.response_id or sid(o.get("response_id"))
         r = self.responses.get(rid) if rid else None
         if r is not None:
             r.audio_ms += ms

@@ -9,7 +9,7 @@ from typing import Any
 
 from rtproxy.check.finding import Finding
 from rtproxy.check.rules.base import Rule, q
-from rtproxy.check.state import Item, SessionState, d, error_fields, num, s
+from rtproxy.check.state import Item, SessionState, d, error_fields, num, s, sid
 from rtproxy.protocol.formats import AudioFormat, audio_format_from_session, parse_format
 
 __all__ = ["TruncateAudio", "BargeInWithoutTruncate", "CommitTooShort", "AudioFormatMismatch",
@@ -77,7 +77,7 @@ no audio has been played yet.
         if obj is None:
             return None
         self.last = ev.index
-        iid = s(o.get("item_id"))
+        iid = sid(o.get("item_id"))
         end = num(o.get("audio_end_ms"))
         ci = o.get("content_index", 0)
         ci = ci if isinstance(ci, int) and not isinstance(ci, bool) else 0

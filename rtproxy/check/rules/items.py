@@ -7,7 +7,7 @@ from typing import Any
 
 from rtproxy.check.finding import Finding
 from rtproxy.check.rules.base import Rule, q
-from rtproxy.check.state import SessionState, d, error_fields, id_key, s
+from rtproxy.check.state import SessionState, d, error_fields, id_key, s, sid
 
 __all__ = ["UserTranscription", "UnannouncedItem", "AssistantAudioHistory", "DuplicateEvent"]
 
@@ -50,7 +50,7 @@ with eager VAD.
 
     def feed(self, ev: Any, ctype: str | None, obj: dict[str, Any] | None, st: SessionState) -> list[Finding] | None:
         o = d(obj)
-        iid = s(o.get("item_id"))
+        iid = sid(o.get("item_id"))
         if iid is None:
             return None
         if ctype == "input_audio_buffer.committed":
@@ -125,7 +125,7 @@ filters); create item state lazily from the first delta instead of failing.
         self.found: dict[str, tuple[Any, list[int]]] = {}
 
     def feed(self, ev: Any, ctype: str | None, obj: dict[str, Any] | None, st: SessionState) -> list[Finding] | None:
-        iid = s(d(obj).get("item_id"))
+        iid = sid(d(obj).get("item_id"))
         if iid is None:
             return None
         it = st.items.get(iid)

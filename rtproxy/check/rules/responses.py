@@ -7,7 +7,7 @@ from typing import Any
 
 from rtproxy.check.finding import Finding
 from rtproxy.check.rules.base import Rule, q
-from rtproxy.check.state import CONTENT_EVENTS, SessionState, d, error_fields, num, s
+from rtproxy.check.state import CONTENT_EVENTS, SessionState, d, error_fields, num, s, sid
 
 __all__ = ["ActiveResponse", "CancelNotActive", "ResponseOutcome", "ResponseLifecycle"]
 
@@ -219,7 +219,7 @@ rate_limits.updated and slow down before the limit.
         usage = d(r.get("usage"))
         if status == "failed" and usage and not any(num(usage.get(k)) for k in ("total_tokens", "output_tokens")):
             bits.append("usage all zero")
-        rid = s(r.get("id")) or "?"
+        rid = sid(r.get("id")) or "?"
         created = st.responses.get(rid)
         detail = "; ".join(bits) if bits else "no status_details"
         return [self.on(ev, f"response {rid} ended {status}: {detail}", [created.index] if created else [], sev)]
@@ -264,7 +264,7 @@ responses that never finish (then response.cancel).
         if ctype == "response.created":
             return None
         if ctype == "response.done":
-            rid = s(d(o.get("response")).get("id"))
+            rid = sid(d(o.get("response")).get("id"))
             r = st.responses.get(rid or "")
             if r is None:
                 return [self.on(ev, f"response.done for response {rid or '(no id)'} that was never created",
@@ -278,7 +278,7 @@ responses that never finish (then response.cancel).
                                        f"response.done (over {self.options.response_timeout_s:g} s)",
                                    [r.index], "warning"))
             return out
-        rid = s(o.get("response_id"))
+        rid = sid(o.get("response_id"))
         if rid is None:
             return None
         r = st.responses.get(rid)

@@ -9,7 +9,7 @@ from typing import Any, Iterator
 
 from rtproxy.check.finding import Finding
 from rtproxy.check.rules.base import Rule, q
-from rtproxy.check.state import SessionState, d, error_fields, num, s
+from rtproxy.check.state import SessionState, d, error_fields, num, s, sid
 from rtproxy.check.vocab import BETA_ONLY_SERVER, CLIENT_TYPES, GA_ONLY_SERVER, SERVER_TYPES
 
 __all__ = ["SessionUpdateRejected", "ProtocolDialect", "SessionExpiry", "ConnectionAndErrors"]
@@ -103,7 +103,7 @@ session.updated; change the voice only before any assistant audio.
         o = d(obj)
         if ctype in ("session.update", "transcription_session.update"):
             sess = d(o.get("session"))
-            self.pending[ev.index] = (ev, s(o.get("event_id")), sess)
+            self.pending[ev.index] = (ev, sid(o.get("event_id")), sess)
             v = _voice(sess)
             if v is not ... and st.effective is not None and st.audio_out_ms > 0:
                 cur = _voice(st.effective)

@@ -7,7 +7,7 @@ from typing import Any
 
 from rtproxy.check.finding import Finding
 from rtproxy.check.rules.base import Rule, q
-from rtproxy.check.state import SessionState, d, error_fields, s
+from rtproxy.check.state import SessionState, d, error_fields, sid
 
 __all__ = ["ToolCallAnswer", "ToolContinuation"]
 
@@ -71,9 +71,9 @@ arguments with json.loads and answer bad ones with an error output.
                 item = d(o.get("item"))
                 if item.get("type") != "function_call":
                     return None
-                cid, iid, args = s(item.get("call_id")), s(item.get("id")), item.get("arguments")
+                cid, iid, args = sid(item.get("call_id")), sid(item.get("id")), item.get("arguments")
             else:
-                cid, iid, args = s(o.get("call_id")), s(o.get("item_id")), o.get("arguments")
+                cid, iid, args = sid(o.get("call_id")), sid(o.get("item_id")), o.get("arguments")
             if cid is None:
                 return None
             if iid:
@@ -90,7 +90,7 @@ arguments with json.loads and answer bad ones with an error output.
         out_item = _output_item(ctype, obj)
         if out_item is None:
             return None
-        cid = s(out_item.get("call_id"))
+        cid = sid(out_item.get("call_id"))
         if cid is None:
             self.missing_call_id = True
             return [self.on(ev, "function_call_output without a call_id (the server refuses it: missing "
@@ -159,7 +159,7 @@ retry the turn instead of continuing it.
 
     def feed(self, ev: Any, ctype: str | None, obj: dict[str, Any] | None, st: SessionState) -> list[Finding] | None:
         item = _output_item(ctype, obj)
-        cid = s(item.get("call_id")) if item else None
+        cid = sid(item.get("call_id")) if item else None
         call = st.calls.get(cid or "")
         if call is None:
             return None
