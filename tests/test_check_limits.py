@@ -222,7 +222,7 @@ def test_long_event_ids_are_remembered_by_digest(tmp_path: Path) -> None:
 
 def test_long_item_response_and_call_ids_are_remembered_by_digest(tmp_path: Path) -> None:
     """5,000 items, responses and function calls with distinct ids of 4 KB (60 MB of
-    ids) were each kept whole. They are kept as their start and a digest: a truncate
+    ids) were each kept whole. Past 128 characters they are kept as their start and a digest: a truncate
     still finds its item, and a finding still shows how the id starts."""
     n, width = 5_000, 4_000
     ev: list[tuple[float, str, Any]] = []
@@ -244,9 +244,9 @@ def test_long_item_response_and_call_ids_are_remembered_by_digest(tmp_path: Path
     _no_internal(found)
     truncates = sorted(f.message for f in found if f.message.startswith("truncate of item"))
     assert len(truncates) == 2
-    assert truncates[0].startswith("truncate of item item_00000007" + "x" * 27 + "\u2026#")
+    assert truncates[0].startswith("truncate of item item_00000007" + "x" * 87 + "\u2026#")
     assert "a function_call: only assistant audio can be truncated" in truncates[0]
-    assert truncates[1].startswith("truncate of item item_unknown" + "y" * 28 + "\u2026#")
+    assert truncates[1].startswith("truncate of item item_unknown" + "y" * 88 + "\u2026#")
     assert "never announced" in truncates[1]
     # Every call was never answered: one finding names the first call by its id's start.
     calls = [f.message for f in found if "call_00000000" in f.message]

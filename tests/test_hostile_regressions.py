@@ -361,3 +361,62 @@ def test_the_html_page_keeps_a_bounded_amount_of_event_json(tmp_path: Path, monk
     assert all(t.startswith('{"type":"x"') for t in b.json)
     assert all(len(t) < H.SPENT_JSON_CHARS + 200 and "rtproxy show --json has it whole" in t for t in b.json[5:])
     assert sum(map(len, b.json)) < 100_000 + 40 * (H.MAX_JSON_CHARS + 100) // 8
+
+
+def test_event_type_names_of_10_kb_are_shown_cut(tmp_path: Path) -> None:
+    """types x show / check / html: 30,000 events each of a distinct 10 KB type name (a 0.4
+    MB file) made ``rtproxy show`` print 300 MB, each finding carry its whole name, and the
+    html page keep every name (1 GB). A name is now shown cut, and the page lists at most
+    MAX_PAGE_TYPES of them."""
+    import subprocess
+
+    import rtproxy.export.html as H
+    from rtproxy.check import check_file
+    from rtproxy.io.format import open_recording as open_file
+    from rtproxy.protocol.events import SHOWN_TYPE_CHARS, event_type
+    from rtproxy.view.timeline import annotate
+    from tests.conftest import RTPROXY
+
+    n = H.MAX_PAGE_TYPES + 200
+    names = [f"{k:06d}" + "t" * 10_000 for k in range(n)]
+    p = make_recording(tmp_path / "types.rtrec", [(0.0, "server", {"type": t}) for t in names], redact=False)
+    # The name is still read whole from the file (the regex no longer backtracks over it).
+    assert event_type(b'{"type":"' + names[0].encode() + b'"}') == names[0]
+    res = subprocess.run([*RTPROXY, "show", str(p)], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    lines = [ln for ln in res.stdout.splitlines() if " <- " in ln]
+    assert len(lines) == n and all(len(ln) < SHOWN_TYPE_CHARS + 80 for ln in lines)
+    assert names[5][: SHOWN_TYPE_CHARS - 1] + "\u2026" in lines[5]
+    found = check_file(p)
+    assert found and all(f.event_type is None or len(f.event_type) <= SHOWN_TYPE_CHARS for f in found)
+    b = H.ReportBuilder("types", audio="none")
+    with open_file(p) as reader:
+        for e in annotate(reader.messages(), details=False):
+            b.feed(e)
+    assert len(b.types) == H.MAX_PAGE_TYPES + 1 and b.types[-1] == H.OTHER_TYPES
+    assert b.types[3] == names[3][: SHOWN_TYPE_CHARS - 1] + "\u2026"
+    assert [b.types[i] for i in b.type[-3:]] == [H.OTHER_TYPES] * 3
+
+
+def test_the_summary_matches_long_ids_and_shows_their_start(tmp_path: Path) -> None:
+    """Long ids x show --summary: each 10 KB response, item and event id was kept whole.
+    They are kept as their start and a digest, and still link an error to its event and
+    a response's deltas to the response."""
+    from rtproxy.io.format import open_recording as open_file
+    from rtproxy.view.summary import summarize
+    from rtproxy.view.timeline import annotate
+
+    rid, eid = "resp_" + "r" * 10_000, "evt_" + "e" * 10_000
+    p = make_recording(tmp_path / "ids.rtrec", [
+        (0.0, "client", {"type": "response.create", "event_id": eid}),
+        (0.1, "server", {"type": "response.created", "response": {"id": rid, "status": "in_progress"}}),
+        (0.2, "server", {"type": "response.output_text.delta", "response_id": rid, "delta": "hi"}),
+        (0.3, "server", {"type": "error", "error": {"type": "invalid_request_error", "message": "m", "event_id": eid}}),
+        (0.4, "server", {"type": "response.done", "response": {"id": rid, "status": "completed"}}),
+    ], redact=False)
+    with open_file(p) as reader:
+        s = summarize(annotate(reader.messages()), reader)
+    [r] = s.responses
+    assert r.id is not None and r.id.startswith("resp_rrr") and len(r.id) <= 128 and r.text == "hi"
+    [err] = s.errors
+    assert err.matched_by == "event_id" and err.cause_index == 0

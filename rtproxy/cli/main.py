@@ -22,6 +22,7 @@ from rtproxy.errors import RtproxyError
 from rtproxy.export.jsonl import write_jsonl
 from rtproxy.export.textsafe import visible
 from rtproxy.io.format import RecordingError, open_recording
+from rtproxy.protocol.events import shown_type
 from rtproxy.view.events import Close, End, Handshake, clean_header, jsonable
 from rtproxy.view.timeline import AudioTotals, annotate
 
@@ -229,7 +230,7 @@ def _show_text(file: str, flt: Any = None) -> None:
             if flt is not None and not flt.keep(e):
                 continue
             arrow = "->" if m.from_client else "<-"
-            typ = visible(e.type) if e.type else ("(binary)" if not m.is_text else "(no type)")
+            typ = visible(shown_type(e.type)) if e.type else ("(binary)" if not m.is_text else "(no type)")
             put(
                 f"{m.t_ns / 1e6:10.1f} ms  {m.direction:6} {arrow} {typ:56} {m.size:>10,} B  {visible(e.detail)}".rstrip()
                 + "\n"

@@ -29,7 +29,7 @@ from rtproxy.view.audio import RATE, AudioSegment, ConversationAudio, render_tra
 from rtproxy.io.audiocodec import peak
 from rtproxy.io.format import Recording
 from rtproxy.io.progress import Progress
-from rtproxy.protocol.events import canonical_event_type
+from rtproxy.protocol.events import canonical_event_type, shown_type
 from rtproxy.view.events import Handshake, clean_header, jsonable
 from rtproxy.view.summary import SessionSummary, Summarizer, event_head
 from rtproxy.view.timeline import Entry
@@ -63,6 +63,10 @@ MAX_JSON_CHARS = 20000
 #: once took the export out of memory).
 PAGE_JSON_CHARS = 64_000_000
 SPENT_JSON_CHARS = 256
+#: Distinct event type names the page lists (a session has a few dozen); the
+#: events of any further name are listed under :data:`OTHER_TYPES`.
+MAX_PAGE_TYPES = 1024
+OTHER_TYPES = "(one of many other types)"
 #: What ``audio=`` may be: no audio, Opus at speech quality (the default), or PCM as recorded.
 AUDIO_MODES = ("none", "speech", "full")
 #: The media type of the page's clips, per audio mode.
@@ -279,11 +283,15 @@ class ReportBuilder:
             if self.audio_mode == "speech" and self.audio.responses != self._responses_seen:
                 self._responses_seen = self.audio.responses
                 self._place_ahead()
-        name = e.type or ("(binary)" if not m.is_text else "(not JSON)")
+        name = shown_type(e.type) if e.type else ("(binary)" if not m.is_text else "(not JSON)")
         known = self._type_index.get(name)
         if known is None:  # a type's index and colour group, once per type
-            known = self._type_index[name] = (len(self.types), _KIND_INDEX[event_kind(e.type, m.is_text)])
-            self.types.append(name)
+            if len(self.types) >= MAX_PAGE_TYPES:  # a crafted file's 300,000 names
+                name = OTHER_TYPES
+                known = self._type_index.get(name)
+            if known is None:
+                known = self._type_index[name] = (len(self.types), _KIND_INDEX[event_kind(e.type, m.is_text)])
+                self.types.append(name)
         self.t.append(round(m.t_ns / 1e6, 3))
         self.side.append(0 if m.from_client else 1)
         self.type.append(known[0])

@@ -15,6 +15,7 @@ from urllib.parse import parse_qs, urlsplit
 from rtproxy.protocol.formats import AudioFormat, audio_format_from_session
 
 __all__ = [
+    "shown_type",
     "BETA_TO_GA",
     "GA_TO_BETA",
     "CLIENT_EVENTS",
@@ -180,9 +181,19 @@ def canonical_event_type(name: str | None) -> str | None:
     return BETA_TO_GA.get(name, name)
 
 
+#: Characters of an event type shown in a timeline or a finding (the protocol's longest is 52).
+SHOWN_TYPE_CHARS = 120
+
+
+def shown_type(name: str) -> str:
+    """An event type as printed: a crafted 10 KB name is cut to :data:`SHOWN_TYPE_CHARS` with "…"."""
+    return name if len(name) <= SHOWN_TYPE_CHARS else name[: SHOWN_TYPE_CHARS - 1] + "\u2026"
+
+
 # The type member is near the start of every event; a regex on the first bytes
 # avoids parsing a 15 MiB JSON document to learn its name.
-_TYPE_RE = re.compile(rb'"type"\s*:\s*"((?:[^"\\]|\\.)*)"')
+# (Unrolled and possessive: a name left open within the first bytes fails at once.)
+_TYPE_RE = re.compile(rb'"type"\s*+:\s*+"([^"\\]*+(?:\\.[^"\\]*+)*+)"')
 
 
 #: The names already decoded (a session has a few dozen): decoding the JSON string

@@ -15,7 +15,8 @@ from typing import Any, Iterable
 
 from rtproxy.io.format import Message, Recording
 from rtproxy.protocol.events import GA_TO_BETA, AudioFormat, audio_format_from_session, canonical_event_type, parse_event
-from rtproxy.view.events import Close, Handshake, clean_header, ident, number, text_or_none
+from rtproxy.protocol.values import short_id
+from rtproxy.view.events import Close, Handshake, clean_header, number, text_or_none
 from rtproxy.view.timeline import Entry
 
 __all__ = [
@@ -256,7 +257,7 @@ class Summarizer:
         typ = canonical_event_type(e.type) or ""
         if m.from_client:
             rec = (e.index, e.type, t)
-            eid = ident(obj.get("event_id"))
+            eid = short_id(obj.get("event_id")) or None
             if eid is not None:
                 self._client_by_event_id[eid] = rec
             self._last_client = rec
@@ -265,7 +266,7 @@ class Summarizer:
             elif typ == "session.update":
                 self._note_formats(obj, s.formats_asked)
             elif typ == "conversation.item.truncate":
-                iid = ident(obj.get("item_id"))
+                iid = short_id(obj.get("item_id")) or None
                 # Untrusted: 1e308, NaN, "12", 1e400 (infinity) are no position in the audio.
                 end = number(obj.get("audio_end_ms"), 0, 1e10)
                 s.truncates.append(
@@ -289,11 +290,11 @@ class Summarizer:
         elif typ == "response.created":
             resp = obj.get("response") or {}
             rid = resp.get("id") if isinstance(resp, dict) else None
-            self._response(rid if isinstance(rid, str) else None, e, t)
+            self._response(short_id(rid), e, t)
         elif typ == "response.done":
             resp = obj.get("response") or {}
             rid = resp.get("id") if isinstance(resp, dict) else None
-            r = self._response(rid if isinstance(rid, str) else None, e, t)
+            r = self._response(short_id(rid), e, t)
             r.t_end = t
             r.index_done = e.index
             if isinstance(resp, dict):
@@ -308,12 +309,11 @@ class Summarizer:
             if self._current is r:
                 self._current = None
         elif typ.startswith("response."):
-            rid = obj.get("response_id")
-            r = self._response(rid if isinstance(rid, str) else None, e, t)
+            r = self._response(short_id(obj.get("response_id")), e, t)
             if typ == _AUDIO_DELTA:
                 r.audio_ms += e.audio_ms
-                iid = obj.get("item_id")
-                if isinstance(iid, str):
+                iid = short_id(obj.get("item_id"))
+                if iid is not None:
                     self._audio_ms_by_item[iid] = self._audio_ms_by_item.get(iid, 0.0) + e.audio_ms
                 if r.t_first_audio is None:
                     r.t_first_audio = t
@@ -366,8 +366,9 @@ class Summarizer:
 
         es = ErrorSummary(e.index, t, s("type"), s("code"), s("message"), s("param"), s("event_id"))
         cause = None
-        if es.event_id and es.event_id in self._client_by_event_id:
-            cause = self._client_by_event_id[es.event_id]
+        eid = short_id(es.event_id)
+        if eid and eid in self._client_by_event_id:
+            cause = self._client_by_event_id[eid]
             es.matched_by = "event_id"
         elif self._last_client is not None:
             cause = self._last_client

@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 from rtproxy.check.finding import Finding
 from rtproxy.check.options import Options
 from rtproxy.check.state import SessionState
+from rtproxy.protocol.events import shown_type
 
 __all__ = ["Rule"]
 
@@ -59,7 +60,8 @@ class Rule:
     ) -> Finding:
         """A finding of this rule at message ``index``."""
         rel = tuple(sorted({r for r in related if r is not None and r != index}))
-        return Finding(self.code, severity or self.severity, self.title, message, t, index, etype, rel)
+        shown = shown_type(etype) if isinstance(etype, str) else etype
+        return Finding(self.code, severity or self.severity, self.title, message, t, index, shown, rel)
 
     def on(self, ev: Any, message: str, related: tuple[int, ...] | list[int] = (), severity: str | None = None) -> Finding:
         """A finding at event ``ev``."""
