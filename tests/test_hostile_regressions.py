@@ -364,9 +364,10 @@ def test_the_html_page_keeps_a_bounded_amount_of_event_json(tmp_path: Path, monk
 
 
 def test_event_type_names_of_10_kb_are_shown_cut(tmp_path: Path) -> None:
-    """types x show / check / html: 30,000 events each of a distinct 10 KB type name (a 0.4
-    MB file) made ``rtproxy show`` print 300 MB, each finding carry its whole name, and the
-    html page keep every name (1 GB). A name is now shown cut, and the page lists at most
+    """types x show / diff / check / html: 30,000 events each of a distinct 10 KB type name
+    (a 0.4 MB file) made ``rtproxy show`` and ``diff`` print 300 MB, each finding carry its
+    whole name, and the html page keep every name (1 GB). A name is now shown cut (diff:
+    its start and a digest, so distinct names stay distinct), and the page lists at most
     MAX_PAGE_TYPES of them."""
     import subprocess
 
@@ -387,6 +388,11 @@ def test_event_type_names_of_10_kb_are_shown_cut(tmp_path: Path) -> None:
     lines = [ln for ln in res.stdout.splitlines() if " <- " in ln]
     assert len(lines) == n and all(len(ln) < SHOWN_TYPE_CHARS + 80 for ln in lines)
     assert names[5][: SHOWN_TYPE_CHARS - 1] + "\u2026" in lines[5]
+    other = make_recording(tmp_path / "other.rtrec", [(0.0, "server", {"type": "x"})])
+    res = subprocess.run([*RTPROXY, "diff", str(p), str(other)], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 1, res.stderr
+    assert max(map(len, res.stdout.splitlines())) < 300
+    assert names[7][:100] + "\u2026#" in res.stdout
     found = check_file(p)
     assert found and all(f.event_type is None or len(f.event_type) <= SHOWN_TYPE_CHARS for f in found)
     b = H.ReportBuilder("types", audio="none")

@@ -33,7 +33,7 @@ from rtproxy.errors import PathError
 from rtproxy.io.audiocodec import unpack_stream
 from rtproxy.protocol.formats import SESSION_CONFIG_EVENTS, SessionFormats
 from rtproxy.io.format import CorruptRecording, Message
-from rtproxy.protocol.values import ident, integer
+from rtproxy.protocol.values import MAX_ID_CHARS, ident, integer, short_id
 from rtproxy.protocol.events import (
     BETA_TO_GA,
     GA_TO_BETA,
@@ -836,6 +836,8 @@ def normalize(
                 typ = raw_type
                 if not ga and raw_type in GA_TO_BETA:
                     ga = True
+                elif len(typ) > MAX_ID_CHARS:  # a crafted 10 KB name: its start and digest
+                    typ = obj["type"] = short_id(typ) or typ
             else:
                 beta = True
                 obj["type"] = typ

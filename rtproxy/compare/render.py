@@ -16,6 +16,7 @@ from typing import Any, Callable
 
 from rtproxy.compare.core import DiffResult, EventChange, FieldChange, TimingChange
 from rtproxy.export.textsafe import visible
+from rtproxy.protocol.events import shown_type
 
 __all__ = ["render_text", "render_markdown", "render_json", "verdict_line"]
 
@@ -203,10 +204,10 @@ def render_text(r: DiffResult, style: Style | None = None) -> str:
                 for g in group:
                     ev = g.a or g.b
                     assert ev is not None
-                    lines.append(f"      {visible(g.type)}  ({side} #{ev.index} @ {ev.t_ms:.1f} ms)")
+                    lines.append(f"      {visible(shown_type(g.type))}  ({side} #{ev.index} @ {ev.t_ms:.1f} ms)")
                 continue
             lines.append(
-                st(f"  {mark} turn {visible(e.turn)}  {visible(e.type)}", fg=color, bold=True)
+                st(f"  {mark} turn {visible(e.turn)}  {visible(shown_type(e.type))}", fg=color, bold=True)
                 + f"  {_KIND_WORD[e.kind]}  ({_where(e)})"
             )
             if e.kind == "changed":
@@ -279,7 +280,7 @@ def render_markdown(r: DiffResult) -> str:
         lines += ["", "#### Events", ""]
         for e in r.events:
             where = _where(e)
-            lines.append(f"- **{_KIND_WORD[e.kind]}** `{visible(e.type)}` ({e.direction}, turn {visible(e.turn)}; {where})")
+            lines.append(f"- **{_KIND_WORD[e.kind]}** `{visible(shown_type(e.type))}` ({e.direction}, turn {visible(e.turn)}; {where})")
             if e.kind == "changed":
                 for fc in e.changes:
                     lines.extend(_md_field(fc, "  "))
