@@ -767,6 +767,14 @@ class RecordingReader:
         return self.recording, msgs
 
     def close(self) -> None:
+        # The record generator refers to the reader (a cycle): closed and dropped here, a
+        # partly read reader and its buffers (up to a record's 128 MiB decompressed) go
+        # at once, not whenever the cycle collector runs.
+        records = getattr(self, "_records", None)
+        if records is not None:
+            records.close()
+        self._pending = None
+        self._unpacker = self._dobj = None  # type: ignore[assignment]
         if getattr(self, "_owns", False):
             self._fh.close()
 
