@@ -620,3 +620,18 @@ def test_append_durations_follow_a_server_session_event_wherever_its_type_is(tmp
     with open_recording(path) as r:
         commit = next(e for e in client_events(r.messages()) if e.type == "input_audio_buffer.commit")
     assert commit.segment_audio_ms == pytest.approx(200.0)
+
+
+def test_substitutions_learn_no_huge_values_and_a_bounded_number() -> None:
+    """A client's 5 MiB event_ids were each remembered for the session (1 GB for 200)."""
+    from rtproxy.replay import substitute as sub
+
+    s = sub.Substitutions(sub.server_rule)
+    assert not s.learn("evt_1", "x" * (sub.MAX_LEARNED_CHARS + 1))
+    assert not s.learn("e" * (sub.MAX_LEARNED_CHARS + 1), "evt_live")
+    assert s.learn("evt_1", "evt_live") and s.value("evt_1") == "evt_live"
+    for k in range(sub.MAX_LEARNED + 10):
+        s.learn(f"evt_r{k}", f"evt_l{k}")
+    assert len(s.ids) == sub.MAX_LEARNED
+    assert s.value("evt_1") == "evt_1" and s.value("evt_r9") == "evt_r9"  # the oldest went
+    assert s.value(f"evt_r{sub.MAX_LEARNED + 9}") == f"evt_l{sub.MAX_LEARNED + 9}"

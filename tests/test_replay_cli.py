@@ -37,6 +37,14 @@ def test_bad_speed_and_pace(tmp_path: Path) -> None:
     assert code == 2 and "--speed" in out
     code, out = run("x.rtrec", "--pace", "server")
     assert code == 2 and "--pace server is for client replay" in out
+    # NaN ended every session after 0 messages; 1e-12 made times overflow the clock.
+    for speed in ("nan", "1e-12", "-inf"):
+        code, out = run("x.rtrec", "--speed", speed)
+        assert code == 2 and f"--speed {speed}: expected a factor from 0.001 up, or 0 / max" in out
+    # inf / NaN seconds closed every connection with 1011 and printed nothing.
+    for wait in ("inf", "nan"):
+        code, out = run("x.rtrec", "--wait-timeout", wait)
+        assert code == 2 and f"{wait} is not a number of seconds" in out
 
 
 def test_client_replay_errors(tmp_path: Path) -> None:

@@ -829,3 +829,133 @@ def test_control_characters_from_the_recording_and_the_client_reach_no_terminal(
     assert "\x1b" not in out + err and "\x07" not in out + err and "\x9b" not in out + err
     assert "gpt\\x1b]0;T\\x07" in out  # the model, shown
     assert "got y\\x1b[2J" in out  # the live client's type, shown
+
+
+def _gap_recording(path: Path, gap_ms: float) -> Path:
+    from rtproxy.testing import make_recording
+
+    return make_recording(path, [
+        (0, "server", {"type": "session.created", "session": {}}),
+        (10, "client", {"type": "response.create"}),
+        (10 + gap_ms, "server", {"type": "response.created", "response": {"id": "resp_1"}}),
+    ], redact=False, close=(1000, "", "server"))
+
+
+async def _ask_then_leave(url: str, stay_s: float) -> None:
+    async with websockets.connect(url) as ws:
+        await ws.recv()
+        await ws.send(json.dumps({"type": "response.create"}))
+        await asyncio.sleep(stay_s)
+
+
+def test_a_client_leaving_or_ctrl_c_ends_a_recorded_hour_long_gap_at_once(tmp_path: Path) -> None:
+    """The replay slept through a recorded gap whatever happened: a client that left got its
+    report line only when the gap was over, and Ctrl-C (or SIGTERM) waited for it too."""
+    import signal
+
+    path = _gap_recording(tmp_path / "gap.rtrec", 3_600_000)
+    rp = Replay(path, "--once")
+    t0 = time.monotonic()
+    asyncio.run(_ask_then_leave(f"{rp.ws_base}/realtime", 0.5))
+    code, out, err = rp.finish(timeout=30)
+    assert time.monotonic() - t0 < 15, "the report waited for the recorded gap"
+    assert code == 0, out + err
+    assert "sent 1 server messages (client left before the end)" in out and "closed by the client (1000)" in out
+
+    rp = Replay(path)
+
+    async def stopped_while_waiting() -> int | None:
+        async with websockets.connect(f"{rp.ws_base}/realtime") as ws:
+            await ws.recv()
+            await ws.send(json.dumps({"type": "response.create"}))
+            await asyncio.sleep(0.5)
+            rp.proc.send_signal(signal.SIGINT)
+            try:
+                await asyncio.wait_for(ws.recv(), 15)
+            except websockets.ConnectionClosed as exc:
+                return exc.rcvd.code if exc.rcvd else None
+        return -1
+
+    t0 = time.monotonic()
+    closed_with = asyncio.run(stopped_while_waiting())
+    code, out, err = rp.finish(timeout=30)
+    assert time.monotonic() - t0 < 15, "Ctrl-C waited for the recorded gap"
+    assert closed_with == 1001 and code == 0, (closed_with, out, err)
+    assert "the replay server stopped" in out and "Traceback" not in err
+
+
+def test_a_gap_past_what_a_clock_holds_and_a_damaged_client_side(tmp_path: Path) -> None:
+    """A gap of 2^64 - 1 ns raised OverflowError in the shared timer and hung every later
+    session; damage met while reading the client side was taken for the client leaving."""
+    import msgpack
+
+    from tests.corpus import MS, _ev, crafted
+
+    huge = crafted(tmp_path / "huge.rtrec", messages=[
+        [MS, 0, _ev({"type": "session.created", "session": {}})],
+        [MS, 1, _ev({"type": "response.create"})],
+        [2**64 - 1, 0, _ev({"type": "response.created", "response": {"id": "r"}})],
+    ], close={"closed_by": "server", "code": 1000, "t_ns": 2**64 - 1})
+    rp = Replay(huge)
+    for _ in range(2):  # the second session is served as the first was
+        async def first() -> str:
+            async with websockets.connect(f"{rp.ws_base}/realtime") as ws:
+                got = json.loads(await asyncio.wait_for(ws.recv(), 10))["type"]
+                await ws.send(json.dumps({"type": "response.create"}))
+                return got
+
+        assert asyncio.run(first()) == "session.created"
+    code, out, err = rp.stop()
+    assert out.count("sent 1 server messages (client left before the end)") == 2, out + err
+    assert "Traceback" not in err and "Exception" not in err and "Overflow" not in out + err
+
+    damaged = crafted(tmp_path / "damaged.rtrec", messages=[
+        [MS, 0, _ev({"type": "session.created", "session": {}})],
+        [MS, 1, _ev({"type": "response.create"})],
+        [MS, 0, _ev({"type": "response.created", "response": {"id": "r"}})],
+    ], close={"code": 1000, "reason": "bye \udc80", "closed_by": "server"},
+        packer=msgpack.Packer(use_bin_type=True, unicode_errors="surrogatepass"))
+    rp = Replay(damaged, "--once")
+
+    async def client() -> int | None:
+        async with websockets.connect(f"{rp.ws_base}/realtime") as ws:
+            await ws.recv()
+            await ws.send(json.dumps({"type": "response.create"}))
+            try:
+                while True:
+                    await asyncio.wait_for(ws.recv(), 10)
+            except websockets.ConnectionClosed as exc:
+                return exc.rcvd.code if exc.rcvd else None
+
+    assert asyncio.run(client()) == 1011
+    code, out, err = rp.finish()
+    assert code == 2, out + err
+    assert err.strip().startswith(f"rtproxy: error: {damaged}: damaged record") and len(err.strip().splitlines()) == 1
+    assert err.strip().endswith("the replay stopped there")
+
+
+def test_a_5_mib_event_type_from_the_client_is_quoted_cut(tmp_path: Path) -> None:
+    from rtproxy.replay.script import DIVERGENCE_QUOTE_CHARS
+    from rtproxy.testing import make_recording
+
+    path = make_recording(tmp_path / "t.rtrec", [
+        (0, "server", {"type": "session.created", "session": {}}),
+        (1, "client", {"type": "response.create"}),
+        (2, "server", {"type": "response.created", "response": {"id": "r"}}),
+    ], redact=False)
+    rp = Replay(path, "--once", "--speed", "max", "--wait-timeout", "1")
+
+    async def client() -> None:
+        async with websockets.connect(f"{rp.ws_base}/realtime", max_size=None) as ws:
+            await ws.recv()
+            for _ in range(3):
+                await ws.send(json.dumps({"type": "x" * (5 << 20)}))
+            await ws.send(json.dumps({"type": "response.create"}))
+            await ws.recv()
+
+    asyncio.run(client())
+    code, out, err = rp.finish()
+    assert code == 1, err
+    lines = [ln for ln in out.splitlines() if "divergence" in ln]
+    assert lines and max(map(len, lines)) < 2 * DIVERGENCE_QUOTE_CHARS + 200
+    assert "x" * (DIVERGENCE_QUOTE_CHARS - 1) + "\u2026" in out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 
@@ -20,6 +21,13 @@ def fail(message: str) -> None:
     from rtproxy.cli.common import fail as cli_fail
 
     cli_fail(message)
+
+
+def _finite(value: float) -> float:
+    """--wait-timeout: NaN and infinity are no number of seconds (0 is "wait forever")."""
+    if not math.isfinite(value):
+        raise click.BadParameter(f"{value} is not a number of seconds (0: wait forever)")
+    return value
 
 
 @click.command()
@@ -42,6 +50,7 @@ def fail(message: str) -> None:
     default=10.0,
     show_default=True,
     type=click.FloatRange(min=0),
+    callback=lambda ctx, param, value: _finite(value),
     help="Server replay, client pace: seconds to wait for a client message the recording expects, "
     "from when it was due; then report it as a divergence and go on as if it had arrived "
     "(--strict: close with 4900). 0: wait forever.",

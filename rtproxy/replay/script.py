@@ -20,6 +20,7 @@ recording expected, what arrived, and where.
 from __future__ import annotations
 
 import json
+import math
 from collections import deque
 from dataclasses import dataclass
 from typing import Any, Iterable, Iterator
@@ -129,6 +130,10 @@ class ClientEvent:
     """``response.metadata`` of a response.create (a wildcard, learned too)."""
 
 
+#: Characters of what was expected or got that a divergence quotes.
+DIVERGENCE_QUOTE_CHARS = 240
+
+
 @dataclass(frozen=True, slots=True)
 class Divergence:
     """A live client message that does not fit the recording."""
@@ -144,6 +149,13 @@ class Divergence:
     field: str | None = None
     waited_s: float | None = None
     """Set when nothing arrived: how long the replay waited (``--wait-timeout``)."""
+
+    def __post_init__(self) -> None:
+        # What a client sent is quoted: a 5 MiB event type is cut, in the line and in memory.
+        for name in ("expected", "got", "field"):
+            v = getattr(self, name)
+            if isinstance(v, str) and len(v) > DIVERGENCE_QUOTE_CHARS:
+                object.__setattr__(self, name, v[: DIVERGENCE_QUOTE_CHARS - 1] + "\u2026")
 
     def message(self) -> str:
         """One line: where, what the recording expected, what arrived (the recording's and
@@ -172,13 +184,23 @@ class Divergence:
         return self.message()
 
 
+#: Input audio arrivals remembered in one segment (about 45 minutes of 20 ms
+#: appends) while no recorded message waits on them; the older half goes past it.
+_MAX_CROSSINGS = 1 << 17
+
+#: The slowest ``--speed`` (a recorded second takes 1,000).
+MIN_SPEED = 0.001
+
+
 def parse_speed(value: str | float) -> float:
     """``--speed``: a positive factor, or 0 / ``max`` for as fast as possible (returns 0.0)."""
     if isinstance(value, str) and value.strip().lower() in ("max", "inf", "0"):
         return 0.0
     speed = float(value)
-    if speed < 0:
-        raise ValueError(f"--speed {value}: expected a factor > 0, or 0 / max")
+    if not MIN_SPEED <= speed < math.inf:
+        if speed == 0 or speed == math.inf:
+            return 0.0
+        raise ValueError(f"--speed {value}: expected a factor from {MIN_SPEED:g} up, or 0 / max")
     return speed
 
 
@@ -465,7 +487,12 @@ class ReplayScheduler:
                         )
                     )
             self._segment_ms += ms
-            self._crossings.append((self._segment_ms, now_ns))
+            cr = self._crossings
+            cr.append((self._segment_ms, now_ns))
+            if len(cr) > _MAX_CROSSINGS:  # hours of appends that no message waits on yet
+                cut = len(cr) // 2
+                del cr[:cut]
+                self._crossing_pos = max(0, self._crossing_pos - cut)
             self.divergences += found
             return found
         obj = parse_event(content) if is_text else None

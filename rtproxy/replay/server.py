@@ -158,6 +158,12 @@ def load_fault_plan(path: str, specs: Sequence[str]) -> FaultPlan:
         return plan_faults(specs, reader.messages(), header=reader.recording.header)
 
 
+#: The longest a replay waits for one recorded gap (about 36 years): longer times
+#: do not fit the timer. The session still ends when the client leaves or the
+#: server stops.
+_MAX_SLEEP_NS = 1 << 60
+
+
 class _Clock:
     """Wakes tasks at times on the monotonic clock, to within tens of microseconds.
 
@@ -206,9 +212,12 @@ class _Clock:
         self._arm()
 
     async def sleep_until(self, t_ns: int) -> None:
-        rem = t_ns - time.monotonic_ns()
+        now = time.monotonic_ns()
+        rem = t_ns - now
         if rem <= 0:
             return
+        if rem > _MAX_SLEEP_NS:  # a crafted gap of 10^15 ms (or 2^64 ns): past what a timer holds
+            t_ns, rem = now + _MAX_SLEEP_NS, _MAX_SLEEP_NS
         if self.fd is None:
             await asyncio.sleep(rem / 1e9)
             return
@@ -365,8 +374,25 @@ class ReplayServer:
             )
         )
         timer = asyncio.create_task(timed(self.clock)) if faults is not None and faults.next_timer() else None
+        stopping = asyncio.ensure_future(self.finished.wait())
         try:
-            await asyncio.wait({sender})
+            # The sender may sleep through a recorded gap: a client that leaves, a damaged
+            # client side, or the server stopping ends the session there and then.
+            await asyncio.wait({sender, receiver, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            if not sender.done():
+                got = None if not receiver.done() or receiver.cancelled() else receiver.exception()
+                if isinstance(got, RecordingError):
+                    report.close = f"replay stopped: {got.problem}"
+                    self.failed = got
+                    self.finished.set()
+                elif got is not None:
+                    log.error("rtproxy replay: session #%d failed: %r", report.number, got)
+                    report.close = f"replay failed: {got!r}"
+                elif stopping.done() and not receiver.done():
+                    report.close = "the replay server stopped"
+                if not strict_close:  # (a --strict close stops the sender itself)
+                    sender.cancel()
+                await asyncio.wait({sender})
             exc = None if sender.cancelled() else sender.exception()
             if isinstance(exc, RecordingError):
                 # The file is damaged mid-stream: every session would stop at the same
@@ -383,8 +409,10 @@ class ReplayServer:
                 # A fault closed the session (let the close complete) or stalled it: the
                 # connection stays open, reading (pings answered), until the client leaves.
                 stalled = report.ended_by_fault is not None and not report.close
-                await asyncio.wait({receiver}, timeout=None if stalled else 10)
+                await asyncio.wait({receiver, stopping}, timeout=None if stalled else 10,
+                                   return_when=asyncio.FIRST_COMPLETED)
         finally:
+            stopping.cancel()
             sender.cancel()
             if timer is not None:
                 timer.cancel()
@@ -395,6 +423,12 @@ class ReplayServer:
                 pass
             r_server.close()
             r_client.close()
+            if report.close.startswith(("replay stopped", "replay failed")) and ws.close_code is None:
+                # The client learns the replay broke off (1011), not that the session ended.
+                try:
+                    await ws.close(1011, "rtproxy replay stopped: see the replay's output")
+                except Exception:  # noqa: BLE001 - the connection may be gone already
+                    pass
             if sched.start_ns is not None:
                 for d in sched.end(time.monotonic_ns()):
                     report.divergences.append(d)
@@ -647,4 +681,7 @@ def run_replay_server(
     when the port cannot be bound.
     """
     logging.getLogger("websockets").setLevel(logging.CRITICAL)
+    # A client that floods pings and leaves: one "socket.send() raised exception." per
+    # frame still queued (12,794 lines for 20,000 pings), nothing a user can act on.
+    logging.getLogger("asyncio").setLevel(logging.ERROR)
     return asyncio.run(serve_replay(cfg, handshake, on_ready, on_divergence, on_report))

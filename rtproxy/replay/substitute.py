@@ -127,6 +127,15 @@ def _raw(value: str) -> bytes:
     return json.dumps(value, ensure_ascii=False)[1:-1].encode("utf-8", "surrogatepass")
 
 
+#: Longest id a replay learns to substitute (real ids are under 40 characters; an
+#: event_id a client chose may be a UUID or a little more).
+MAX_LEARNED_CHARS = 512
+#: Longest ``response.metadata`` (as JSON) learned; the API allows 16 pairs of 64 + 512.
+MAX_LEARNED_METADATA = 16 << 10
+#: Values learned per session and kind; past it the oldest is forgotten.
+MAX_LEARNED = 100_000
+
+
 class Substitutions:
     """Recorded value -> live value, applied to the members ``rule`` accepts.
 
@@ -149,16 +158,26 @@ class Substitutions:
         """Remember that the live side says ``live`` where the recording says ``recorded``."""
         if not isinstance(recorded, str) or not isinstance(live, str) or not recorded or recorded == live:
             return False
+        if len(recorded) > MAX_LEARNED_CHARS or len(live) > MAX_LEARNED_CHARS:
+            return False  # no id: a client's 5 MiB event_ids stay as sent, not remembered
         key = _raw(recorded)
         if self.ids.get(key) == live:
             return False
+        if len(self.ids) >= MAX_LEARNED and key not in self.ids:
+            del self.ids[next(iter(self.ids))]  # the oldest: a session refers to recent ids
         self.ids[key] = live
         return True
 
     def learn_metadata(self, recorded: Any, live: Any) -> bool:
         if not self.metadata or recorded is None or live is None or recorded == live:
             return False
-        self.meta[canonical_json(recorded)] = json.dumps(live, ensure_ascii=False).encode("utf-8", "surrogatepass")
+        key = canonical_json(recorded)
+        value = json.dumps(live, ensure_ascii=False).encode("utf-8", "surrogatepass")
+        if len(key) > MAX_LEARNED_METADATA or len(value) > MAX_LEARNED_METADATA:
+            return False
+        if len(self.meta) >= MAX_LEARNED and key not in self.meta:
+            del self.meta[next(iter(self.meta))]
+        self.meta[key] = value
         return True
 
     def value(self, recorded: Any) -> Any:
