@@ -635,3 +635,19 @@ def test_substitutions_learn_no_huge_values_and_a_bounded_number() -> None:
     assert len(s.ids) == sub.MAX_LEARNED
     assert s.value("evt_1") == "evt_1" and s.value("evt_r9") == "evt_r9"  # the oldest went
     assert s.value(f"evt_r{sub.MAX_LEARNED + 9}") == f"evt_l{sub.MAX_LEARNED + 9}"
+
+
+def test_input_audio_no_message_waits_on_is_remembered_in_bounded_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each append's arrival was kept for the whole segment while no recorded message
+    waited on the audio (20 MiB an hour of 20 ms appends); past the bound the older half goes,
+    and audio a message does wait on still releases it."""
+    from rtproxy.replay import script
+
+    monkeypatch.setattr(script, "_MAX_CROSSINGS", 64)
+    s = scheduler(dialogue(), pace="client")
+    s.client_message(0, True, live({"type": "session.update", "session": SESSION}))
+    drain(s, 200 * MS)
+    for k in range(1000):  # 10 s of 10 ms appends, nothing waiting on them past 200 ms
+        s.client_message((210 + 10 * k) * MS, True, live_append(10))
+    assert len(s._crossings) <= 64
+    assert ("input_audio_buffer.speech_started" in [t for _, t in drain(s, 20_000 * MS)])

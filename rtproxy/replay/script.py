@@ -474,7 +474,10 @@ class ReplayScheduler:
                 if nxt is not None and nxt.segment_audio_ms > 0 and ev.type in RACES_AUDIO:
                     # Audio of the next segment that overtook the awaited event: counted there.
                     self._early_ms += ms
-                    self._early.append((self._early_ms, now_ns))
+                    early = self._early
+                    early.append((self._early_ms, now_ns))
+                    if len(early) > _MAX_CROSSINGS:  # --wait-timeout 0 and hours of audio
+                        del early[: len(early) // 2]
                     return found
                 if self._warned_audio_segment != self.cursor:
                     self._warned_audio_segment = self.cursor
