@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Awaitable, Callable, Iterator
 
 import pytest
+from websockets.asyncio.server import ServerConnection, serve
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -111,3 +115,49 @@ def recorder(realtime_server: ServerThread, tmp_path: Path) -> Iterator[Recorder
 
 
 os.environ.setdefault("OPENAI_API_KEY", "sk-test-not-a-real-key-000000000000")
+
+
+class Upstream:
+    """A WebSocket server on its own thread; ``received`` and ``closes`` say what
+    reached it through the proxy."""
+
+    def __init__(self, handler: Callable[[ServerConnection, "Upstream"], Awaitable[None]]) -> None:
+        self.handler = handler
+        self.received: list[Any] = []
+        self.closes: list[tuple[int | None, str | None]] = []
+        self.port = 0
+        self._ready = threading.Event()
+        self._stop: asyncio.Future[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._main()), daemon=True)
+
+    async def _main(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop = self._loop.create_future()
+
+        async def handle(ws: ServerConnection) -> None:
+            try:
+                await self.handler(ws, self)
+            finally:
+                with contextlib.suppress(Exception):
+                    await ws.wait_closed()
+                self.closes.append((ws.close_code, ws.close_reason))
+
+        async with serve(handle, "127.0.0.1", 0, max_size=None, compression=None) as server:
+            self.port = next(iter(server.sockets)).getsockname()[1]
+            self._ready.set()
+            await self._stop
+
+    def __enter__(self) -> "Upstream":
+        self._thread.start()
+        assert self._ready.wait(10)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._loop is not None and self._stop is not None
+        self._loop.call_soon_threadsafe(self._stop.set_result, None)
+        self._thread.join(10)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"

@@ -6,62 +6,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import threading
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Iterator
+from typing import Any, Iterator
 
 import websockets
-from websockets.asyncio.server import ServerConnection, serve
+from websockets.asyncio.server import ServerConnection
 
 from rtproxy.io.format import open_recording
-from tests.conftest import Recorder
+from tests.conftest import Recorder, Upstream
 from tests.fs_helpers import fill, tiny_tmpfs
-
-
-class Upstream:
-    """A WebSocket server on its own thread; ``received`` and ``closes`` say what
-    reached it through the proxy."""
-
-    def __init__(self, handler: Callable[[ServerConnection, "Upstream"], Awaitable[None]]) -> None:
-        self.handler = handler
-        self.received: list[Any] = []
-        self.closes: list[tuple[int | None, str | None]] = []
-        self.port = 0
-        self._ready = threading.Event()
-        self._stop: asyncio.Future[None] | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread = threading.Thread(target=lambda: asyncio.run(self._main()), daemon=True)
-
-    async def _main(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._stop = self._loop.create_future()
-
-        async def handle(ws: ServerConnection) -> None:
-            try:
-                await self.handler(ws, self)
-            finally:
-                with contextlib.suppress(Exception):
-                    await ws.wait_closed()
-                self.closes.append((ws.close_code, ws.close_reason))
-
-        async with serve(handle, "127.0.0.1", 0, max_size=None, compression=None) as server:
-            self.port = next(iter(server.sockets)).getsockname()[1]
-            self._ready.set()
-            await self._stop
-
-    def __enter__(self) -> "Upstream":
-        self._thread.start()
-        assert self._ready.wait(10)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        assert self._loop is not None and self._stop is not None
-        self._loop.call_soon_threadsafe(self._stop.set_result, None)
-        self._thread.join(10)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
 
 @contextlib.contextmanager
@@ -196,3 +149,39 @@ def test_clean_closes_are_forwarded_as_they_were(tmp_path: Path) -> None:
     for f in files:
         with open_recording(f) as r:
             assert len(list(r.messages())) == 2 and r.recording.close["code"] == 1000
+
+
+async def _echo(ws: ServerConnection, up: Upstream) -> None:
+    async for m in ws:
+        up.received.append(len(m))
+        await ws.send(m)
+
+
+def test_a_message_too_big_for_a_recording_is_not_forwarded_and_the_file_reads(tmp_path: Path) -> None:
+    """A 65 MiB message was forwarded and written as a record every reader refuses as
+    damaged: the file was unreadable from there on. Now it is neither written nor
+    forwarded, the session is closed with 1011 saying why, and the file reads."""
+    from rtproxy.io.format import MAX_MESSAGE_BYTES
+
+    with Upstream(_echo) as up, proxied(up, tmp_path / "rec") as rec:
+        async def go() -> tuple[int, Any]:
+            async with websockets.connect(f"{rec.ws_base}/realtime?model=m", max_size=None) as ws:
+                await ws.send('{"type":"before"}')
+                assert await ws.recv() == '{"type":"before"}'
+                await ws.send(b"\0" * (MAX_MESSAGE_BYTES + 1))
+                try:
+                    await asyncio.wait_for(ws.recv(), 30)
+                except websockets.ConnectionClosed as exc:
+                    return 1, exc.rcvd
+            return 0, None
+
+        got, rcvd = asyncio.run(go())
+        [path] = rec.wait_files(1)
+    assert got == 1 and rcvd is not None and rcvd.code == 1011
+    assert "rtproxy: recording failed: a message of 67,043,329 bytes is more than" in rcvd.reason
+    assert up.received == [len('{"type":"before"}')]  # the big one never reached the upstream
+    with open_recording(path) as r:
+        msgs = list(r.messages())
+        end = r.recording.end
+    assert [m.content for m in msgs] == [b'{"type":"before"}', b'{"type":"before"}']
+    assert "a message of 67,043,329 bytes" in (end or {}).get("error", "")

@@ -21,7 +21,7 @@ import websockets
 import zstandard
 
 from rtproxy.io.format import open_recording
-from tests.conftest import ROOT, RTPROXY, Recorder
+from tests.conftest import ROOT, RTPROXY, Recorder, Upstream
 from tests.realtime_server import Scenario, ServerThread
 
 pytestmark = pytest.mark.e2e
@@ -249,3 +249,95 @@ def test_har_import_removes_every_variant(tmp_path: Path) -> None:
     assert leaked(data) == []
     with open_recording(out) as r:
         assert sum(1 for m in r.messages() if m.from_client) == len(CLIENT_MESSAGES)
+
+
+def _refusing(response: bytes):
+    """A raw socket server answering every request with ``response`` (a refused upgrade)."""
+    import socket
+    import threading
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(8)
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = sock.accept()
+            except OSError:
+                return
+            with conn:
+                conn.recv(65536)
+                conn.sendall(response)
+
+    threading.Thread(target=serve, daemon=True).start()
+    return sock
+
+
+def _raw_file(path: Path) -> bytes:
+    return path.read_bytes() + zstandard.ZstdDecompressor().decompressobj().decompress(path.read_bytes()[10:])
+
+
+def test_close_reasons_pings_and_refusal_reasons_hold_no_key(tmp_path: Path) -> None:
+    """A close reason echoing the key ("invalid api key sk-..."), a ping carrying it, a
+    refusal's reason phrase quoting it, and a gzip-encoded refusal body holding it were
+    all written to the file as they came."""
+    import gzip
+
+    key = "sk-" + secret("closeping") + "hhhh"
+
+    async def upstream(ws, up) -> None:
+        await ws.recv()
+        await ws.ping(key.encode())
+        await asyncio.sleep(0.2)
+        await ws.close(4001, f"invalid api key {key}")
+
+    with Upstream(upstream) as up:
+        rec = Recorder(up.url, tmp_path / "rec")
+        try:
+            async def go() -> int | None:
+                async with websockets.connect(f"ws://127.0.0.1:{rec.port}/v1/realtime?model=m",
+                                              additional_headers=[("Authorization", f"Bearer {key}")]) as ws:
+                    await ws.send('{"type":"session.update","session":{}}')
+                    try:
+                        await asyncio.wait_for(ws.recv(), 10)
+                    except websockets.ConnectionClosed as exc:
+                        assert exc.rcvd is not None and key in exc.rcvd.reason  # the client got it as sent
+                        return exc.rcvd.code
+                return None
+
+            assert asyncio.run(go()) == 4001
+            [path] = rec.wait_files(1)
+        finally:
+            rec.stop()
+    assert secret("closeping").encode() not in _raw_file(path)
+    with open_recording(path) as r:
+        list(r.messages())
+        close = r.recording.close
+    assert close["code"] == 4001 and close["reason"].startswith("invalid api key [REDACTED")
+
+    body = gzip.compress(f'{{"error":"bad key {key}"}}'.encode())
+    refusal = (f"HTTP/1.1 401 Bad key {key}\r\nContent-Type: application/json\r\nContent-Encoding: gzip\r\n"
+               f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode() + body
+    up = _refusing(refusal)
+    rec = Recorder(f"http://127.0.0.1:{up.getsockname()[1]}", tmp_path / "rec2")
+    try:
+        async def refused() -> int:
+            try:
+                async with websockets.connect(f"ws://127.0.0.1:{rec.port}/v1/realtime?model=m",
+                                              additional_headers=[("Authorization", f"Bearer {key}")]):
+                    return 101
+            except websockets.InvalidStatus as exc:
+                return exc.response.status_code
+
+        assert asyncio.run(refused()) == 401
+        [path] = rec.wait_files(1)
+    finally:
+        rec.stop()
+        up.close()
+    assert secret("closeping").encode() not in _raw_file(path)
+    with open_recording(path) as r:
+        hs = r.recording.handshake
+    assert hs["status"] == 401 and hs["reason"] == "Bad key [REDACTED by rtproxy]"
+    assert hs["response_body"] == b'{"error":"bad key [REDACTED by rtproxy]"}'  # decoded, redacted
+    assert not [k for k, _ in hs["response_headers"] if k.lower() == "content-encoding"]

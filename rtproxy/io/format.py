@@ -417,6 +417,14 @@ class RecordingWriter:
         self._record(t_ns, from_client, flags, payload, size)
 
     def _record(self, t_ns: int, from_client: bool, flags: int, payload: bytes | list[bytes], size: int) -> None:
+        stored = len(payload) if isinstance(payload, (bytes, bytearray)) else sum(map(len, payload))
+        if stored > MAX_MESSAGE_BYTES:
+            # What a reader would refuse (and everything after it) is not written: the
+            # recorder stops the session instead (nothing forwarded goes unrecorded).
+            raise RecordTooLarge(
+                self.path,
+                f"a message of {size:,} bytes is more than the {MAX_MESSAGE_BYTES:,} a recording holds",
+            )
         self._emit([t_ns - self._last_ns, flags, payload])
         self._last_ns = t_ns
         self.messages[from_client] += 1
@@ -558,6 +566,9 @@ _STEP = 4096
 #: One ``decompress`` of ``_STEP`` input bytes yields at most ~128 MiB, which is
 #: fed to msgpack a slice at a time.
 MAX_RECORD_BYTES = 64 << 20
+#: The largest message (as stored: audio packed) a writer records, so that its
+#: record stays under :data:`MAX_RECORD_BYTES` for every reader.
+MAX_MESSAGE_BYTES = MAX_RECORD_BYTES - (1 << 16)
 _FEED = 1 << 20
 
 

@@ -17,6 +17,7 @@ from typing import Callable
 
 from mitmproxy import ctx, exceptions, http
 
+from rtproxy.errors import RecordingError
 from rtproxy.io.audiocodec import load_packer
 from rtproxy.io.format import RecordingWriter, recording_filename, split_base64_audio, start_recording
 from rtproxy.io.safefile import make_private_dirs, remove_empty_dirs
@@ -164,9 +165,28 @@ class RealtimeRecorder:
         body = b""
         if status != 101:
             body = resp.raw_content or b""
-            body, changed = red.payload(body)
+            if resp.headers.get("content-encoding", "identity").strip().lower() not in ("", "identity"):
+                # A gzip (br, zstd...) body is redacted as what it says: decoded. Stored
+                # as it came when nothing is removed; else decoded, without the encoding.
+                try:
+                    plain = resp.get_content(strict=True) or b""
+                except ValueError:
+                    plain = None
+                if plain is None:
+                    body, changed = b"", bool(body)  # unreadable here: not stored
+                else:
+                    redacted, changed = red.payload(plain)
+                    if changed:
+                        body = redacted
+                        resp_headers = [[k, v] for k, v in resp_headers
+                                        if k.lower() not in ("content-encoding", "content-length")]
+            else:
+                body, changed = red.payload(body)
             if changed:
                 redactions.append("response-body")
+        reason = red.scrub(resp.reason or "")
+        if reason != (resp.reason or ""):
+            redactions.append("response-reason")
         client_addr = flow.client_conn.peername
         writer = start_recording(
             self.out_dir / name,
@@ -183,7 +203,7 @@ class RealtimeRecorder:
             http_version=flow.request.http_version,
             request_headers=req_headers,
             status=resp.status_code,
-            reason=resp.reason,
+            reason=reason,
             response_headers=resp_headers,
             response_body=body,
             subprotocol=_masked_subprotocol(red, resp.headers.get("sec-websocket-protocol")),
@@ -337,7 +357,12 @@ class RealtimeRecorder:
         are dropped from now on, so nothing passes unrecorded, and the caller
         closes it (:func:`rtproxy.record.wsclose.request_close`).
         """
-        what = f"{exc.strerror or exc}" if isinstance(exc, OSError) else f"{type(exc).__name__}: {exc}"
+        if isinstance(exc, OSError):
+            what = f"{exc.strerror or exc}"
+        elif isinstance(exc, RecordingError):
+            what = exc.problem  # (the path is in the log line; a close reason holds 123 bytes)
+        else:
+            what = f"{type(exc).__name__}: {exc}"
         log.error(
             "rtproxy: recording %s failed: %s; this session's messages are no longer forwarded, and it is closed (1011)",
             sess.writer.path,
@@ -357,9 +382,12 @@ class RealtimeRecorder:
         if sess is None:
             return
         try:
+            # A ping may carry anything, a key too: it is redacted like a message.
+            payload, _ = sess.redactor.payload(bytes(data.payload or b""))
+            payload = payload[:125]  # what a ping can carry (the marker is longer than some keys)
             sess.writer.write_control(
                 data.kind, t_ns=time.monotonic_ns() - sess.t0_ns,
-                **{"from": "client" if data.from_client else "server"}, payload=data.payload,
+                **{"from": "client" if data.from_client else "server"}, payload=payload,
             )
         except OSError as exc:
             log.error("rtproxy: writing %s failed: %s", sess.writer.path, exc)
@@ -398,12 +426,14 @@ class RealtimeRecorder:
             dropped = f"{who} dropped the connection without a close frame; the {other} was sent 1011"
             error = f"{dropped} ({error})" if error else dropped
         try:
+            # A close reason may quote the key ("invalid api key sk-..."), as may the error.
+            red = sess.redactor
             sess.writer.write_close(
                 t_ns=t_ns,
                 code=ws.close_code,
-                reason=ws.close_reason,
+                reason=red.scrub(ws.close_reason) if ws.close_reason else ws.close_reason,
                 closed_by=closed_by,
-                error=error,
+                error=red.scrub(error) if error else error,
             )
         except OSError as exc:
             log.error("rtproxy: writing %s failed: %s", sess.writer.path, exc)
