@@ -121,8 +121,10 @@ class Upstream:
     """A WebSocket server on its own thread; ``received`` and ``closes`` say what
     reached it through the proxy."""
 
-    def __init__(self, handler: Callable[[ServerConnection, "Upstream"], Awaitable[None]]) -> None:
+    def __init__(self, handler: Callable[[ServerConnection, "Upstream"], Awaitable[None]],
+                 compression: str | None = None) -> None:
         self.handler = handler
+        self.compression = compression
         self.received: list[Any] = []
         self.closes: list[tuple[int | None, str | None]] = []
         self.port = 0
@@ -143,7 +145,7 @@ class Upstream:
                     await ws.wait_closed()
                 self.closes.append((ws.close_code, ws.close_reason))
 
-        async with serve(handle, "127.0.0.1", 0, max_size=None, compression=None) as server:
+        async with serve(handle, "127.0.0.1", 0, max_size=None, compression=self.compression) as server:
             self.port = next(iter(server.sockets)).getsockname()[1]
             self._ready.set()
             await self._stop

@@ -50,6 +50,7 @@ from OpenSSL import SSL
 from websockets import frames
 from wsproto.frame_protocol import Opcode
 
+from rtproxy.io.format import MAX_MESSAGE_BYTES
 from rtproxy.record import fastpath, wsclose, wsclosing
 
 try:  # websockets' C helper (shipped in its wheels); the pure-Python one otherwise
@@ -113,7 +114,7 @@ class _Side:
     """One end of the session: its connection, what it still may send or be sent."""
 
     __slots__ = ("conn", "is_client", "ssl", "writer", "buf", "frames", "parts", "opcode", "compressed",
-                 "inflate", "got_close", "sent_close", "gone", "other", "out")
+                 "inflate", "got_close", "sent_close", "gone", "other", "out", "size")
 
     def __init__(self, conn: connection.Connection, is_client: bool, ssl: SSL.Connection | None,
                  deflate: bool) -> None:
@@ -124,6 +125,7 @@ class _Side:
         self.buf = bytearray()
         self.frames: list[bytes] = []  # the raw frames of the message being received
         self.parts: list[bytes] = []  # their unmasked payloads
+        self.size = 0  # bytes in parts
         self.opcode = 0
         self.compressed = False
         self.inflate = zlib.decompressobj(-zlib.MAX_WBITS) if deflate else None
@@ -271,6 +273,11 @@ class Relay:
                 head = pos + 10
             if b1 & 0x80:
                 head += 4
+            if not b0 & 0x08 and side.size + length > MAX_MESSAGE_BYTES:
+                # More than a recording holds (or a header claiming 2^62 bytes): not
+                # buffered to the end, not forwarded; the session is closed saying why.
+                self._too_big(side)
+                return
             end = head + length
             if n < end:
                 break
@@ -314,17 +321,22 @@ class Relay:
             side.compressed = bool(b0 & 0x40) and side.inflate is not None
         side.frames.append(raw)
         side.parts.append(payload)
+        side.size += len(payload)
         if not b0 & 0x80:
             return
         content = side.parts[0] if len(side.parts) == 1 else b"".join(side.parts)
         frames = side.frames[0] if len(side.frames) == 1 else b"".join(side.frames)
-        side.frames, side.parts = [], []
+        side.frames, side.parts, side.size = [], [], 0
         if side.compressed:
             assert side.inflate is not None
             try:
-                content = side.inflate.decompress(content + _DEFLATE_TAIL)
+                # Bounded: a 0.26 MB frame can inflate to 256 MiB (a deflate bomb).
+                content = side.inflate.decompress(content + _DEFLATE_TAIL, MAX_MESSAGE_BYTES + 1)
             except zlib.error as exc:
                 self._protocol_error(side, f"bad compressed message: {exc}")
+                return
+            if len(content) > MAX_MESSAGE_BYTES:
+                self._too_big(side)
                 return
         self._message(side, side.opcode == _OP_TEXT, content, frames, False)
 
@@ -431,9 +443,13 @@ class Relay:
                 self._send_close(side, wsclose.INTERNAL_ERROR, reason)
         self._end()
 
+    def _too_big(self, side: _Side) -> None:
+        side.frames, side.parts, side.size = [], [], 0
+        self._close_requested(f"rtproxy: recording failed: a message of over {MAX_MESSAGE_BYTES:,} bytes")
+
     def _protocol_error(self, side: _Side, what: str) -> None:
         """A frame no WebSocket peer may send: both sides get 1002, as wsproto would do."""
-        side.frames, side.parts = [], []
+        side.frames, side.parts, side.size = [], [], 0
         self._set_close(side.is_client, 1002, f"rtproxy: {what}")
         for s in (self.server, self.client):
             if not s.sent_close and not s.gone:
