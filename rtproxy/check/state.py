@@ -42,9 +42,8 @@ def s(v: Any) -> str | None:
     return v if isinstance(v, str) else None
 
 
-def sid(v: Any) -> str | None:
-    """An id from an event, as the check keeps it (:func:`rtproxy.protocol.values.short_id`)."""
-    return short_id(v)
+#: An id from an event, as the check keeps it (:func:`rtproxy.protocol.values.short_id`).
+sid = short_id
 
 
 def id_key(v: str) -> str:
@@ -242,7 +241,7 @@ class SessionState:
                 return
             eid = sid(obj.get("event_id"))
             if eid:
-                self.client_by_event_id[id_key(eid)] = (i, ctype, t)
+                self.client_by_event_id[eid] = (i, ctype, t)
             if ctype == "response.create":
                 self.last_create = (i, t)
                 self.pending_creates.append(i)

@@ -687,12 +687,10 @@ class _Normalizer:
         add = out.append
         for v in items:
             t = type(v)
-            if t is str:
-                add(self._text(v, key, parent) if v else v)
-            elif t is dict or t is list:
+            if t is dict or t is list:
                 add(self.walk(v, states, False, key, parent))
-            elif isinstance(v, str):
-                add(self._text(v, key, parent) if v else v)
+            elif v and isinstance(v, str):
+                add(self._text(v, key, parent))
             else:
                 add(v)
 

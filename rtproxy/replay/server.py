@@ -379,21 +379,15 @@ class ReplayServer:
             # The sender may sleep through a recorded gap: a client that leaves, a damaged
             # client side, or the server stopping ends the session there and then.
             await asyncio.wait({sender, receiver, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            got: BaseException | None = None  # what ended the receiver (damage on the client side)
             if not sender.done():
                 got = None if not receiver.done() or receiver.cancelled() else receiver.exception()
-                if isinstance(got, RecordingError):
-                    report.close = f"replay stopped: {got.problem}"
-                    self.failed = got
-                    self.finished.set()
-                elif got is not None:
-                    log.error("rtproxy replay: session #%d failed: %r", report.number, got)
-                    report.close = f"replay failed: {got!r}"
-                elif stopping.done() and not receiver.done():
+                if got is None and stopping.done() and not receiver.done():
                     report.close = "the replay server stopped"
                 if not strict_close:  # (a --strict close stops the sender itself)
                     sender.cancel()
                 await asyncio.wait({sender})
-            exc = None if sender.cancelled() else sender.exception()
+            exc = got or (None if sender.cancelled() else sender.exception())
             if isinstance(exc, RecordingError):
                 # The file is damaged mid-stream: every session would stop at the same
                 # place. The server stops, and the command exits 2 saying where.
