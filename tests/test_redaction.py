@@ -254,3 +254,36 @@ def test_any_bytes_never_raise() -> None:
         data = bytes(rng.choice(alphabet) for _ in range(rng.randint(0, 80)))
         out, changed = redact_payload(data)
         assert isinstance(out, bytes) and changed == (out != data)
+
+
+def test_secrets_beside_and_inside_a_large_image_are_still_masked() -> None:
+    """A big message's long base64 runs are not searched for trigger words; every
+    secret around them, and a known one inside one, is still removed."""
+    import random
+
+    image = base64.b64encode(random.Random(3).randbytes(3 << 20)).decode()  # 4 MiB, a photo's size
+    def item(*parts: dict) -> bytes:
+        return json.dumps({"type": "conversation.item.create",
+                           "item": {"type": "message", "role": "user", "content": list(parts)}}).encode()
+    img = {"type": "input_image", "image_url": "data:image/jpeg;base64," + image}
+    cases = [
+        item(img, {"type": "input_text", "text": f"my key is {KEY}"}),
+        item({"type": "input_text", "text": f"{EK} and Bearer abcdefPLANTED1234"}, img),
+        item(img, {"type": "input_text", "api_key": "PLANTEDplainvalue"}),
+        item(img).replace(b'"message"', b'"message","t":"\\u0073k-proj-PLANTEDescaped0123456789"'),
+        item({**img, "image_url": img["image_url"] + "Bearer"}, {"text": "Bearer PLANTEDafter0099"}),
+    ]
+    for msg in cases:
+        out, changed = redact_payload(msg)
+        assert changed and b"PLANTED" not in out, msg[-200:]
+        assert image.encode() in out  # the image itself untouched
+    # An alphanumeric key (Azure's are hex) this session used, in the middle of a run.
+    r = Redactor()
+    azure = "0123456789abcdefPLANTEDazure99"
+    r.learn_request("wss://x/openai/realtime?api-version=1", [("api-key", azure)])
+    middle = len(image) // 2
+    out, changed = r.payload(item({**img, "image_url": img["image_url"][:middle] + azure + image[middle:]}))
+    assert changed and b"PLANTED" not in out
+    # Words a photo's random letters spell by chance are not secrets: nothing changes.
+    msg = item({**img, "image_url": img["image_url"][:middle] + "tokenheadersecretcookie" + image[middle:]})
+    assert redact_payload(msg) == (msg, False)

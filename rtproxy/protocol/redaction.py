@@ -111,6 +111,16 @@ _INSECURE_KEY_PREFIX = "openai-insecure-api-key."
 # Key-shaped strings. A letter or digit before the prefix means a word such as
 # "ask_question" or "risk-free", not a key.
 _KEY_RE = re.compile(r"(?<![A-Za-z0-9])(?:sk-[A-Za-z0-9_\-]{16,}|sk_[A-Za-z0-9_\-]{16,}|ek_[A-Za-z0-9_\-]{6,})")
+
+
+def _keys_masked(s: str) -> str:
+    """``_KEY_RE.sub(MARKER, s)``; the literals a key starts with are looked for first,
+    so a 32 MiB image's base64 is scanned at memchr speed, not at the pattern's
+    60 ns a character (which held the recorder's event loop for seconds)."""
+    if "sk-" in s or "sk_" in s or "ek_" in s:
+        return _KEY_RE.sub(MARKER, s)
+    return s
+
 _BEARER_RE = re.compile(r"(?i)(\bbearer)(\s+)([A-Za-z0-9._~+/=\-]{6,})")
 _URL_RE = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://[^\s\"'<>\\]+\?[^\s\"'<>\\]+")
 # Bytes whose presence makes a payload worth walking. ``\u`` because an escape
@@ -131,6 +141,30 @@ _TRIGGER_LOWER_RE = re.compile(b"|".join(re.escape(t) for t in _TRIGGER_LITERALS
 def _has_trigger(data: bytes) -> bool:
     """``_TRIGGER_RE.search(data)``, faster."""
     return _TRIGGER_LOWER_RE.search(data.lower()) is not None
+
+
+#: Past this many bytes, a message's long base64 runs are not searched for triggers.
+_BIG = 1 << 16
+#: A run of base64 characters this long (an image, a file, audio under another
+#: name): the lookbehind makes each run one scan, whatever its length.
+_BASE64_RUN_RE = re.compile(rb"(?<![A-Za-z0-9+/])[A-Za-z0-9+/]{4096,}")
+_RUN_EDGE = 64
+
+
+def _edges(m: re.Match[bytes]) -> bytes:
+    run = m.group(0)
+    return run[:_RUN_EDGE] + b" " + run[-_RUN_EDGE:]
+
+
+def _without_base64_runs(data: bytes) -> bytes:
+    """``data`` with each run of 4,096 or more base64 characters cut to its first and
+    last 64, for the trigger search only. Inside such a run no trigger is a secret's:
+    the key patterns need ``-``, ``_``, ``\\`` or ``:``, which base64 lacks, a bearer
+    token follows a space, and member names are short strings; the words (``token``,
+    ``header``...) that a 32 MiB image's random letters spell by chance sent it
+    through the pattern at 33 ns a byte (a second of the recorder's event loop).
+    The edges stay, for a word that ends or starts there."""
+    return _BASE64_RUN_RE.sub(_edges, data)
 # A known secret shorter than this is not searched for everywhere (it would
 # clobber ordinary text); it is still removed where it stands.
 _MIN_KNOWN = 8
@@ -205,7 +239,7 @@ class Redactor:
             q = quote(k, safe="")
             if q != k and q in s:
                 s = s.replace(q, MARKER)
-        s = _KEY_RE.sub(MARKER, s)
+        s = _keys_masked(s)
         if "earer" in s or "EARER" in s:
             s = _BEARER_RE.sub(lambda m: m.group(1) + m.group(2) + MARKER, s)
         return s
@@ -277,7 +311,7 @@ class Redactor:
         for k in self.known:
             if k in s:
                 s = s.replace(k, MARKER)
-        s = _KEY_RE.sub(MARKER, s)
+        s = _keys_masked(s)
         return _BEARER_RE.sub(lambda m: m.group(1) + m.group(2) + MARKER, s)
 
     # -- messages ---------------------------------------------------------
@@ -289,9 +323,9 @@ class Redactor:
         (``_``, ``-``, ``\\`` and ``:`` are not base64; key names are in the text
         around it).
         """
-        if _has_trigger(data):
+        if any(k in data for k in self._known_bytes):
             return True
-        return any(k in data for k in self._known_bytes)
+        return _has_trigger(_without_base64_runs(data) if len(data) > _BIG else data)
 
     def payload(self, content: bytes) -> tuple[bytes, bool]:
         """A message with secrets replaced by :data:`MARKER`; and whether anything was.
