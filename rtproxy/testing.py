@@ -75,7 +75,7 @@ def make_recording(
             is_text, data = _wire(event)
             changed = False
             if redact:
-                data, changed = red.payload(data)
+                data, changed = red.message(data, side == "client", is_text)
             t_ns = max(t_last, int(round(float(t_ms) * 1e6)))
             t_last = t_ns
             w.write_message(t_ns, side == "client", is_text, data, redacted=changed)
@@ -244,7 +244,7 @@ class _Tap:
         if self._w.closed:
             return
         raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else bytes(data)
-        raw, changed = self._red.payload(raw)
+        raw, changed = self._red.message(raw, from_client, is_text)
         self._w.write_message(time.monotonic_ns() - self._t0, from_client, is_text, raw, redacted=changed)
 
     async def recv(self, *args: Any, **kwargs: Any) -> Any:

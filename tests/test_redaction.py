@@ -287,3 +287,68 @@ def test_secrets_beside_and_inside_a_large_image_are_still_masked() -> None:
     # Words a photo's random letters spell by chance are not secrets: nothing changes.
     msg = item({**img, "image_url": img["image_url"][:middle] + "tokenheadersecretcookie" + image[middle:]})
     assert redact_payload(msg) == (msg, False)
+
+
+def _deltas(text: str, cuts: list[int], typ: str = "response.output_audio_transcript.delta",
+            item: str = "item_1") -> list[bytes]:
+    bounds = [0, *cuts, len(text)]
+    return [json.dumps({"type": typ, "event_id": f"event_{i}", "response_id": "resp_1", "item_id": item,
+                        "output_index": 0, "content_index": 0, "delta": text[a:b]}).encode()
+            for i, (a, b) in enumerate(zip(bounds, bounds[1:])) if b > a]
+
+
+def _spelled(out: list[bytes]) -> str:
+    return "".join(json.loads(o)["delta"] for o in out)
+
+
+def test_a_key_spelled_out_over_many_deltas_is_masked_after_its_first_characters() -> None:
+    """A model or a transcription that spells a key a few characters a delta: each
+    delta is shorter than a key, so only the stream shows it. At most the prefix and
+    10 characters reach the file (the file has them before the key is recognisable)."""
+    import random
+
+    key = "sk-proj-" + "Q7w3PLANTEDstreamed0123456789abcdefghijklmnopqrstuvwxyzABCDEFGH" * 2
+    text = f"Sure \u2014 your key is {key}. Anything else?"  # the dash travels as a \\u escape
+    rng = random.Random(11)
+    for trial in range(60):
+        step = trial % 7 + 1
+        cuts = list(range(step, len(text), step)) if trial < 30 else sorted(rng.sample(range(1, len(text)), 40))
+        r = Redactor()
+        out = [r.message(d)[0] for d in _deltas(text, cuts)]
+        spelled = _spelled(out)
+        before, marker, after = spelled.partition(MARKER)
+        assert marker and after == ". Anything else?", (cuts, spelled)
+        assert before.startswith("Sure \u2014 your key is sk-") and len(before) <= len("Sure - your key is sk-") + 10 + 7
+        assert "PLANTED" not in spelled and all(b"streamed01" not in o for o in out)
+    # the same for a key this session used (an Azure key is hex: no shape to see)
+    azure = "0f1e2d3c4b5a69788796a5b4c3d2e1f0PLANTED"
+    r = Redactor()
+    r.learn_request("wss://x/openai/realtime?api-version=1", [("api-key", azure)])
+    out = [r.message(d)[0] for d in _deltas(f"the key {azure} is wrong", list(range(3, 60, 3)))]
+    before, marker, after = _spelled(out).partition(MARKER)
+    assert marker and after == " is wrong" and len(before) < len("the key ") + 8 + 3
+    # a bearer token, across deltas, in function-call arguments
+    args = '{"header": "Authorization: Bearer eyJhbGciPLANTEDpayload.sig", "retry": true}'
+    out = [r.message(d)[0] for d in _deltas(args, list(range(5, len(args), 5)), "response.function_call_arguments.delta")]
+    assert "PLANTED" not in _spelled(out) and _spelled(out).endswith('", "retry": true}')
+
+
+def test_streams_are_apart_and_ordinary_deltas_stay_exact() -> None:
+    r = Redactor()
+    text = "I left the desk-top app, ask_me_anything skill, sk-learn: Bearer of bad news."
+    msgs = _deltas(text, list(range(3, len(text), 3)))
+    assert [r.message(m) for m in msgs] == [(m, False) for m in msgs]
+    # halves of a key in two different items (or event types) are two streams, not one key
+    a = _deltas("see sk-proj-abc", [], item="item_a")
+    b = _deltas("defghijklmnop", [], item="item_b")
+    c = _deltas("defghijklmnop", [], typ="response.output_text.delta", item="item_a")
+    assert [r.message(m) for m in a + b + c] == [(m, False) for m in a + b + c]
+    # the same two halves in one stream: the second is masked, the rest of its bytes exact
+    first, second = _deltas("see sk-proj-abc" + "defghijklmnop rest", [15])
+    r2 = Redactor()
+    assert r2.message(first) == (first, False)
+    out, changed = r2.message(second)
+    assert changed and out == second.replace(b'"defghijklmnop rest"', json.dumps(MARKER + " rest").encode())
+    # audio deltas, binary messages and invalid JSON are not streams
+    audio = json.dumps({"type": "response.output_audio.delta", "item_id": "i", "delta": "c2stcHJvai1hYmNkZWZnaGlq"}).encode()
+    assert r2.stream(audio) == (audio, False) and r2.stream(b'{"type":"x.delta","delta":"\xff') == (b'{"type":"x.delta","delta":"\xff', False)

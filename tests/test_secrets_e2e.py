@@ -341,3 +341,45 @@ def test_close_reasons_pings_and_refusal_reasons_hold_no_key(tmp_path: Path) -> 
     assert hs["status"] == 401 and hs["reason"] == "Bad key [REDACTED by rtproxy]"
     assert hs["response_body"] == b'{"error":"bad key [REDACTED by rtproxy]"}'  # decoded, redacted
     assert not [k for k, _ in hs["response_headers"] if k.lower() == "content-encoding"]
+
+
+def test_a_key_streamed_in_deltas_reaches_the_client_whole_and_the_file_cut(tmp_path: Path) -> None:
+    """The model spells a key out in a transcript, four characters a delta (each
+    delta too short to be a key); the recorded deltas mask it from its 11th
+    character on, the done event wholly; the client gets every delta as sent."""
+    key = "sk-proj-" + secret("streamed") + "0123456789abcdefghijklmnopqrstuvwxyz" * 3
+    text = f"Your key is {key}, as you asked."
+    pieces = [text[i:i + 4] for i in range(0, len(text), 4)]
+
+    async def upstream(ws, up) -> None:
+        await ws.recv()
+        for i, p in enumerate(pieces):
+            await ws.send(json.dumps({"type": "response.output_audio_transcript.delta", "event_id": f"event_{i}",
+                                      "response_id": "resp_1", "item_id": "item_1", "output_index": 0,
+                                      "content_index": 0, "delta": p}))
+        await ws.send(json.dumps({"type": "response.output_audio_transcript.done", "response_id": "resp_1",
+                                  "item_id": "item_1", "output_index": 0, "content_index": 0, "transcript": text}))
+        await ws.recv()
+
+    with Upstream(upstream) as up:
+        rec = Recorder(up.url, tmp_path / "rec")
+        try:
+            async def go() -> str:
+                async with websockets.connect(f"ws://127.0.0.1:{rec.port}/v1/realtime?model=m") as ws:
+                    await ws.send('{"type":"response.create"}')
+                    got = [json.loads(await asyncio.wait_for(ws.recv(), 10)) for _ in range(len(pieces) + 1)]
+                    await ws.send('{"type":"session.update","session":{}}')
+                return "".join(e["delta"] for e in got[:-1])
+
+            assert asyncio.run(go()) == text
+            [path] = rec.wait_files(1)
+        finally:
+            rec.stop()
+    raw = _raw_file(path)
+    assert secret("streamed").encode() not in raw and b"0123456789abcdef" not in raw
+    with open_recording(path) as r:
+        server = [json.loads(m.content) for m in r.messages() if not m.from_client]
+    spelled = "".join(e.get("delta", "") for e in server)
+    assert spelled.startswith("Your key is sk-proj-") and spelled.endswith("[REDACTED by rtproxy], as you asked.")
+    assert len(spelled.split("[REDACTED")[0]) <= len("Your key is sk-") + 10 + 3
+    assert server[-1]["transcript"] == "Your key is [REDACTED by rtproxy], as you asked."

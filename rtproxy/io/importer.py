@@ -113,7 +113,7 @@ def _write_session(
     last = 0
     payload_redacted = 0
     for t_ns, from_client, is_text, content in messages:
-        content2, changed = red.payload(content)
+        content2, changed = red.message(content, from_client, is_text)
         payload_redacted += changed
         w.write_message(t_ns, from_client, is_text, content2, redacted=changed)
         last = max(last, t_ns)

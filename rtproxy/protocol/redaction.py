@@ -15,6 +15,11 @@ A :class:`Redactor` also remembers the credentials it saw in a session's
 request (the bearer token, the ``api-key`` header, a key in the query or in the
 subprotocol) and removes them wherever they come back: in a response header,
 a refusal body, an ``error.message`` that echoes the key.
+
+Streamed text (``response.output_text.delta``, transcript and function-call
+argument deltas: a few characters an event) is also read as the stream it is
+(:meth:`Redactor.message`): a key the model or a transcription spells out
+over many deltas is masked from the delta where it becomes recognisable on.
 """
 
 from __future__ import annotations
@@ -177,11 +182,13 @@ def _norm(name: str) -> str:
 class Redactor:
     """Removes secrets, including the credentials this session is known to use."""
 
-    __slots__ = ("known", "_known_bytes")
+    __slots__ = ("known", "_known_bytes", "_streams", "_tail_chars")
 
     def __init__(self, known: Iterable[str] = ()) -> None:
         self.known: set[str] = set()
         self._known_bytes: tuple[bytes, ...] = ()
+        self._streams: dict[tuple[object, ...], _Stream] = {}
+        self._tail_chars = STREAM_TAIL_CHARS
         for k in known:
             self.learn(k)
 
@@ -197,6 +204,7 @@ class Redactor:
         if len(value) < _MIN_KNOWN or value == MARKER or value in self.known:
             return
         self.known.add(value)
+        self._tail_chars = max(self._tail_chars, len(value) + 8)
         forms = {value.encode("utf-8", "surrogatepass")}
         forms.add(quote(value, safe="").encode("ascii"))
         self._known_bytes = tuple(sorted(set(self._known_bytes) | forms, key=len, reverse=True))
@@ -340,6 +348,146 @@ class Redactor:
         if out is text or out == text:
             return content, False
         return out.encode("utf-8", "surrogateescape"), True
+
+
+    # -- streamed text ------------------------------------------------------
+    def message(self, content: bytes, from_client: bool = False, is_text: bool = True) -> tuple[bytes, bool]:
+        """A recorded message with its secrets replaced: :meth:`payload`, and for a
+        text delta, what the deltas of its stream spell together (:meth:`stream`).
+        Give a session's messages in the order they travelled."""
+        streamed = False
+        if is_text:
+            content, streamed = self.stream(content, from_client)
+        content, changed = self.payload(content)
+        return content, streamed or changed
+
+    def stream(self, content: bytes, from_client: bool = False) -> tuple[bytes, bool]:
+        """For a text delta event (``*.delta`` with a string ``delta``, not audio):
+        the message with the part of its delta that continues or completes a secret
+        begun in the deltas before it masked; and whether anything was. Any other
+        message comes back as it is.
+
+        A delta stream is the deltas of one event type and item. Each keeps its last characters (as many as the longest known credential, at
+        least :data:`STREAM_TAIL_CHARS`) in memory. A key-shaped string counts from
+        its prefix and 10 characters (a whole message needs 16); a known credential
+        from its first 8. What came before that is in the file already: at most
+        that much of a key's start.
+        """
+        if len(content) > _STREAM_MAX_BYTES:
+            return content, False
+        head = _DELTA_TYPE_RE.search(content, 0, 256)
+        if head is None or head.group(1) in _AUDIO_DELTAS:
+            return content, False
+        m = _DELTA_MEMBER_RE.search(content)
+        if m is None:
+            return content, False
+        token = m.group(1)
+        try:
+            delta = _decode(token.decode("utf-8")) if b"\\" in token else token[1:-1].decode("utf-8")
+        except UnicodeDecodeError:  # payload() still walks it
+            return content, False
+        if not delta:
+            return content, False
+        item = _ITEM_ID_RE.search(content)
+        key = (from_client, head.group(1), item.group(1) if item is not None else None)
+        st = self._streams.pop(key, None)
+        if st is None:
+            st = _Stream()
+            if len(self._streams) >= MAX_STREAMS:  # the oldest stream is let go
+                del self._streams[next(iter(self._streams))]
+        self._streams[key] = st
+        new = self._stream_delta(st, delta)
+        if new == delta:
+            return content, False
+        a, b = m.span(1)
+        return content[:a] + _encode(new).encode("ascii") + content[b:], True
+
+    def _stream_delta(self, st: _Stream, d: str) -> str:
+        """``d`` with what continues a secret of its stream masked; ``st`` moved on."""
+        tail = st.tail
+        n = len(tail)
+        s = tail + d
+        spans: list[tuple[int, int]] = []
+        cont: re.Pattern[str] | None = None
+        if st.cont is not None:  # the delta before ended inside a key: its leading key characters go
+            lead = st.cont.match(d)
+            went_on = lead.end() if lead is not None else 0
+            if went_on:
+                spans.append((n, n + went_on))
+                if went_on == len(d):
+                    cont = st.cont
+        # A secret not yet seen starts at most _STREAM_LOOKBACK characters before this
+        # delta (a key's prefix and 9 characters; "Bearer" and its spaces): one seen
+        # before is gone on with by ``cont``.
+        since = max(0, n - _STREAM_LOOKBACK)
+        w = s[since:]
+        for pattern, chars in _STREAM_PATTERNS if "k-" in w or "k_" in w or "earer" in w.lower() else ():
+            for m in pattern.finditer(s, since):
+                a, b = m.span("secret")
+                if b > n:
+                    spans.append((max(a, n), b))
+                    if b == len(s):
+                        cont = chars
+        for k in self.known:
+            i = s.find(k, max(0, n - len(k) + 1))
+            while i >= 0:
+                spans.append((max(i, n), i + len(k)))
+                i = s.find(k, i + 1)
+            # still coming: the stream ends with the credential's first 8 characters or more
+            start = s.rfind(k[:_MIN_KNOWN], max(0, len(s) - len(k) + 1))
+            while start >= 0 and not k.startswith(s[start:]):
+                start = s.rfind(k[:_MIN_KNOWN], max(0, len(s) - len(k) + 1), start + _MIN_KNOWN - 1)
+            if start >= 0 and len(s) > n:
+                spans.append((max(start, n), len(s)))
+        st.tail = s[-self._tail_chars :]
+        masked_to_end = st.masked_to_end
+        st.cont = cont
+        st.masked_to_end = False
+        if not spans:
+            return d
+        spans.sort()
+        out: list[str] = []
+        pos = n
+        for a, b in spans:
+            if b <= pos:
+                continue
+            a = max(a, pos)
+            out.append(s[pos:a])
+            # a secret that goes on from the delta before has its marker there already
+            out.append("" if a == n and masked_to_end else MARKER)
+            pos = b
+        out.append(s[pos:])
+        st.masked_to_end = pos == len(s)
+        return "".join(out)
+
+
+class _Stream:
+    __slots__ = ("tail", "cont", "masked_to_end")
+
+    def __init__(self) -> None:
+        self.tail = ""  # the stream's last characters, as they came
+        self.cont: re.Pattern[str] | None = None  # characters that go on with the key it ended in
+        self.masked_to_end = False  # the last delta ended with a marker
+
+
+#: Characters of a delta stream kept to see a secret across deltas (more when a
+#: known credential is longer).
+STREAM_TAIL_CHARS = 256
+#: Delta streams remembered per session; the oldest is let go past this.
+MAX_STREAMS = 1024
+_STREAM_LOOKBACK = 64
+_STREAM_MAX_BYTES = 1 << 20  # a delta event is a few hundred bytes; past this it is not one
+_DELTA_TYPE_RE = re.compile(rb'"type"\s*:\s*"([A-Za-z0-9_.]{1,120}\.delta)"')
+_DELTA_MEMBER_RE = re.compile(rb'"delta"\s*:\s*("[^"\\]*(?:\\.[^"\\]*)*")', re.S)
+_ITEM_ID_RE = re.compile(rb'"item_id"\s*:\s*"([^"\\]{0,128})"')
+_AUDIO_DELTAS = frozenset({b"response.audio.delta", b"response.output_audio.delta"})
+_KEY_CHARS_RE = re.compile(r"[A-Za-z0-9_\-]*")
+_TOKEN_CHARS_RE = re.compile(r"[A-Za-z0-9._~+/=\-]*")
+#: (a secret as it shows in a stream, the characters that continue it in the next delta)
+_STREAM_PATTERNS = (
+    (re.compile(r"(?<![A-Za-z0-9])(?P<secret>(?:sk-|sk_|ek_)[A-Za-z0-9_\-]{10,})"), _KEY_CHARS_RE),
+    (re.compile(r"(?i:\bbearer)\s+(?P<secret>[A-Za-z0-9._~+/=\-]{6,})"), _TOKEN_CHARS_RE),
+)
 
 
 # A JSON string token; the closing quote is optional so an unterminated string

@@ -323,14 +323,19 @@ class RealtimeRecorder:
             try:
                 content = msg.content
                 parts = split_base64_audio(content) if msg.is_text else None
+                red = sess.redactor
+                # A text delta is also read with the deltas of its stream before it.
+                streamed = False
+                if parts is None and msg.is_text:
+                    content, streamed = red.stream(content, msg.from_client)
                 changed = False
                 # Look for secrets in the text around the audio: a 15 MiB append is
                 # not scanned five times over.
-                red = sess.redactor
                 if red.might_hold_secrets(b"".join(parts[0::2]) if parts else content):
                     content, changed = red.payload(content)
                     if changed:
                         parts = None  # split again by the writer
+                changed = changed or streamed
                 sess.writer.write_message(
                     time.monotonic_ns() - sess.t0_ns,
                     msg.from_client,
