@@ -116,3 +116,25 @@ def test_grep_for_bytes_that_are_not_utf8_finds_them(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     kinds = [json.loads(line)["kind"] for line in out.stdout.splitlines()]
     assert kinds == ["header", "message", "end"]
+
+
+def test_the_timeline_is_the_same_held_in_memory_or_spilled_to_a_file(rec: Path, monkeypatch) -> None:
+    """show holds the timeline while it counts the header's totals; past its limit
+    the timeline goes to a temporary file. Both give the same output."""
+    import contextlib
+    import importlib
+    import io
+
+    cli_main = importlib.import_module("rtproxy.cli.main")
+
+    def run() -> str:
+        buf = io.StringIO()
+        with contextlib.redirect_stdout(buf):
+            cli_main._show_text(str(rec))
+        return buf.getvalue()
+
+    whole = run()
+    lines = whole.splitlines()
+    assert len(lines) > 30 and lines[0] == str(rec) and show(rec).stdout == whole
+    monkeypatch.setattr(cli_main, "SPOOL_CHARS", 200)
+    assert run() == whole

@@ -213,6 +213,47 @@ def _show_summary(file: str, as_json: bool) -> None:
         sys.stdout.write(line + "\n")
 
 
+#: Characters of show's timeline held in memory; past them it goes to a temporary file.
+SPOOL_CHARS = 32 << 20
+
+
+class _Spool:
+    """Lines kept while a recording is read: in memory, then past
+    :data:`SPOOL_CHARS` characters in a temporary file. Lines go to :attr:`lines`
+    (a list's append, not a method call a line); :meth:`spill` every so often
+    counts them."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self._chunks: list[str] = []
+        self._chars = 0
+        self._limit = SPOOL_CHARS
+        self._file: Any = None
+
+    def spill(self) -> None:
+        chunk = "".join(self.lines)
+        self.lines.clear()
+        if self._file is None:
+            self._chunks.append(chunk)
+            self._chars += len(chunk)
+            if self._chars <= self._limit:
+                return
+            self._file = tempfile.TemporaryFile(mode="w+", encoding="utf-8", newline="")
+            chunk = "".join(self._chunks)
+            self._chunks = []
+        self._file.write(chunk)
+
+    def copy_to(self, out: Any) -> None:
+        self.spill()
+        if self._file is None:
+            for chunk in self._chunks:
+                out.write(chunk)
+            return
+        with self._file:
+            self._file.seek(0)
+            shutil.copyfileobj(self._file, out, 1 << 20)
+
+
 def _show_text(file: str, flt: Any = None) -> None:
     out = sys.stdout
     # One pass: the timeline is spooled (to a temporary file past 32 MiB) while
@@ -220,10 +261,13 @@ def _show_text(file: str, flt: Any = None) -> None:
     totals = AudioTotals()
     counts = {"client": 0, "server": 0}
     last_ns = 0
-    timeline = tempfile.SpooledTemporaryFile(32 << 20, mode="w+", encoding="utf-8", newline="")
+    timeline = _Spool()
     with open_recording(file) as reader:
-        put = timeline.write
+        lines = timeline.lines
+        put = lines.append
         for e in annotate(reader.messages(), totals):
+            if len(lines) >= 4096:
+                timeline.spill()
             m = e.msg
             counts[m.direction] += 1
             last_ns = m.t_ns
@@ -274,9 +318,7 @@ def _show_text(file: str, flt: Any = None) -> None:
         )
     if rec.truncated:
         out.write("  note         recording was cut short (recorder stopped mid-session); shown up to the cut\n")
-    with timeline:
-        timeline.seek(0)
-        shutil.copyfileobj(timeline, out, 1 << 20)
+    timeline.copy_to(out)
 
 
 def _tolerant_streams() -> None:
