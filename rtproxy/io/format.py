@@ -147,6 +147,17 @@ def join_payload(payload: bytes | list[bytes]) -> bytes:
     return b"".join(out)
 
 
+def wire_size(p: bytes | bytearray | list[bytes], packed: bool) -> int:
+    """The size on the wire of a payload (:attr:`Message.size`), its audio values
+    packed or not, without re-encoding or unpacking them."""
+    if isinstance(p, (bytes, bytearray)):
+        return len(p)
+    extra = 1 if packed else 0  # packed audio carries a one-byte tag
+    if len(p) == 3:  # the usual: one audio value
+        return len(p[0]) + len(p[2]) + 4 * ((len(p[1]) - extra + 2) // 3)
+    return sum(len(x) if i % 2 == 0 else 4 * ((len(x) - extra + 2) // 3) for i, x in enumerate(p))
+
+
 class Message:
     """One WebSocket message as it crossed the proxy.
 
@@ -217,15 +228,7 @@ class Message:
     @property
     def size(self) -> int:
         """Size on the wire in bytes, computed without re-encoding (or unpacking) audio."""
-        p = self._payload
-        if isinstance(p, (bytes, bytearray)):
-            return len(p)
-        extra = 1 if self._packed else 0  # packed audio carries a one-byte tag
-        if len(p) == 3:  # the usual: one audio value
-            return len(p[0]) + len(p[2]) + 4 * ((len(p[1]) - extra + 2) // 3)
-        return sum(
-            len(x) if i % 2 == 0 else 4 * ((len(x) - extra + 2) // 3) for i, x in enumerate(p)
-        )
+        return wire_size(self._payload, self._packed)
 
     @property
     def audio_bytes(self) -> int:
@@ -413,8 +416,7 @@ class RecordingWriter:
                 payload = list(payload)
                 payload[1::2] = [pack_audio(a) for a in payload[1::2]]
             flags |= FLAG_PACKED
-        size = Message(t_ns, from_client, is_text, payload, packed=True).size
-        self._record(t_ns, from_client, flags, payload, size)
+        self._record(t_ns, from_client, flags, payload, wire_size(payload, True))
 
     def _record(self, t_ns: int, from_client: bool, flags: int, payload: bytes | list[bytes], size: int) -> None:
         stored = len(payload) if isinstance(payload, (bytes, bytearray)) else sum(map(len, payload))
