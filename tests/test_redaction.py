@@ -352,3 +352,70 @@ def test_streams_are_apart_and_ordinary_deltas_stay_exact() -> None:
     # audio deltas, binary messages and invalid JSON are not streams
     audio = json.dumps({"type": "response.output_audio.delta", "item_id": "i", "delta": "c2stcHJvai1hYmNkZWZnaGlq"}).encode()
     assert r2.stream(audio) == (audio, False) and r2.stream(b'{"type":"x.delta","delta":"\xff') == (b'{"type":"x.delta","delta":"\xff', False)
+
+
+def test_delta_streams_written_unusually_are_read_as_a_parser_reads_them() -> None:
+    """A repeated or nested "delta", an escaped member name or type, the type past the
+    start, an escaped or long item_id: the stream is still the one a parser sees."""
+    t = '"type":"response.output_text.delta","item_id":"item_1"'
+    forms = [
+        lambda d: '{%s,"delta":"x","delta":%s}' % (t, json.dumps(d)),
+        lambda d: '{%s,"meta":{"delta":"x"},"delta":%s}' % (t, json.dumps(d)),
+        lambda d: '{%s,"\\u0064elta":%s}' % (t, json.dumps(d)),
+        lambda d: '{"event_id":"%s","item_id":"i","delta":%s,"type":"response.output_text.delta"}' % ("e" * 250, json.dumps(d)),
+        lambda d: '{"type":"response.output_text.\\u0064elta","item_id":"i","delta":%s}' % json.dumps(d),
+    ]
+    for form in forms:
+        r = Redactor()
+        out = [json.loads(r.message(form(d).encode())[0])["delta"] for d in ["key sk-proj-Abcd", "efghij0123456789KLMN", " ok"]]
+        assert out == ["key sk-proj-Abcd", MARKER, " ok"], form("")
+    for a, b in [("it\\u0041", "it\\u0042"), ("a" * 129, "b" * 129)]:
+        r = Redactor()
+        seq = [("key sk-proj-Abcd", a), (" hello", b), ("efghij0123456789KLMN", a)]
+        out = [json.loads(r.message(('{"type":"response.output_text.delta","item_id":"%s","delta":%s}'
+                                      % (i, json.dumps(d))).encode())[0])["delta"] for d, i in seq]
+        assert out == ["key sk-proj-Abcd", " hello", MARKER]
+
+
+def test_stream_edge_cases_spaces_markers_and_what_is_not_a_secret() -> None:
+    def spell(r: Redactor, text: str, step: int) -> str:
+        return _spelled([r.message(d)[0] for d in _deltas(text, list(range(step, len(text), step)))])
+
+    # "Bearer", 60 spaces, then the token
+    assert "PLANTED" not in spell(Redactor(), "Authorization: Bearer" + " " * 60 + "eyJhbGciPLANTEDpayload.sig", 3)
+    # a learned key that the key pattern also sees: one marker, not two
+    r = Redactor()
+    r.learn("sk-proj-Abcdef0123456789PLANTED")
+    out = spell(r, "use sk-proj-Abcdef0123456789PLANTED now", 4)
+    assert out.count(MARKER) == 1 and out.startswith("use sk-proj-") and out.endswith(f"{MARKER} now")
+    # a cookie's value is not telling enough to mask its start in ordinary text; names with _sk_ are not keys
+    r = Redactor()
+    r.learn_request("wss://x/v1/realtime", [("Cookie", "consent=accepted-all-cookies")])
+    text = "Your order was accepted and will ship; see my_sk_variable_name and self._sk_cache_entries."
+    assert spell(r, text, 5) == text
+    # the cookie's whole value is still masked
+    assert "accepted-all-cookies" not in spell(r, "it said accepted-all-cookies today", 5)
+
+
+def test_a_session_credential_written_with_json_escapes_is_masked_beside_a_large_image() -> None:
+    token = "AbCd/EfGh+IjKl/MnOpPLANTED=="
+    image = base64.b64encode(bytes(range(256)) * 1024).decode()
+    for text in (token.replace("/", "\\/"), json.dumps(token)[1:-1]):
+        msg = ('{"type":"conversation.item.create","item":{"type":"message","role":"user","content":['
+               '{"type":"input_text","text":"my pass is ' + text + '"},'
+               '{"type":"input_image","image_url":"data:image/png;base64,' + image + '"}]}}').encode()
+        r = Redactor()
+        r.learn_request(None, [("Authorization", "Bearer " + token)])
+        out, changed = r.payload(msg)
+        assert changed and b"PLANTED" not in out
+
+
+def test_urls_in_long_text_are_scanned_in_linear_time() -> None:
+    import time
+
+    for text in ("a" * 200_000 + " ://?", "a://" * 50_000 + " ?", "?" + "a://" * 50_000):
+        t0 = time.perf_counter()
+        out, changed = redact_payload(json.dumps({"type": "x", "text": text}).encode())
+        assert not changed and time.perf_counter() - t0 < 5  # was quadratic: about a minute
+    out, changed = redact_payload(b'{"type":"x","text":"see x https://mcp.example.com/sse?token=PLANTED123&x=1 ok"}')
+    assert changed and b"PLANTED" not in out and out.endswith(b'&x=1 ok"}')

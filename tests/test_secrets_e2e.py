@@ -349,7 +349,11 @@ def test_a_key_streamed_in_deltas_reaches_the_client_whole_and_the_file_cut(tmp_
     character on, the done event wholly; the client gets every delta as sent."""
     key = "sk-proj-" + secret("streamed") + "0123456789abcdefghijklmnopqrstuvwxyz" * 3
     text = f"Your key is {key}, as you asked."
-    pieces = [text[i:i + 4] for i in range(0, len(text), 4)]
+    # four characters a delta, but for 64 that look like base64 audio (split out as such)
+    cut = len("Your key is sk-proj-") + 12
+    pieces = [text[i:i + 4] for i in range(0, cut, 4)] + [text[cut:cut + 64]]
+    pieces += [text[i:i + 4] for i in range(cut + 64, len(text), 4)]
+    assert "".join(pieces) == text and re.fullmatch(r"[A-Za-z0-9]{64}", pieces[cut // 4])
 
     async def upstream(ws, up) -> None:
         await ws.recv()
@@ -383,3 +387,36 @@ def test_a_key_streamed_in_deltas_reaches_the_client_whole_and_the_file_cut(tmp_
     assert spelled.startswith("Your key is sk-proj-") and spelled.endswith("[REDACTED by rtproxy], as you asked.")
     assert len(spelled.split("[REDACTED")[0]) <= len("Your key is sk-") + 10 + 3
     assert server[-1]["transcript"] == "Your key is [REDACTED by rtproxy], as you asked."
+
+
+def test_replay_to_a_live_endpoint_records_its_answers_without_the_keys(tmp_path: Path) -> None:
+    """``rtproxy replay --to``: the live endpoint echoes the --header key in an error and
+    spells a key out in deltas; the new run's file holds neither."""
+    from rtproxy.testing import make_recording
+
+    azure = secret("replayazure") + "0f0f0f0f"
+    key = "sk-proj-" + secret("replaystream") + "0123456789abcdefghijklmnopqrstuvwxyz"
+    text = f"The key is {key}."
+
+    async def upstream(ws, up) -> None:
+        await ws.recv()
+        await ws.send(json.dumps({"type": "error", "error": {"message": f"key {ws.request.headers['api-key']} is not valid"}}))
+        for i in range(0, len(text), 3):
+            await ws.send(json.dumps({"type": "response.output_text.delta", "item_id": "item_1", "delta": text[i:i + 3]}))
+        await ws.send(json.dumps({"type": "response.done", "response": {"id": "resp_1"}}))
+
+    rec = make_recording(tmp_path / "orig.rtrec", [
+        (0, "server", {"type": "session.created", "session": {}}),
+        (5, "client", {"type": "response.create"}),
+        (10, "server", {"type": "response.done", "response": {"id": "resp_0"}}),
+    ])
+    with Upstream(upstream) as up:
+        p = run("replay", rec, "--to", up.url, "--header", f"api-key: {azure}", "--out-dir", tmp_path / "runs")
+    assert p.returncode == 0, p.stderr
+    [new] = (tmp_path / "runs").glob("*.rtrec")
+    raw = _raw_file(new)
+    assert secret("replayazure").encode() not in raw and secret("replaystream").encode() not in raw
+    with open_recording(new) as r:
+        server = [json.loads(m.content) for m in r.messages() if not m.from_client]
+    assert server[0]["error"]["message"] == "key [REDACTED by rtproxy] is not valid"
+    assert "".join(e.get("delta", "") for e in server).startswith("The key is sk-proj-")

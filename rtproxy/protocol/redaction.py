@@ -24,6 +24,7 @@ over many deltas is masked from the delta where it becomes recognisable on.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from typing import Iterable
@@ -127,17 +128,21 @@ def _keys_masked(s: str) -> str:
     return s
 
 _BEARER_RE = re.compile(r"(?i)(\bbearer)(\s+)([A-Za-z0-9._~+/=\-]{6,})")
-_URL_RE = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://[^\s\"'<>\\]+\?[^\s\"'<>\\]+")
+# A URL is the rest of a run of characters a URL holds, from its first scheme on: the
+# runs are found first, so a 40 KB run of letters or of "a://" costs one scan, not one
+# per position (a pattern of its own took seconds of the recorder's event loop).
+_URL_RUN_RE = re.compile(r"[^\s\"'<>\\]+")
+_SCHEME_RE = re.compile(r"(?<![A-Za-z0-9+.\-])[A-Za-z][A-Za-z0-9+.\-]*+://")
 # Bytes whose presence makes a payload worth walking. ``\u`` because an escape
 # can spell any of the others; ``://`` for URLs that carry a token.
 _TRIGGER_RE = re.compile(
-    rb"(?i)sk[-_]|ek_|bearer|uthoriz|header|secret|token|api[-_]?key|password|cookie|subscription|\\u|://"
+    rb"(?i)sk[-_]|ek_|bearer|uthoriz|authenticat|header|secret|token|api[-_]?key|password|cookie|subscription|\\u|://"
 )
 _TRIGGER_STR_RE = re.compile(_TRIGGER_RE.pattern.decode("ascii"))
 # The same triggers as literals, searched for in lower-cased bytes: a fifth of the
 # time of the case-insensitive pattern, which every recorded message goes through.
 _TRIGGER_LITERALS = (
-    b"sk-", b"sk_", b"ek_", b"bearer", b"uthoriz", b"header", b"secret", b"token", b"apikey", b"api-key",
+    b"sk-", b"sk_", b"ek_", b"bearer", b"uthoriz", b"authenticat", b"header", b"secret", b"token", b"apikey", b"api-key",
     b"api_key", b"password", b"cookie", b"subscription", b"\\u", b"://",
 )
 _TRIGGER_LOWER_RE = re.compile(b"|".join(re.escape(t) for t in _TRIGGER_LITERALS))
@@ -182,13 +187,14 @@ def _norm(name: str) -> str:
 class Redactor:
     """Removes secrets, including the credentials this session is known to use."""
 
-    __slots__ = ("known", "_known_bytes", "_streams", "_tail_chars")
+    __slots__ = ("known", "_known_bytes", "_streams", "_tail_chars", "_watch")
 
     def __init__(self, known: Iterable[str] = ()) -> None:
         self.known: set[str] = set()
         self._known_bytes: tuple[bytes, ...] = ()
         self._streams: dict[tuple[object, ...], _Stream] = {}
         self._tail_chars = STREAM_TAIL_CHARS
+        self._watch: list[tuple[str, int]] = []  # (known credential, how much of its start is telling)
         for k in known:
             self.learn(k)
 
@@ -205,8 +211,14 @@ class Redactor:
             return
         self.known.add(value)
         self._tail_chars = max(self._tail_chars, len(value) + 8)
+        telling = _telling_prefix(value)
+        if telling:
+            self._watch.append((value, telling))
         forms = {value.encode("utf-8", "surrogatepass")}
         forms.add(quote(value, safe="").encode("ascii"))
+        # as JSON writes it: "a\/b", "\u00e9"
+        forms.add(value.replace("/", "\\/").encode("utf-8", "surrogatepass"))
+        forms.add(json.dumps(value)[1:-1].encode("ascii"))
         self._known_bytes = tuple(sorted(set(self._known_bytes) | forms, key=len, reverse=True))
 
     def learn_request(
@@ -240,7 +252,7 @@ class Redactor:
     def scrub(self, s: str) -> str:
         """``s`` with key-shaped strings, bearer tokens, known secrets and URL credentials masked."""
         if "://" in s and "?" in s:
-            s = _URL_RE.sub(lambda m: self.url(m.group(0))[0], s)
+            s = self._urls(s)
         for k in sorted(self.known, key=len, reverse=True):
             if k in s:
                 s = s.replace(k, MARKER)
@@ -314,6 +326,27 @@ class Redactor:
         query = urlencode(out, quote_via=quote, safe="/:-._~")
         return urlunsplit((parts.scheme, parts.netloc, parts.path, query, parts.fragment)), redacted
 
+    def _urls(self, s: str) -> str:
+        """``s`` with the credentials in each URL with a query masked."""
+        out: list[str] = []
+        pos = 0
+        for run in _URL_RUN_RE.finditer(s):
+            text = run.group(0)
+            if "://" not in text or "?" not in text:
+                continue
+            m = _SCHEME_RE.search(text)
+            if m is None or "?" not in text[m.end() + 1 :]:
+                continue
+            new = text[: m.start()] + self.url(text[m.start() :])[0]
+            if new != text:
+                out.append(s[pos : run.start()])
+                out.append(new)
+                pos = run.end()
+        if not out:
+            return s
+        out.append(s[pos:])
+        return "".join(out)
+
     def _scrub_plain(self, s: str) -> str:
         # As scrub(), without the URL pass (a query value is already one URL's part).
         for k in self.known:
@@ -333,7 +366,9 @@ class Redactor:
         """
         if any(k in data for k in self._known_bytes):
             return True
-        return _has_trigger(_without_base64_runs(data) if len(data) > _BIG else data)
+        if not _has_trigger(data):
+            return False
+        return len(data) <= _BIG or _has_trigger(_without_base64_runs(data))
 
     def payload(self, content: bytes) -> tuple[bytes, bool]:
         """A message with secrets replaced by :data:`MARKER`; and whether anything was.
@@ -373,23 +408,57 @@ class Redactor:
         from its first 8. What came before that is in the file already: at most
         that much of a key's start.
         """
-        if len(content) > _STREAM_MAX_BYTES:
+        head = _TYPE_RE.search(content, 0, 256)
+        if head is not None:
+            typ = head.group(1)
+            if not typ.endswith(b".delta") or typ in _AUDIO_DELTAS:
+                return content, False
+        elif b"delta" not in content:
             return content, False
-        head = _DELTA_TYPE_RE.search(content, 0, 256)
-        if head is None or head.group(1) in _AUDIO_DELTAS:
+        if (head is not None and b"\\" not in content and content.count(b'"delta"') == 1
+                and content.count(b'"item_id"') <= 1):
+            # The usual: written plainly, one delta, one item: read from the bytes.
+            m = _DELTA_MEMBER_RE.search(content)
+            if m is None:
+                return content, False
+            delta = m.group(1)[1:-1].decode("utf-8", "surrogateescape")
+            item_m = _ITEM_ID_RE.search(content)
+            item: bytes | str | None = item_m.group(1) if item_m is not None else None
+            new = self._stream_step(from_client, typ.decode("utf-8", "surrogateescape"), item, delta)
+            if new is None:
+                return content, False
+            a, b = m.span(1)
+            return content[:a] + _encode(new).encode("ascii") + content[b:], True
+        # Escapes, a repeated or nested member, a type past the start: what a parser reads.
+        if len(content) > _STREAM_PARSE_BYTES:
             return content, False
-        m = _DELTA_MEMBER_RE.search(content)
-        if m is None:
-            return content, False
-        token = m.group(1)
         try:
-            delta = _decode(token.decode("utf-8")) if b"\\" in token else token[1:-1].decode("utf-8")
-        except UnicodeDecodeError:  # payload() still walks it
+            event = json.loads(content)
+        except (ValueError, RecursionError):
             return content, False
+        if not isinstance(event, dict):
+            return content, False
+        ptyp, delta = event.get("type"), event.get("delta")
+        if (not isinstance(ptyp, str) or not ptyp.endswith(".delta") or not isinstance(delta, str)
+                or ptyp.encode("utf-8", "surrogatepass") in _AUDIO_DELTAS):
+            return content, False
+        pitem = event.get("item_id")
+        new = self._stream_step(from_client, ptyp, pitem if isinstance(pitem, str) else None, delta)
+        if new is None:
+            return content, False
+        # Written anew (a repeated member's other values go with it).
+        return json.dumps({**event, "delta": new}).encode("ascii"), True
+
+    def _stream_step(self, from_client: bool, typ: str, item: bytes | str | None, delta: str) -> str | None:
+        """The delta with what continues a secret of its stream masked, or None if nothing is."""
         if not delta:
-            return content, False
-        item = _ITEM_ID_RE.search(content)
-        key = (from_client, head.group(1), item.group(1) if item is not None else None)
+            return None
+        if item is not None and len(item) > _STREAM_ID_CHARS:
+            raw = item if isinstance(item, bytes) else item.encode("utf-8", "surrogatepass")
+            item = hashlib.blake2b(raw, digest_size=16).digest()
+        elif isinstance(item, str):
+            item = item.encode("utf-8", "surrogatepass")
+        key = (from_client, typ[:_STREAM_ID_CHARS], item)
         st = self._streams.pop(key, None)
         if st is None:
             st = _Stream()
@@ -397,10 +466,7 @@ class Redactor:
                 del self._streams[next(iter(self._streams))]
         self._streams[key] = st
         new = self._stream_delta(st, delta)
-        if new == delta:
-            return content, False
-        a, b = m.span(1)
-        return content[:a] + _encode(new).encode("ascii") + content[b:], True
+        return None if new == delta else new
 
     def _stream_delta(self, st: _Stream, d: str) -> str:
         """``d`` with what continues a secret of its stream masked; ``st`` moved on."""
@@ -419,7 +485,8 @@ class Redactor:
         # A secret not yet seen starts at most _STREAM_LOOKBACK characters before this
         # delta (a key's prefix and 9 characters; "Bearer" and its spaces): one seen
         # before is gone on with by ``cont``.
-        since = max(0, n - _STREAM_LOOKBACK)
+        # (back over the token and the spaces the tail ends with: "Bearer" and 60 spaces)
+        since = max(0, len(tail.rstrip(_TOKEN_CHARS).rstrip()) - _STREAM_LOOKBACK)
         w = s[since:]
         for pattern, chars in _STREAM_PATTERNS if "k-" in w or "k_" in w or "earer" in w.lower() else ():
             for m in pattern.finditer(s, since):
@@ -433,12 +500,30 @@ class Redactor:
             while i >= 0:
                 spans.append((max(i, n), i + len(k)))
                 i = s.find(k, i + 1)
-            # still coming: the stream ends with the credential's first 8 characters or more
-            start = s.rfind(k[:_MIN_KNOWN], max(0, len(s) - len(k) + 1))
-            while start >= 0 and not k.startswith(s[start:]):
-                start = s.rfind(k[:_MIN_KNOWN], max(0, len(s) - len(k) + 1), start + _MIN_KNOWN - 1)
-            if start >= 0 and len(s) > n:
-                spans.append((max(start, n), len(s)))
+        # A known credential still coming: the stream ends with enough of its start to
+        # tell (a letter and a digit, 8 characters or more: not "accepted", not
+        # "sk-proj-"), which the deltas after it go on with.
+        matched = st.matched
+        for k, telling in self._watch:
+            got = matched.pop(k, 0)  # the stream ended with k[:got]
+            if got:
+                rest = k[got:]
+                if rest.startswith(d):
+                    spans.append((n, len(s)))
+                    if got + len(d) < len(k):
+                        matched[k] = got + len(d)
+                    continue
+                if d.startswith(rest):
+                    spans.append((n, n + len(rest)))
+            # a start whose telling part ends in this delta (the leftmost: the longest)
+            find = k[:telling]
+            start = s.find(find, max(0, n - telling + 1, len(s) - len(k) + 1))
+            while start >= 0:
+                if s.startswith(k[: len(s) - start], start):
+                    spans.append((max(start, n), len(s)))
+                    matched[k] = len(s) - start
+                    break
+                start = s.find(find, start + 1)
         st.tail = s[-self._tail_chars :]
         masked_to_end = st.masked_to_end
         st.cont = cont
@@ -451,6 +536,9 @@ class Redactor:
         for a, b in spans:
             if b <= pos:
                 continue
+            if a < pos and pos > n:  # overlaps the secret just masked: one marker for both
+                pos = b
+                continue
             a = max(a, pos)
             out.append(s[pos:a])
             # a secret that goes on from the delta before has its marker there already
@@ -461,10 +549,24 @@ class Redactor:
         return "".join(out)
 
 
+def _telling_prefix(value: str) -> int:
+    """How many of a credential's first characters tell it from ordinary text in a
+    stream: the fewest, from 8 to 16, that hold a letter and a digit; 0 if none do
+    (a cookie's "accepted-all", a key's public "sk-proj-" is the key pattern's)."""
+    letter = digit = False
+    for i, c in enumerate(value[:16]):
+        letter = letter or c.isalpha()
+        digit = digit or c.isdigit()
+        if letter and digit and i + 1 >= _MIN_KNOWN:
+            return i + 1
+    return 0
+
+
 class _Stream:
-    __slots__ = ("tail", "cont", "masked_to_end")
+    __slots__ = ("tail", "cont", "masked_to_end", "matched")
 
     def __init__(self) -> None:
+        self.matched: dict[str, int] = {}  # known credential -> how much of its start the stream ends with
         self.tail = ""  # the stream's last characters, as they came
         self.cont: re.Pattern[str] | None = None  # characters that go on with the key it ended in
         self.masked_to_end = False  # the last delta ended with a marker
@@ -476,16 +578,20 @@ STREAM_TAIL_CHARS = 256
 #: Delta streams remembered per session; the oldest is let go past this.
 MAX_STREAMS = 1024
 _STREAM_LOOKBACK = 64
-_STREAM_MAX_BYTES = 1 << 20  # a delta event is a few hundred bytes; past this it is not one
-_DELTA_TYPE_RE = re.compile(rb'"type"\s*:\s*"([A-Za-z0-9_.]{1,120}\.delta)"')
+_STREAM_ID_CHARS = 128
+#: A delta event that is not written plainly is parsed up to this size (a real one is a
+#: few hundred bytes); a plain one is read from its bytes at any size.
+_STREAM_PARSE_BYTES = 1 << 20
+_TYPE_RE = re.compile(rb'"type"\s*:\s*"([^"\\]{0,200})"')
 _DELTA_MEMBER_RE = re.compile(rb'"delta"\s*:\s*("[^"\\]*(?:\\.[^"\\]*)*")', re.S)
-_ITEM_ID_RE = re.compile(rb'"item_id"\s*:\s*"([^"\\]{0,128})"')
+_ITEM_ID_RE = re.compile(rb'"item_id"\s*:\s*"([^"\\]*)"')
 _AUDIO_DELTAS = frozenset({b"response.audio.delta", b"response.output_audio.delta"})
 _KEY_CHARS_RE = re.compile(r"[A-Za-z0-9_\-]*")
+_TOKEN_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._~+/=-"
 _TOKEN_CHARS_RE = re.compile(r"[A-Za-z0-9._~+/=\-]*")
 #: (a secret as it shows in a stream, the characters that continue it in the next delta)
 _STREAM_PATTERNS = (
-    (re.compile(r"(?<![A-Za-z0-9])(?P<secret>(?:sk-|sk_|ek_)[A-Za-z0-9_\-]{10,})"), _KEY_CHARS_RE),
+    (re.compile(r"(?<![A-Za-z0-9_])(?P<secret>(?:sk-|sk_|ek_)[A-Za-z0-9_\-]{10,})"), _KEY_CHARS_RE),
     (re.compile(r"(?i:\bbearer)\s+(?P<secret>[A-Za-z0-9._~+/=\-]{6,})"), _TOKEN_CHARS_RE),
 )
 

@@ -324,10 +324,13 @@ class RealtimeRecorder:
                 content = msg.content
                 parts = split_base64_audio(content) if msg.is_text else None
                 red = sess.redactor
-                # A text delta is also read with the deltas of its stream before it.
+                # A text delta is also read with the deltas of its stream before it
+                # (any text message: one whose text looks like base64 is split too).
                 streamed = False
-                if parts is None and msg.is_text:
+                if msg.is_text:
                     content, streamed = red.stream(content, msg.from_client)
+                    if streamed:
+                        parts = None
                 changed = False
                 # Look for secrets in the text around the audio: a 15 MiB append is
                 # not scanned five times over.

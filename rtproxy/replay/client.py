@@ -26,7 +26,7 @@ from rtproxy.io.format import RecordingWriter, open_recording, recording_filenam
 from rtproxy.io.progress import Progress, reading
 from rtproxy.io.safefile import make_private_dirs, remove_empty_dirs
 from rtproxy.protocol.events import canonical_event_type, event_type, model_from_url
-from rtproxy.protocol.redaction import MARKER, redact_headers, redact_payload, redact_url
+from rtproxy.protocol.redaction import MARKER, Redactor
 from rtproxy.replay.substitute import IdAligner
 
 __all__ = ["ClientReplayError", "ClientReplayResult", "parse_header", "target_url", "run_client_replay"]
@@ -204,7 +204,11 @@ async def _client_replay(
     model = model_from_url(url)
     name, short = recording_filename(started, model)
     path = out / name
-    red_url, q_red = redact_url(url)
+    # As the recorder: the credentials this run sends (--header, the URL's query) are
+    # learned first, and removed wherever the live endpoint echoes them.
+    red = Redactor()
+    red.learn_request(url, headers)
+    red_url, q_red = red.url(url)
     result = ClientReplayResult(str(path), red_url)
 
     t_request = time.time()
@@ -221,12 +225,12 @@ async def _client_replay(
         )
     except websockets.InvalidStatus as exc:
         refusal = exc.response
-        req_headers, _ = redact_headers(headers)
-        body, _ = redact_payload(bytes(refusal.body or b""))
+        req_headers, _ = red.headers(headers)
+        body, _ = red.payload(bytes(refusal.body or b""))
         writer = _start(
             path, header, red_url, model, q_red, file,
             request_path=_path_of(red_url), request_headers=req_headers, status=refusal.status_code,
-            reason=refusal.reason_phrase, response_headers=redact_headers(refusal.headers.raw_items())[0],
+            reason=red.scrub(refusal.reason_phrase), response_headers=red.headers(refusal.headers.raw_items())[0],
             response_body=body, subprotocol=None, extensions=None, t_request=t_request, t_response=time.time(),
         )
         writer.close(duration_s=0.0, refused=True, replay_of=file)
@@ -239,15 +243,15 @@ async def _client_replay(
         raise ClientReplayError(f"cannot connect to {red_url}: {exc}") from None
 
     t0 = time.monotonic_ns()
-    req_headers, _ = redact_headers(ws.request.headers.raw_items()) if ws.request else ([], [])
+    req_headers, _ = red.headers(ws.request.headers.raw_items()) if ws.request else ([], [])
     resp = ws.response
     writer = _start(
         path, header, red_url, model, q_red, file,
-        request_path=redact_url(ws.request.path if ws.request else "")[0],
+        request_path=red.url(ws.request.path if ws.request else "")[0],
         request_headers=req_headers,
         status=resp.status_code if resp else 101,
         reason=resp.reason_phrase if resp else "Switching Protocols",
-        response_headers=redact_headers(resp.headers.raw_items())[0] if resp else [],
+        response_headers=red.headers(resp.headers.raw_items())[0] if resp else [],
         response_body=b"",
         subprotocol=ws.subprotocol,
         extensions=resp.headers.get("Sec-WebSocket-Extensions") if resp else None,
@@ -266,7 +270,7 @@ async def _client_replay(
                 typ = canonical_event_type(event_type(content)) if isinstance(data, str) else None
                 if ids is not None and typ is not None:
                     ids.live(content)
-                content, changed = redact_payload(content)
+                content, changed = red.message(content, False, isinstance(data, str))
                 writer.write_message(now - t0, False, isinstance(data, str), content, redacted=changed)
                 result.received += 1
                 live.add(typ, now)
@@ -354,7 +358,7 @@ async def _client_replay(
         rcvd, sent = ws.protocol.close_rcvd, ws.protocol.close_sent
         frame = rcvd if closed_by == "server" else sent
         result.close_code = frame.code if frame else None
-        result.close_reason = frame.reason if frame else None
+        result.close_reason = red.scrub(frame.reason) if frame else None
         result.closed_by = closed_by
         writer.write_close(
             t_ns=time.monotonic_ns() - t0, code=result.close_code, reason=result.close_reason, closed_by=closed_by
