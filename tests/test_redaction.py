@@ -419,3 +419,16 @@ def test_urls_in_long_text_are_scanned_in_linear_time() -> None:
         assert not changed and time.perf_counter() - t0 < 5  # was quadratic: about a minute
     out, changed = redact_payload(b'{"type":"x","text":"see x https://mcp.example.com/sse?token=PLANTED123&x=1 ok"}')
     assert changed and b"PLANTED" not in out and out.endswith(b'&x=1 ok"}')
+
+
+def test_a_key_escaped_inside_a_calls_json_arguments_is_masked() -> None:
+    """The arguments are JSON in a string: a key there may carry escapes of its own."""
+    args = json.dumps({"key": "sk-proj-PLANTEDdouble0123456789", "q": 'caf\u00e9 "x"'}).replace("-", "\\u002d", 1)
+    assert "sk\\u002dproj" in args
+    out, changed = redact_payload(json.dumps({"type": "response.function_call_arguments.done", "arguments": args}).encode())
+    assert changed and b"PLANTED" not in out
+    assert json.loads(json.loads(out)["arguments"]) == {"key": MARKER, "q": 'caf\u00e9 "x"'}
+    # an escape that spells no key is left as it was
+    for text in ["code: \\u0041 is A", "a literal \\\\u002d stays"]:
+        msg = json.dumps({"type": "x", "text": text}).encode()
+        assert redact_payload(msg) == (msg, False)

@@ -119,6 +119,14 @@ _INSECURE_KEY_PREFIX = "openai-insecure-api-key."
 _KEY_RE = re.compile(r"(?<![A-Za-z0-9])(?:sk-[A-Za-z0-9_\-]{16,}|sk_[A-Za-z0-9_\-]{16,}|ek_[A-Za-z0-9_\-]{6,})")
 
 
+_KEY_CHAR_ESCAPE_RE = re.compile(r"(?<!\\)((?:\\\\)*)\\u(00[2-7][0-9a-fA-F])")
+
+
+def _key_char(m: re.Match[str]) -> str:
+    c = chr(int(m.group(2), 16))
+    return m.group(1) + c if c.isalnum() or c in "-_" else m.group(0)
+
+
 def _keys_masked(s: str) -> str:
     """``_KEY_RE.sub(MARKER, s)``; the literals a key starts with are looked for first,
     so a 32 MiB image's base64 is scanned at memchr speed, not at the pattern's
@@ -251,6 +259,19 @@ class Redactor:
     # -- strings ----------------------------------------------------------
     def scrub(self, s: str) -> str:
         """``s`` with key-shaped strings, bearer tokens, known secrets and URL credentials masked."""
+        out = self._scrub(s)
+        if "\\u" in s and out == s:
+            # JSON inside a string (a call's arguments) may spell a key with escapes of
+            # its own ("sk\\u002dproj..."): read with those of a key's characters as
+            # them (the inner JSON stays as valid as it was), only if that shows one.
+            plain = _KEY_CHAR_ESCAPE_RE.sub(_key_char, s)
+            if plain != s:
+                cleaned = self._scrub(plain)
+                if cleaned != plain:
+                    return cleaned
+        return out
+
+    def _scrub(self, s: str) -> str:
         if "://" in s and "?" in s:
             s = self._urls(s)
         for k in sorted(self.known, key=len, reverse=True):
