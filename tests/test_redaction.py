@@ -432,3 +432,15 @@ def test_a_key_escaped_inside_a_calls_json_arguments_is_masked() -> None:
     for text in ["code: \\u0041 is A", "a literal \\\\u002d stays"]:
         msg = json.dumps({"type": "x", "text": text}).encode()
         assert redact_payload(msg) == (msg, False)
+
+
+def test_a_url_glued_to_text_or_digits_still_has_its_token_masked() -> None:
+    for text in ["Visit%20https://mcp.example.com/sse?token=PLANTEDa&x=1", "1.https://mcp.example.com/sse?token=PLANTEDb",
+                 "-wss://h/p?api-key=PLANTEDc", "1+ftp://u:p@h/?password=PLANTEDd_https://h/x?token=PLANTEDe",
+                 "9https://h/p?token=PLANTEDf"]:
+        out, changed = redact_payload(json.dumps({"type": "x", "text": text}).encode())
+        assert changed and b"PLANTED" not in out, text
+    # a plain key beside one spelled with escapes: both go
+    args = '{"a": "sk-proj-AAAAAAAAAAAAAAAAAAAA", "b": "sk\\u002dproj-PLANTEDBBBBBBBBBBBB"}'
+    out, changed = redact_payload(json.dumps({"type": "response.function_call_arguments.done", "arguments": args}).encode())
+    assert changed and b"PLANTED" not in out and b"AAAAAAAA" not in out

@@ -140,7 +140,24 @@ _BEARER_RE = re.compile(r"(?i)(\bbearer)(\s+)([A-Za-z0-9._~+/=\-]{6,})")
 # runs are found first, so a 40 KB run of letters or of "a://" costs one scan, not one
 # per position (a pattern of its own took seconds of the recorder's event loop).
 _URL_RUN_RE = re.compile(r"[^\s\"'<>\\]+")
-_SCHEME_RE = re.compile(r"(?<![A-Za-z0-9+.\-])[A-Za-z][A-Za-z0-9+.\-]*+://")
+_SCHEME_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+.-"
+_LETTER_RE = re.compile(r"[A-Za-z]")
+
+
+def _scheme_start(text: str) -> int:
+    """Where the first URL with a query in ``text`` starts (its scheme's first letter,
+    as ``[A-Za-z][A-Za-z0-9+.-]*://...?...`` would match it leftmost), or -1. Each
+    ``://`` is looked back from once over the scheme characters before it."""
+    lo = 0  # scheme characters hold no ":" or "/": a scheme starts after the last "://"
+    i = text.find("://")
+    while i >= 0:
+        j = lo + len(text[lo:i].rstrip(_SCHEME_CHARS))
+        letter = _LETTER_RE.search(text, j, i)
+        if letter is not None:
+            return letter.start() if "?" in text[i + 4 :] else -1
+        lo = i + 3
+        i = text.find("://", lo)
+    return -1
 # Bytes whose presence makes a payload worth walking. ``\u`` because an escape
 # can spell any of the others; ``://`` for URLs that carry a token.
 _TRIGGER_RE = re.compile(
@@ -260,12 +277,12 @@ class Redactor:
     def scrub(self, s: str) -> str:
         """``s`` with key-shaped strings, bearer tokens, known secrets and URL credentials masked."""
         out = self._scrub(s)
-        if "\\u" in s and out == s:
+        if "\\u" in out:
             # JSON inside a string (a call's arguments) may spell a key with escapes of
             # its own ("sk\\u002dproj..."): read with those of a key's characters as
             # them (the inner JSON stays as valid as it was), only if that shows one.
-            plain = _KEY_CHAR_ESCAPE_RE.sub(_key_char, s)
-            if plain != s:
+            plain = _KEY_CHAR_ESCAPE_RE.sub(_key_char, out)
+            if plain != out:
                 cleaned = self._scrub(plain)
                 if cleaned != plain:
                     return cleaned
@@ -355,10 +372,10 @@ class Redactor:
             text = run.group(0)
             if "://" not in text or "?" not in text:
                 continue
-            m = _SCHEME_RE.search(text)
-            if m is None or "?" not in text[m.end() + 1 :]:
+            start = _scheme_start(text)
+            if start < 0:
                 continue
-            new = text[: m.start()] + self.url(text[m.start() :])[0]
+            new = text[:start] + self.url(text[start:])[0]
             if new != text:
                 out.append(s[pos : run.start()])
                 out.append(new)
