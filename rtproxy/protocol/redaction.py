@@ -119,6 +119,7 @@ _INSECURE_KEY_PREFIX = "openai-insecure-api-key."
 _KEY_RE = re.compile(r"(?<![A-Za-z0-9])(?:sk-[A-Za-z0-9_\-]{16,}|sk_[A-Za-z0-9_\-]{16,}|ek_[A-Za-z0-9_\-]{6,})")
 
 
+# A \u escape of a character keys are written with (not one after an escaped backslash).
 _KEY_CHAR_ESCAPE_RE = re.compile(r"(?<!\\)((?:\\\\)*)\\u(00[2-7][0-9a-fA-F])")
 
 
@@ -443,8 +444,8 @@ class Redactor:
         A delta stream is the deltas of one event type and item. Each keeps its last characters (as many as the longest known credential, at
         least :data:`STREAM_TAIL_CHARS`) in memory. A key-shaped string counts from
         its prefix and 10 characters (a whole message needs 16); a known credential
-        from its first 8. What came before that is in the file already: at most
-        that much of a key's start.
+        from its first characters that hold a letter and a digit (8 or more). What
+        came before that is in the file already: at most that much of a key's start.
         """
         head = _TYPE_RE.search(content, 0, 256)
         if head is not None:

@@ -230,7 +230,7 @@ async def _client_replay(
         writer = _start(
             path, header, red_url, model, q_red, file,
             request_path=_path_of(red_url), request_headers=req_headers, status=refusal.status_code,
-            reason=red.scrub(refusal.reason_phrase), response_headers=red.headers(refusal.headers.raw_items())[0],
+            reason=red.scrub(refusal.reason_phrase or ""), response_headers=red.headers(refusal.headers.raw_items())[0],
             response_body=body, subprotocol=None, extensions=None, t_request=t_request, t_response=time.time(),
         )
         writer.close(duration_s=0.0, refused=True, replay_of=file)
